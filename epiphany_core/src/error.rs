@@ -1,0 +1,82 @@
+//! The crate's one error type, and the SQLSTATE each error is reported with.
+//!
+//! Code in this crate never talks to Postgres; it returns an [`Error`] and the extension
+//! crate reports it once (see `pg::report`). The SQLSTATE travels with the error so the
+//! boundary does not have to guess it.
+
+/// A five-character SQLSTATE code, as in the Postgres documentation's Appendix A.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SqlState(pub &'static str);
+
+impl SqlState {
+    pub const SUCCESSFUL_COMPLETION: SqlState = SqlState("00000");
+    pub const INVALID_PARAMETER_VALUE: SqlState = SqlState("22023");
+    pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState("0A000");
+    pub const DATA_CORRUPTED: SqlState = SqlState("XX001");
+    pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
+    pub const UNDEFINED_OBJECT: SqlState = SqlState("42704");
+
+    /// The code packed the way Postgres's `MAKE_SQLSTATE` packs it: six bits a character.
+    pub fn encoded(self) -> i32 {
+        self.0
+            .bytes()
+            .enumerate()
+            .map(|(i, b)| ((i32::from(b) - i32::from(b'0')) & 0x3F) << (6 * i))
+            .sum()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("invalid value for {name}: {detail}")]
+    InvalidParameter { name: String, detail: String },
+    #[error("{0} is not supported yet")]
+    NotSupported(String),
+    #[error("unknown EpiphanyDB component \"{0}\"")]
+    UnknownComponent(String),
+    #[error("data corrupted: {0}")]
+    Corrupted(String),
+}
+
+impl Error {
+    pub fn sqlstate(&self) -> SqlState {
+        match self {
+            Error::InvalidParameter { .. } => SqlState::INVALID_PARAMETER_VALUE,
+            Error::NotSupported(_) => SqlState::FEATURE_NOT_SUPPORTED,
+            Error::UnknownComponent(_) => SqlState::UNDEFINED_OBJECT,
+            Error::Corrupted(_) => SqlState::DATA_CORRUPTED,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sqlstate_is_five_characters_of_the_right_class() {
+        let errors = [
+            Error::InvalidParameter { name: "x".into(), detail: "y".into() },
+            Error::NotSupported("UPDATE".into()),
+            Error::UnknownComponent("nope".into()),
+            Error::Corrupted("bad checksum".into()),
+        ];
+        for e in errors {
+            let code = e.sqlstate().0;
+            assert_eq!(code.len(), 5, "{e}");
+            assert!(code.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()), "{code}");
+        }
+        assert_eq!(Error::NotSupported("UPDATE".into()).to_string(), "UPDATE is not supported yet");
+    }
+
+    #[test]
+    fn encodes_like_make_sqlstate() {
+        // Values of ERRCODE_* in Postgres's generated errcodes.h.
+        assert_eq!(SqlState::SUCCESSFUL_COMPLETION.encoded(), 0);
+        assert_eq!(SqlState::FEATURE_NOT_SUPPORTED.encoded(), 17 << 6);
+        assert_eq!(SqlState::INVALID_PARAMETER_VALUE.encoded(), 2 | (2 << 6) | (2 << 18) | (3 << 24));
+        assert_eq!(SqlState::DATA_CORRUPTED.encoded(), 40 | (40 << 6) | (1 << 24));
+    }
+}

@@ -1,0 +1,18 @@
+//! EpiphanyDB engine code shared by every extension of the suite.
+//!
+//! Everything here is pure Rust and tested with plain `cargo test -p epiphany_core`;
+//! the `pg` feature adds the small pieces of glue that need a running Postgres (pgrx).
+//! Extension crates stay thin: they translate between Postgres and this crate, and turn
+//! an [`Error`] into one `ereport` at the boundary.
+
+pub mod component;
+pub mod error;
+pub mod preload;
+
+#[cfg(feature = "pg")]
+pub mod pg;
+
+pub use error::{Error, SqlState};
+
+/// Version of the whole suite; every extension of one build carries the same one.
+pub const SUITE_VERSION: &str = env!("CARGO_PKG_VERSION");

