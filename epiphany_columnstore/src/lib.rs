@@ -24,7 +24,7 @@ fn columnstore_version() -> &'static str {
 
 extension_sql!(
     r#"
-COMMENT ON FUNCTION columnstore_version() IS
+COMMENT ON FUNCTION epiphany.columnstore_version() IS
     'Version of the loaded epiphany_columnstore library (compare with pg_extension.extversion)';
 "#,
     name = "columnstore_comments",

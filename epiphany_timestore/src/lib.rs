@@ -15,7 +15,7 @@ fn timestore_version() -> &'static str {
 
 extension_sql!(
     r#"
-COMMENT ON FUNCTION timestore_version() IS
+COMMENT ON FUNCTION epiphany.timestore_version() IS
     'Version of the loaded epiphany_timestore library (compare with pg_extension.extversion)';
 "#,
     name = "timestore_comments",

@@ -18,7 +18,7 @@ fn version() -> &'static str {
 
 extension_sql!(
     r#"
-COMMENT ON FUNCTION version() IS 'Version of the EpiphanyDB suite (of the loaded libraries)';
+COMMENT ON FUNCTION epiphany.version() IS 'Version of the EpiphanyDB suite (of the loaded libraries)';
 "#,
     name = "unified_api_comments",
     requires = [version],

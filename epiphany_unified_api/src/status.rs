@@ -79,7 +79,7 @@ fn collect() -> SpiResult<Vec<StatusRow>> {
 
 extension_sql!(
     r#"
-COMMENT ON FUNCTION status() IS
+COMMENT ON FUNCTION epiphany.status() IS
     'One row per installed EpiphanyDB component: SQL and library versions, preload, background workers and what to fix';
 "#,
     name = "status_comments",

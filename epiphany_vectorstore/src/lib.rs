@@ -15,7 +15,7 @@ fn vectorstore_version() -> &'static str {
 
 extension_sql!(
     r#"
-COMMENT ON FUNCTION vectorstore_version() IS
+COMMENT ON FUNCTION epiphany.vectorstore_version() IS
     'Version of the loaded epiphany_vectorstore library (compare with pg_extension.extversion)';
 "#,
     name = "vectorstore_comments",

@@ -10,9 +10,11 @@ CREATE EXTENSION epiphany_unified_api CASCADE;
 SELECT extname, extnamespace::regnamespace AS schema, extversion = epiphany.version() AS current_version
 FROM pg_extension WHERE extname LIKE 'epiphany%' ORDER BY oid;
 
--- Every function of the suite lives in schema epiphany and has a comment.
+-- Every function of the suite lives in schema epiphany and has a comment; the suite
+-- leaves the built-in functions of the same names alone.
 SELECT p.proname, obj_description(p.oid, 'pg_proc') IS NOT NULL AS has_comment
 FROM pg_proc p WHERE p.pronamespace = 'epiphany'::regnamespace ORDER BY 1;
+SELECT obj_description('pg_catalog.version()'::regprocedure, 'pg_proc') LIKE 'PostgreSQL%' AS builtin_comment_kept;
 SELECT nspname FROM pg_namespace WHERE nspname = 'public' OR nspname LIKE 'epiphany%' ORDER BY 1;
 
 -- The components cannot be moved or installed anywhere else.
@@ -45,9 +47,12 @@ CREATE EXTENSION epiphany_unified_api CASCADE;
 DROP EXTENSION epiphany_core CASCADE;
 SELECT count(*) AS epiphany_schemas FROM pg_namespace WHERE nspname = 'epiphany';
 
--- Installed step by step works as well as with CASCADE.
+-- Installed step by step works as well as with CASCADE; a missing requirement is named.
 CREATE EXTENSION epiphany_core;
 CREATE EXTENSION epiphany_columnstore;
+CREATE EXTENSION epiphany_unified_api;
+CREATE EXTENSION epiphany_timestore;
+CREATE EXTENSION epiphany_vectorstore;
 CREATE EXTENSION epiphany_unified_api;
 SELECT count(*) AS installed FROM pg_extension WHERE extname LIKE 'epiphany%';
 DROP EXTENSION epiphany_core CASCADE;
