@@ -52,7 +52,14 @@ install_sql_files() {
     local ext=$tmp/$("$pg_config" --sharedir)/extension
     mkdir -p "$ext"
     sed "s/@CARGO_VERSION@/$version/" "$ROOT/epiphany_core/epiphany_core.control" >"$ext/epiphany_core.control"
-    cp "$ROOT"/sql/*.sql "$ext/"
+    # sql/ also keeps the released install script of every pgrx crate; for the current
+    # version the one pgrx generates is installed (the integration tier checks they match).
+    local f base
+    for f in "$ROOT"/sql/*.sql; do
+        base=$(basename "$f")
+        case " ${PGRX_CRATES[*]} " in *" ${base%%--$version.sql} "*) continue ;; esac
+        cp "$f" "$ext/"
+    done
     [ -f "$ext/epiphany_core--$version.sql" ] || die "sql/epiphany_core--$version.sql is missing for version $version"
     sync_tree "$tmp" "$root" && changed=1
     rm -rf "$tmp"

@@ -179,6 +179,23 @@ impl Cluster {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
+    /// `pg_config --sharedir` of the server under test.
+    pub fn sharedir(&self) -> PathBuf {
+        let out = self.run_ok({
+            let mut c = Command::new(self.bindir.join("pg_config"));
+            c.arg("--sharedir");
+            c
+        });
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    }
+
+    /// `pg_dump --schema-only` of `db`, as text.
+    pub fn schema_dump(&self, db: &str) -> String {
+        let mut cmd = self.client_tool("pg_dump");
+        cmd.args(["--schema-only", "--no-owner", db]);
+        String::from_utf8(self.run_ok(cmd).stdout).expect("utf-8 dump")
+    }
+
     /// A scratch directory next to the cluster, writable by this process.
     pub fn scratch(&self) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("epiphany-it-{}-{}", self.name, std::process::id()));

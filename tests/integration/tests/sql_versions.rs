@@ -1,0 +1,109 @@
+//! Versioned SQL: what a release installed must stay reachable by `ALTER EXTENSION … UPDATE`.
+//!
+//! `sql/` keeps the install script of every released version of every extension and the
+//! upgrade scripts between them. These tests check that the scripts of the current version
+//! are the ones the build generates (so a schema change forces a new version and an upgrade
+//! script), and that every older release, updated, ends with the same schema as a fresh
+//! install of the current one.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use epiphany_integration_tests::Cluster;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// In dependency order; epiphany_core first.
+const EXTENSIONS: [&str; 5] = [
+    "epiphany_core",
+    "epiphany_columnstore",
+    "epiphany_timestore",
+    "epiphany_vectorstore",
+    "epiphany_unified_api",
+];
+
+fn sql_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../sql")
+}
+
+/// The statements of a pgrx-generated script, without comments, blank space or the
+/// order pgrx happened to emit them in (it follows a dependency graph, and its comments
+/// carry source line numbers).
+fn statements(script: &str) -> BTreeSet<String> {
+    let mut without_comments = String::new();
+    let mut rest = script;
+    while let Some(start) = rest.find("/*") {
+        without_comments.push_str(&rest[..start]);
+        let end = rest[start..].find("*/").map(|e| start + e + 2).unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    without_comments.push_str(rest);
+    let code: String = without_comments
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    code.split(';')
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[test]
+fn normalising_ignores_comments_order_and_layout() {
+    let a = "/* x */\n-- a.rs:1\nCREATE FUNCTION f() RETURNS int\nAS 'x';\nCOMMENT ON FUNCTION f() IS 'y';";
+    let b = "COMMENT ON FUNCTION f() IS 'y';\n-- a.rs:9\nCREATE  FUNCTION f()   RETURNS int AS 'x';";
+    assert_eq!(statements(a), statements(b));
+    assert_ne!(statements(a), statements("CREATE FUNCTION f() RETURNS bigint AS 'x';"));
+}
+
+#[test]
+fn released_sql_of_the_current_version_is_what_the_build_generates() {
+    let cluster = Cluster::start_new("sqlfrozen");
+    let installed = cluster.sharedir().join("extension");
+    for ext in &EXTENSIONS[1..] {
+        let file = format!("{ext}--{VERSION}.sql");
+        let frozen = std::fs::read_to_string(sql_dir().join(&file))
+            .unwrap_or_else(|e| panic!("sql/{file}: {e}: every version's install script is kept in sql/"));
+        let built = std::fs::read_to_string(installed.join(&file)).expect("installed script");
+        assert_eq!(
+            statements(&frozen),
+            statements(&built),
+            "the SQL of {ext} {VERSION} changed: a released version's objects are fixed. Bump the \
+             workspace version, add sql/{ext}--{VERSION}--<new>.sql, and keep the new install \
+             script in sql/ (README, 'Versioned SQL')"
+        );
+    }
+    assert!(sql_dir().join(format!("epiphany_core--{VERSION}.sql")).exists());
+}
+
+#[test]
+fn every_older_release_updates_to_the_schema_of_a_fresh_install() {
+    let mut older = BTreeSet::new();
+    for entry in std::fs::read_dir(sql_dir()).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let Some(stem) = name.strip_suffix(".sql") else { continue };
+        let parts: Vec<&str> = stem.split("--").collect();
+        if parts.len() == 2 && EXTENSIONS.contains(&parts[0]) && parts[1] != VERSION {
+            older.insert(parts[1].to_string());
+        }
+    }
+    let cluster = Cluster::start_new("sqlupdate");
+    cluster.create_db_with_suite("fresh");
+    let fresh = cluster.schema_dump("fresh");
+    assert!(fresh.contains("CREATE EXTENSION IF NOT EXISTS epiphany_unified_api"), "{fresh}");
+
+    for old in &older {
+        let db = format!("from_{}", old.replace('.', "_"));
+        cluster.connect("postgres").batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+        let mut c = cluster.connect(&db);
+        for ext in EXTENSIONS {
+            c.batch_execute(&format!("CREATE EXTENSION {ext} VERSION '{old}'"))
+                .unwrap_or_else(|e| panic!("install {ext} {old} from sql/: {e}"));
+        }
+        for ext in EXTENSIONS {
+            c.batch_execute(&format!("ALTER EXTENSION {ext} UPDATE"))
+                .unwrap_or_else(|e| panic!("update {ext} from {old}: {e}"));
+        }
+        assert_eq!(cluster.schema_dump(&db), fresh, "{old} updated differs from a fresh {VERSION}");
+    }
+}
