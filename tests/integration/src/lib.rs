@@ -189,13 +189,6 @@ impl Cluster {
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     }
 
-    /// `pg_dump --schema-only` of `db`, as text.
-    pub fn schema_dump(&self, db: &str) -> String {
-        let mut cmd = self.client_tool("pg_dump");
-        cmd.args(["--schema-only", "--no-owner", db]);
-        String::from_utf8(self.run_ok(cmd).stdout).expect("utf-8 dump")
-    }
-
     /// A scratch directory next to the cluster, writable by this process.
     pub fn scratch(&self) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("epiphany-it-{}-{}", self.name, std::process::id()));

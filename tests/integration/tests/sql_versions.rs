@@ -48,6 +48,31 @@ fn statements(script: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Every object the extensions own, with what defines it; pg_dump leaves extension members
+/// out, so a schema dump cannot tell two installs apart.
+fn fingerprint(client: &mut postgres::Client) -> Vec<String> {
+    const QUERY: &str = r#"
+        SELECT e.extname || ' ' || e.extversion || ': ' || pg_describe_object(d.classid, d.objid, d.objsubid)
+            || coalesce(' | ' || obj_description(d.objid, d.classid::regclass::text), '')
+            || coalesce(' | ' || (SELECT concat_ws(' ', p.prokind, p.prorettype::regtype,
+                                       pg_get_function_arguments(p.oid), p.provolatile, p.proparallel,
+                                       p.proisstrict, p.prosrc, p.probin)
+                                  FROM pg_proc p WHERE d.classid = 'pg_proc'::regclass AND p.oid = d.objid), '')
+            || coalesce(' | ' || (SELECT r.relkind::text || ' ' || coalesce(pg_get_viewdef(r.oid), '') || ' '
+                                       || (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                                                             || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END,
+                                                             ', ' ORDER BY a.attnum)
+                                           FROM pg_attribute a WHERE a.attrelid = r.oid AND a.attnum > 0
+                                             AND NOT a.attisdropped)
+                                  FROM pg_class r WHERE d.classid = 'pg_class'::regclass AND r.oid = d.objid), '')
+            || coalesce(' | ' || (SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+                                  WHERE d.classid = 'pg_class'::regclass AND i.indexrelid = d.objid), '')
+        FROM pg_depend d JOIN pg_extension e ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid
+        WHERE d.deptype = 'e' AND e.extname LIKE 'epiphany%'
+        ORDER BY 1"#;
+    client.query(QUERY, &[]).unwrap().iter().map(|r| r.get(0)).collect()
+}
+
 #[test]
 fn normalising_ignores_comments_order_and_layout() {
     let a = "/* x */\n-- a.rs:1\nCREATE FUNCTION f() RETURNS int\nAS 'x';\nCOMMENT ON FUNCTION f() IS 'y';";
@@ -88,9 +113,9 @@ fn every_older_release_updates_to_the_schema_of_a_fresh_install() {
         }
     }
     let cluster = Cluster::start_new("sqlupdate");
-    cluster.create_db_with_suite("fresh");
-    let fresh = cluster.schema_dump("fresh");
-    assert!(fresh.contains("CREATE EXTENSION IF NOT EXISTS epiphany_unified_api"), "{fresh}");
+    let mut c = cluster.create_db_with_suite("fresh");
+    let fresh = fingerprint(&mut c);
+    assert!(fresh.iter().any(|o| o.contains("function epiphany.status()")), "{fresh:#?}");
 
     for old in &older {
         let db = format!("from_{}", old.replace('.', "_"));
@@ -104,6 +129,6 @@ fn every_older_release_updates_to_the_schema_of_a_fresh_install() {
             c.batch_execute(&format!("ALTER EXTENSION {ext} UPDATE"))
                 .unwrap_or_else(|e| panic!("update {ext} from {old}: {e}"));
         }
-        assert_eq!(cluster.schema_dump(&db), fresh, "{old} updated differs from a fresh {VERSION}");
+        assert_eq!(fingerprint(&mut c), fresh, "{old} updated differs from a fresh {VERSION}");
     }
 }
