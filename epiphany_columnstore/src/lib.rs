@@ -37,13 +37,11 @@ mod tests {
     use pgrx::prelude::*;
 
     #[pg_test]
-    fn lives_in_schema_epiphany_with_the_library_version() {
-        let nsp = Spi::get_one::<String>(
-            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'epiphany_columnstore'",
+    fn installs_as_a_component_of_the_suite() {
+        epiphany_core::pg::testing::assert_installed_as_component(
+            "epiphany_columnstore",
+            env!("CARGO_PKG_VERSION"),
         );
-        assert_eq!(nsp, Ok(Some("epiphany".to_string())));
-        let v = Spi::get_one::<String>("SELECT epiphany.columnstore_version()");
-        assert_eq!(v, Ok(Some(env!("CARGO_PKG_VERSION").to_string())));
     }
 
     #[pg_test]

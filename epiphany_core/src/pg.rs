@@ -9,6 +9,8 @@ use pgrx::PgLogLevel;
 
 use crate::error::Error;
 
+pub mod testing;
+
 /// Raises `err` as an ERROR with its SQLSTATE; never returns.
 pub fn report(err: &Error) -> ! {
     let code = PgSqlErrorCode::from(err.sqlstate().encoded());

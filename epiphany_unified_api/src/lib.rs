@@ -31,8 +31,10 @@ mod tests {
 
     #[pg_test]
     fn version_is_the_suite_version() {
-        let v = Spi::get_one::<String>("SELECT epiphany.version()");
-        assert_eq!(v, Ok(Some(epiphany_core::SUITE_VERSION.to_string())));
+        epiphany_core::pg::testing::assert_installed_as_component(
+            "epiphany_unified_api",
+            epiphany_core::SUITE_VERSION,
+        );
     }
 
     #[pg_test]
