@@ -7,7 +7,7 @@
 //! `EPIPHANY_PG_BINDIR`, `EPIPHANY_TEST_DIR`, `EPIPHANY_PG_USER`, `EPIPHANY_PRELOAD`.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -188,13 +188,6 @@ impl Cluster {
         });
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     }
-
-    /// A scratch directory next to the cluster, writable by this process.
-    pub fn scratch(&self) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("epiphany-it-{}-{}", self.name, std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 }
 
 impl Drop for Cluster {
@@ -223,8 +216,4 @@ pub fn eventually(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     probe()
-}
-
-pub fn path_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }

@@ -1,8 +1,9 @@
 //! A real server: several sessions, restarts (fast and immediate), pg_dump | pg_restore.
 
+use std::process::Stdio;
 use std::time::Duration;
 
-use epiphany_integration_tests::{eventually, path_str, Cluster, Stop};
+use epiphany_integration_tests::{eventually, Cluster, Stop};
 
 const LAUNCHER: &str = "epiphany_columnstore launcher";
 
@@ -105,16 +106,14 @@ fn pg_dump_and_pg_restore_round_trip() {
     )
     .unwrap();
 
-    let scratch = cluster.scratch();
-    let dump = scratch.join("source.dump");
-    let mut pg_dump = cluster.client_tool("pg_dump");
-    pg_dump.args(["-Fc", "-f", path_str(&dump), "source"]);
-    cluster.run_ok(pg_dump);
-
+    // pg_dump -Fc | pg_restore, as a user would move a database.
     cluster.connect("postgres").batch_execute("CREATE DATABASE restored").unwrap();
+    let mut pg_dump = cluster.client_tool("pg_dump");
+    let mut dump = pg_dump.args(["-Fc", "source"]).stdout(Stdio::piped()).spawn().unwrap();
     let mut pg_restore = cluster.client_tool("pg_restore");
-    pg_restore.args(["--exit-on-error", "-d", "restored", path_str(&dump)]);
+    pg_restore.args(["--exit-on-error", "-d", "restored"]).stdin(dump.stdout.take().unwrap());
     cluster.run_ok(pg_restore);
+    assert!(dump.wait().unwrap().success(), "pg_dump failed");
 
     let extensions = |client: &mut postgres::Client| -> Vec<(String, String, String)> {
         client
@@ -145,5 +144,4 @@ fn pg_dump_and_pg_restore_round_trip() {
         .unwrap()
         .get(0);
     assert_eq!(left, 0);
-    std::fs::remove_dir_all(scratch).ok();
 }
