@@ -10,7 +10,9 @@
 use std::time::Duration;
 
 use epiphany_core::component::COLUMNSTORE_LAUNCHER;
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
+};
 use pgrx::prelude::*;
 
 /// How long the launcher sleeps between looks at its latch when nothing wakes it.

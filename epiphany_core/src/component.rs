@@ -97,11 +97,19 @@ pub struct Observed {
 pub enum Health {
     Ok,
     /// The SQL objects are older (or newer) than the library that serves them.
-    VersionMismatch { installed: String, library: String },
+    VersionMismatch {
+        installed: String,
+        library: String,
+    },
     /// Workers cannot run: the library is not preloaded.
-    NotPreloaded { library: &'static str },
+    NotPreloaded {
+        library: &'static str,
+    },
     /// Preloaded, but fewer workers than expected are alive.
-    WorkersDown { expected: usize, running: usize },
+    WorkersDown {
+        expected: usize,
+        running: usize,
+    },
 }
 
 impl Component {
@@ -118,9 +126,10 @@ impl Component {
         }
         match self.library {
             Some(library) if !observed.preloaded => Health::NotPreloaded { library },
-            _ if observed.workers_running < expected => {
-                Health::WorkersDown { expected, running: observed.workers_running }
-            }
+            _ if observed.workers_running < expected => Health::WorkersDown {
+                expected,
+                running: observed.workers_running,
+            },
             _ => Health::Ok,
         }
     }
@@ -168,12 +177,18 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), COMPONENTS.len());
         assert!(component("epiphany_nothing").is_err());
-        assert_eq!(component("epiphany_columnstore").unwrap().library, Some("epiphany_columnstore"));
+        assert_eq!(
+            component("epiphany_columnstore").unwrap().library,
+            Some("epiphany_columnstore")
+        );
     }
 
     #[test]
     fn only_components_with_workers_need_preloading() {
-        assert_eq!(preload_libraries().collect::<Vec<_>>(), vec!["epiphany_columnstore"]);
+        assert_eq!(
+            preload_libraries().collect::<Vec<_>>(),
+            vec!["epiphany_columnstore"]
+        );
     }
 
     #[test]
@@ -182,22 +197,33 @@ mod tests {
         assert_eq!(cs.health(&seen("0.1.0", true, 1), "0.1.0"), Health::Ok);
         assert_eq!(
             cs.health(&seen("0.1.0", false, 0), "0.1.0"),
-            Health::NotPreloaded { library: "epiphany_columnstore" }
+            Health::NotPreloaded {
+                library: "epiphany_columnstore"
+            }
         );
         assert_eq!(
             cs.health(&seen("0.1.0", true, 0), "0.1.0"),
-            Health::WorkersDown { expected: 1, running: 0 }
+            Health::WorkersDown {
+                expected: 1,
+                running: 0
+            }
         );
         assert!(matches!(
             cs.health(&seen("0.0.9", true, 1), "0.1.0"),
             Health::VersionMismatch { .. }
         ));
         // On a standby the workers wait for promotion.
-        let standby = Observed { in_recovery: true, ..seen("0.1.0", true, 0) };
+        let standby = Observed {
+            in_recovery: true,
+            ..seen("0.1.0", true, 0)
+        };
         assert_eq!(cs.health(&standby, "0.1.0"), Health::Ok);
         // A component without workers is healthy whether or not it is preloaded.
         let vs = component("epiphany_vectorstore").unwrap();
         assert_eq!(vs.health(&seen("0.1.0", false, 0), "0.1.0"), Health::Ok);
-        assert!(cs.health(&seen("0.1.0", false, 0), "0.1.0").to_string().contains("shared_preload_libraries"));
+        assert!(cs
+            .health(&seen("0.1.0", false, 0), "0.1.0")
+            .to_string()
+            .contains("shared_preload_libraries"));
     }
 }

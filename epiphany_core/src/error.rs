@@ -58,7 +58,10 @@ mod tests {
     #[test]
     fn every_sqlstate_is_five_characters_of_the_right_class() {
         let errors = [
-            Error::InvalidParameter { name: "x".into(), detail: "y".into() },
+            Error::InvalidParameter {
+                name: "x".into(),
+                detail: "y".into(),
+            },
             Error::NotSupported("UPDATE".into()),
             Error::UnknownComponent("nope".into()),
             Error::Corrupted("bad checksum".into()),
@@ -66,9 +69,16 @@ mod tests {
         for e in errors {
             let code = e.sqlstate().0;
             assert_eq!(code.len(), 5, "{e}");
-            assert!(code.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()), "{code}");
+            assert!(
+                code.chars()
+                    .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()),
+                "{code}"
+            );
         }
-        assert_eq!(Error::NotSupported("UPDATE".into()).to_string(), "UPDATE is not supported yet");
+        assert_eq!(
+            Error::NotSupported("UPDATE".into()).to_string(),
+            "UPDATE is not supported yet"
+        );
     }
 
     #[test]
@@ -76,7 +86,13 @@ mod tests {
         // Values of ERRCODE_* in Postgres's generated errcodes.h.
         assert_eq!(SqlState::SUCCESSFUL_COMPLETION.encoded(), 0);
         assert_eq!(SqlState::FEATURE_NOT_SUPPORTED.encoded(), 17 << 6);
-        assert_eq!(SqlState::INVALID_PARAMETER_VALUE.encoded(), 2 | (2 << 6) | (2 << 18) | (3 << 24));
-        assert_eq!(SqlState::DATA_CORRUPTED.encoded(), 40 | (40 << 6) | (1 << 24));
+        assert_eq!(
+            SqlState::INVALID_PARAMETER_VALUE.encoded(),
+            2 | (2 << 6) | (2 << 18) | (3 << 24)
+        );
+        assert_eq!(
+            SqlState::DATA_CORRUPTED.encoded(),
+            40 | (40 << 6) | (1 << 24)
+        );
     }
 }

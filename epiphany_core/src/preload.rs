@@ -60,7 +60,12 @@ mod tests {
         ] {
             assert!(is_listed(value, lib), "{value}");
         }
-        for value in ["", "epiphany_columnstore_extra", "pg_stat_statements", "epiphany"] {
+        for value in [
+            "",
+            "epiphany_columnstore_extra",
+            "pg_stat_statements",
+            "epiphany",
+        ] {
             assert!(!is_listed(value, lib), "{value}");
         }
     }

@@ -42,7 +42,10 @@ mod tests {
         let n = Spi::get_one::<i64>(
             "SELECT count(*) FROM epiphany.status() s JOIN pg_extension e ON e.extname = s.component",
         );
-        assert_eq!(n, Ok(Some(epiphany_core::component::COMPONENTS.len() as i64)));
+        assert_eq!(
+            n,
+            Ok(Some(epiphany_core::component::COMPONENTS.len() as i64))
+        );
     }
 
     #[pg_test]

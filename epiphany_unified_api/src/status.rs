@@ -10,9 +10,19 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
 /// component, version, library_version, preloaded, workers_expected, workers_running, state
-type StatusRow = (String, String, Option<String>, Option<bool>, i32, i32, String);
+type StatusRow = (
+    String,
+    String,
+    Option<String>,
+    Option<bool>,
+    i32,
+    i32,
+    String,
+);
 
 /// One row per installed EpiphanyDB component, in dependency order.
+// pgrx reads the column names from the signature, so the tuple cannot be a type alias.
+#[allow(clippy::type_complexity)]
 #[pg_extern(stable)]
 fn status() -> TableIterator<
     'static,
@@ -27,14 +37,19 @@ fn status() -> TableIterator<
     ),
 > {
     let rows = collect().unwrap_or_else(|e| {
-        ereport!(ERROR, PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("epiphany.status(): {e}"));
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("epiphany.status(): {e}")
+        );
     });
     TableIterator::new(rows)
 }
 
 fn collect() -> SpiResult<Vec<StatusRow>> {
     let preload_list =
-        Spi::get_one::<String>("SELECT current_setting('shared_preload_libraries')")?.unwrap_or_default();
+        Spi::get_one::<String>("SELECT current_setting('shared_preload_libraries')")?
+            .unwrap_or_default();
     let in_recovery = Spi::get_one::<bool>("SELECT pg_is_in_recovery()")?.unwrap_or(false);
     let mut rows = Vec::new();
     for component in COMPONENTS {
@@ -42,19 +57,27 @@ fn collect() -> SpiResult<Vec<StatusRow>> {
             "SELECT extversion::text FROM pg_extension WHERE extname = $1",
             &[component.name.into()],
         )?;
-        let Some(installed_version) = installed else { continue };
+        let Some(installed_version) = installed else {
+            continue;
+        };
         let library_version = match component.version_function {
             // The name comes from our own constant table, never from the user.
             Some(f) => Spi::get_one::<String>(&format!("SELECT epiphany.{f}()"))?,
             None => None,
         };
-        let workers: Vec<String> = component.background_workers.iter().map(|w| w.to_string()).collect();
+        let workers: Vec<String> = component
+            .background_workers
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
         let running = Spi::get_one_with_args::<i64>(
             "SELECT count(*) FROM pg_stat_activity WHERE backend_type = ANY($1)",
             &[workers.into()],
         )?
         .unwrap_or(0);
-        let preloaded = component.library.map(|lib| preload::is_listed(&preload_list, lib));
+        let preloaded = component
+            .library
+            .map(|lib| preload::is_listed(&preload_list, lib));
         let observed = Observed {
             installed_version: installed_version.clone(),
             preloaded: preloaded.unwrap_or(false),
@@ -62,7 +85,9 @@ fn collect() -> SpiResult<Vec<StatusRow>> {
             in_recovery,
         };
         // A SQL-only component is served by the suite's libraries as a whole.
-        let expected_version = library_version.as_deref().unwrap_or(epiphany_core::SUITE_VERSION);
+        let expected_version = library_version
+            .as_deref()
+            .unwrap_or(epiphany_core::SUITE_VERSION);
         let state = component.health(&observed, expected_version).to_string();
         rows.push((
             component.name.to_string(),

@@ -16,12 +16,21 @@ pub fn assert_installed_as_component(name: &str, library_version: &str) {
         &[name.into()],
     );
     assert_eq!(schema, Ok(Some("epiphany".to_string())), "schema of {name}");
-    let function = component.version_function.expect("a component with a library");
+    let function = component
+        .version_function
+        .expect("a component with a library");
     // The name comes from the component table, never from the user.
     let reported = Spi::get_one::<String>(&format!("SELECT epiphany.{function}()"));
-    assert_eq!(reported, Ok(Some(library_version.to_string())), "epiphany.{function}()");
+    assert_eq!(
+        reported,
+        Ok(Some(library_version.to_string())),
+        "epiphany.{function}()"
+    );
     let comment = Spi::get_one::<String>(&format!(
         "SELECT obj_description('epiphany.{function}()'::regprocedure, 'pg_proc')"
     ));
-    assert!(matches!(comment, Ok(Some(ref c)) if !c.is_empty()), "epiphany.{function}() has no comment");
+    assert!(
+        matches!(comment, Ok(Some(ref c)) if !c.is_empty()),
+        "epiphany.{function}() has no comment"
+    );
 }

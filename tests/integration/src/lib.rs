@@ -47,14 +47,26 @@ impl Cluster {
             bindir: PathBuf::from(env("EPIPHANY_PG_BINDIR")),
             user: env("EPIPHANY_PG_USER"),
         };
-        cluster.as_server_user("mkdir", &["-p", root.to_str().unwrap()]).ok();
+        cluster
+            .as_server_user("mkdir", &["-p", root.to_str().unwrap()])
+            .ok();
         let _ = cluster.pg_ctl(&["stop", "-m", "immediate"]);
         if cluster.data.exists() {
             std::fs::remove_dir_all(&cluster.data).expect("remove old data directory");
         }
-        cluster.run_ok(cluster.server_tool("initdb", &[
-            "-D", cluster.data_str(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8",
-        ]));
+        cluster.run_ok(cluster.server_tool(
+            "initdb",
+            &[
+                "-D",
+                cluster.data_str(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ],
+        ));
         let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = ''\n\
              shared_preload_libraries = '{}'\nfsync = off\n",
@@ -64,7 +76,11 @@ impl Cluster {
         let conf_path = cluster.data.join("postgresql.conf");
         cluster.run_ok(cluster.as_server_user_cmd(
             "sh",
-            &["-c", &format!("printf '%s' \"$0\" >> '{}'", conf_path.display()), &conf],
+            &[
+                "-c",
+                &format!("printf '%s' \"$0\" >> '{}'", conf_path.display()),
+                &conf,
+            ],
         ));
         cluster.start();
         cluster
@@ -76,9 +92,19 @@ impl Cluster {
 
     pub fn start(&self) {
         let log = self.data.join("server.log");
-        self.run_ok(self.server_tool("pg_ctl", &[
-            "-D", self.data_str(), "-l", log.to_str().unwrap(), "-w", "-t", "120", "start",
-        ]));
+        self.run_ok(self.server_tool(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data_str(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "120",
+                "start",
+            ],
+        ));
     }
 
     pub fn stop(&self, how: Stop) {
@@ -97,20 +123,29 @@ impl Cluster {
     fn pg_ctl(&self, args: &[&str]) -> Output {
         let mut all = vec!["-D", self.data_str()];
         all.extend_from_slice(args);
-        self.server_tool("pg_ctl", &all).output().expect("run pg_ctl")
+        self.server_tool("pg_ctl", &all)
+            .output()
+            .expect("run pg_ctl")
     }
 
     /// A new session to `db`.
     pub fn connect(&self, db: &str) -> Client {
-        let conn = format!("host=127.0.0.1 port={} user=postgres dbname={db} connect_timeout=10", self.port);
-        Client::connect(&conn, NoTls).unwrap_or_else(|e| panic!("connect to {db} on {}: {e}", self.port))
+        let conn = format!(
+            "host=127.0.0.1 port={} user=postgres dbname={db} connect_timeout=10",
+            self.port
+        );
+        Client::connect(&conn, NoTls)
+            .unwrap_or_else(|e| panic!("connect to {db} on {}: {e}", self.port))
     }
 
     /// Connects, retrying while the server finishes starting up or recovering.
     pub fn connect_when_ready(&self, db: &str) -> Client {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let conn = format!("host=127.0.0.1 port={} user=postgres dbname={db}", self.port);
+            let conn = format!(
+                "host=127.0.0.1 port={} user=postgres dbname={db}",
+                self.port
+            );
             match Client::connect(&conn, NoTls) {
                 Ok(c) => return c,
                 Err(e) if Instant::now() > deadline => panic!("server never became ready: {e}"),
@@ -121,10 +156,14 @@ impl Cluster {
 
     /// Creates database `db` with the whole suite installed.
     pub fn create_db_with_suite(&self, db: &str) -> Client {
-        self.connect("postgres").batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+        self.connect("postgres")
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .unwrap();
         let mut client = self.connect(db);
         client
-            .batch_execute("SET client_min_messages = warning; CREATE EXTENSION epiphany_unified_api CASCADE")
+            .batch_execute(
+                "SET client_min_messages = warning; CREATE EXTENSION epiphany_unified_api CASCADE",
+            )
             .unwrap();
         client
     }
@@ -133,7 +172,14 @@ impl Cluster {
     /// any user.
     pub fn client_tool(&self, tool: &str) -> Command {
         let mut cmd = Command::new(self.bindir.join(tool));
-        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"]);
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+        ]);
         cmd
     }
 
@@ -203,7 +249,11 @@ fn current_user() -> String {
 
 /// A port nobody listens on right now.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `probe` until it returns true or `limit` passes.

@@ -10,7 +10,10 @@ const LAUNCHER: &str = "epiphany_columnstore launcher";
 fn launcher_running(cluster: &Cluster) -> bool {
     let mut c = cluster.connect_when_ready("postgres");
     let n: i64 = c
-        .query_one("SELECT count(*) FROM pg_stat_activity WHERE backend_type = $1", &[&LAUNCHER])
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = $1",
+            &[&LAUNCHER],
+        )
         .unwrap()
         .get(0);
     n == 1
@@ -29,7 +32,9 @@ fn status_states(client: &mut postgres::Client) -> Vec<(String, String)> {
 fn several_sessions_share_one_installation() {
     let cluster = Cluster::start_new("sessions");
     let mut admin = cluster.create_db_with_suite("app");
-    admin.batch_execute("CREATE TABLE ledger (session int, n int)").unwrap();
+    admin
+        .batch_execute("CREATE TABLE ledger (session int, n int)")
+        .unwrap();
 
     // Four sessions work at once; each sees the suite and commits its own rows.
     std::thread::scope(|s| {
@@ -39,26 +44,42 @@ fn several_sessions_share_one_installation() {
                 let mut c = cluster.connect("app");
                 for n in 0..50 {
                     let mut tx = c.transaction().unwrap();
-                    tx.execute("INSERT INTO ledger VALUES ($1, $2)", &[&session, &n]).unwrap();
-                    let v: String = tx.query_one("SELECT epiphany.version()", &[]).unwrap().get(0);
+                    tx.execute("INSERT INTO ledger VALUES ($1, $2)", &[&session, &n])
+                        .unwrap();
+                    let v: String = tx
+                        .query_one("SELECT epiphany.version()", &[])
+                        .unwrap()
+                        .get(0);
                     assert!(!v.is_empty());
                     tx.commit().unwrap();
                 }
             });
         }
     });
-    let rows: i64 = admin.query_one("SELECT count(*) FROM ledger", &[]).unwrap().get(0);
+    let rows: i64 = admin
+        .query_one("SELECT count(*) FROM ledger", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(rows, 200);
 
     // An uncommitted row is invisible to the other sessions.
     let mut writer = cluster.connect("app");
-    writer.batch_execute("BEGIN; INSERT INTO ledger VALUES (99, 0)").unwrap();
-    let seen: i64 = admin.query_one("SELECT count(*) FROM ledger WHERE session = 99", &[]).unwrap().get(0);
+    writer
+        .batch_execute("BEGIN; INSERT INTO ledger VALUES (99, 0)")
+        .unwrap();
+    let seen: i64 = admin
+        .query_one("SELECT count(*) FROM ledger WHERE session = 99", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(seen, 0);
     writer.batch_execute("ROLLBACK").unwrap();
 
     // The launcher is up (preloaded) and every component reports ok.
-    assert!(eventually(Duration::from_secs(20), || launcher_running(&cluster)), "{}", cluster.log_tail());
+    assert!(
+        eventually(Duration::from_secs(20), || launcher_running(&cluster)),
+        "{}",
+        cluster.log_tail()
+    );
     for (component, state) in status_states(&mut admin) {
         assert_eq!(state, "ok", "{component}");
     }
@@ -68,7 +89,8 @@ fn several_sessions_share_one_installation() {
 fn committed_work_survives_fast_and_immediate_shutdown() {
     let cluster = Cluster::start_new("restart");
     let mut c = cluster.create_db_with_suite("app");
-    c.batch_execute("CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 1000)").unwrap();
+    c.batch_execute("CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 1000)")
+        .unwrap();
     drop(c);
 
     cluster.restart(Stop::Fast);
@@ -77,9 +99,11 @@ fn committed_work_survives_fast_and_immediate_shutdown() {
     assert_eq!(n, 1000);
 
     // One more committed batch, one left open, then the server dies without a checkpoint.
-    c.batch_execute("INSERT INTO t SELECT generate_series(1001, 1500)").unwrap();
+    c.batch_execute("INSERT INTO t SELECT generate_series(1001, 1500)")
+        .unwrap();
     let mut open = cluster.connect("app");
-    open.batch_execute("BEGIN; INSERT INTO t SELECT generate_series(5001, 6000)").unwrap();
+    open.batch_execute("BEGIN; INSERT INTO t SELECT generate_series(5001, 6000)")
+        .unwrap();
     cluster.restart(Stop::Immediate);
 
     let mut c = cluster.connect_when_ready("app");
@@ -87,10 +111,18 @@ fn committed_work_survives_fast_and_immediate_shutdown() {
         let r = c.query_one("SELECT count(*), max(i) FROM t", &[]).unwrap();
         (r.get(0), r.get(1))
     };
-    assert_eq!((n, max), (1500, 1500), "committed rows kept, the open transaction's rows gone");
+    assert_eq!(
+        (n, max),
+        (1500, 1500),
+        "committed rows kept, the open transaction's rows gone"
+    );
 
     // Crash recovery brings the suite back: the launcher restarts and status is clean.
-    assert!(eventually(Duration::from_secs(30), || launcher_running(&cluster)), "{}", cluster.log_tail());
+    assert!(
+        eventually(Duration::from_secs(30), || launcher_running(&cluster)),
+        "{}",
+        cluster.log_tail()
+    );
     for (component, state) in status_states(&mut c) {
         assert_eq!(state, "ok", "{component} after crash recovery");
     }
@@ -107,11 +139,20 @@ fn pg_dump_and_pg_restore_round_trip() {
     .unwrap();
 
     // pg_dump -Fc | pg_restore, as a user would move a database.
-    cluster.connect("postgres").batch_execute("CREATE DATABASE restored").unwrap();
+    cluster
+        .connect("postgres")
+        .batch_execute("CREATE DATABASE restored")
+        .unwrap();
     let mut pg_dump = cluster.client_tool("pg_dump");
-    let mut dump = pg_dump.args(["-Fc", "source"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut dump = pg_dump
+        .args(["-Fc", "source"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut pg_restore = cluster.client_tool("pg_restore");
-    pg_restore.args(["--exit-on-error", "-d", "restored"]).stdin(dump.stdout.take().unwrap());
+    pg_restore
+        .args(["--exit-on-error", "-d", "restored"])
+        .stdin(dump.stdout.take().unwrap());
     cluster.run_ok(pg_restore);
     assert!(dump.wait().unwrap().success(), "pg_dump failed");
 
@@ -135,12 +176,19 @@ fn pg_dump_and_pg_restore_round_trip() {
     let digest = "SELECT count(*), md5(string_agg(id || name, ',' ORDER BY id)) FROM items";
     let a = src.query_one(digest, &[]).unwrap();
     let b = dst.query_one(digest, &[]).unwrap();
-    assert_eq!((a.get::<_, i64>(0), a.get::<_, String>(1)), (b.get::<_, i64>(0), b.get::<_, String>(1)));
+    assert_eq!(
+        (a.get::<_, i64>(0), a.get::<_, String>(1)),
+        (b.get::<_, i64>(0), b.get::<_, String>(1))
+    );
 
     // The restored suite is whole: dropping it leaves no schema behind.
-    dst.batch_execute("DROP EXTENSION epiphany_core CASCADE").unwrap();
+    dst.batch_execute("DROP EXTENSION epiphany_core CASCADE")
+        .unwrap();
     let left: i64 = dst
-        .query_one("SELECT count(*) FROM pg_namespace WHERE nspname = 'epiphany'", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'epiphany'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(left, 0);

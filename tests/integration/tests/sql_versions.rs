@@ -33,7 +33,10 @@ fn statements(script: &str) -> BTreeSet<String> {
     let mut rest = script;
     while let Some(start) = rest.find("/*") {
         without_comments.push_str(&rest[..start]);
-        let end = rest[start..].find("*/").map(|e| start + e + 2).unwrap_or(rest.len());
+        let end = rest[start..]
+            .find("*/")
+            .map(|e| start + e + 2)
+            .unwrap_or(rest.len());
         rest = &rest[end..];
     }
     without_comments.push_str(rest);
@@ -70,15 +73,24 @@ fn fingerprint(client: &mut postgres::Client) -> Vec<String> {
         FROM pg_depend d JOIN pg_extension e ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid
         WHERE d.deptype = 'e' AND e.extname LIKE 'epiphany%'
         ORDER BY 1"#;
-    client.query(QUERY, &[]).unwrap().iter().map(|r| r.get(0)).collect()
+    client
+        .query(QUERY, &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 #[test]
 fn normalising_ignores_comments_order_and_layout() {
     let a = "/* x */\n-- a.rs:1\nCREATE FUNCTION f() RETURNS int\nAS 'x';\nCOMMENT ON FUNCTION f() IS 'y';";
-    let b = "COMMENT ON FUNCTION f() IS 'y';\n-- a.rs:9\nCREATE  FUNCTION f()   RETURNS int AS 'x';";
+    let b =
+        "COMMENT ON FUNCTION f() IS 'y';\n-- a.rs:9\nCREATE  FUNCTION f()   RETURNS int AS 'x';";
     assert_eq!(statements(a), statements(b));
-    assert_ne!(statements(a), statements("CREATE FUNCTION f() RETURNS bigint AS 'x';"));
+    assert_ne!(
+        statements(a),
+        statements("CREATE FUNCTION f() RETURNS bigint AS 'x';")
+    );
 }
 
 #[test]
@@ -87,8 +99,9 @@ fn released_sql_of_the_current_version_is_what_the_build_generates() {
     let installed = cluster.sharedir().join("extension");
     for ext in &EXTENSIONS[1..] {
         let file = format!("{ext}--{VERSION}.sql");
-        let frozen = std::fs::read_to_string(sql_dir().join(&file))
-            .unwrap_or_else(|e| panic!("sql/{file}: {e}: every version's install script is kept in sql/"));
+        let frozen = std::fs::read_to_string(sql_dir().join(&file)).unwrap_or_else(|e| {
+            panic!("sql/{file}: {e}: every version's install script is kept in sql/")
+        });
         let built = std::fs::read_to_string(installed.join(&file)).expect("installed script");
         assert_eq!(
             statements(&frozen),
@@ -98,7 +111,9 @@ fn released_sql_of_the_current_version_is_what_the_build_generates() {
              script in sql/ (README, 'Versioned SQL')"
         );
     }
-    assert!(sql_dir().join(format!("epiphany_core--{VERSION}.sql")).exists());
+    assert!(sql_dir()
+        .join(format!("epiphany_core--{VERSION}.sql"))
+        .exists());
 }
 
 #[test]
@@ -106,7 +121,9 @@ fn every_older_release_updates_to_the_schema_of_a_fresh_install() {
     let mut older = BTreeSet::new();
     for entry in std::fs::read_dir(sql_dir()).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        let Some(stem) = name.strip_suffix(".sql") else { continue };
+        let Some(stem) = name.strip_suffix(".sql") else {
+            continue;
+        };
         let parts: Vec<&str> = stem.split("--").collect();
         if parts.len() == 2 && EXTENSIONS.contains(&parts[0]) && parts[1] != VERSION {
             older.insert(parts[1].to_string());
@@ -115,11 +132,19 @@ fn every_older_release_updates_to_the_schema_of_a_fresh_install() {
     let cluster = Cluster::start_new("sqlupdate");
     let mut c = cluster.create_db_with_suite("fresh");
     let fresh = fingerprint(&mut c);
-    assert!(fresh.iter().any(|o| o.contains("function epiphany.status()")), "{fresh:#?}");
+    assert!(
+        fresh
+            .iter()
+            .any(|o| o.contains("function epiphany.status()")),
+        "{fresh:#?}"
+    );
 
     for old in &older {
         let db = format!("from_{}", old.replace('.', "_"));
-        cluster.connect("postgres").batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+        cluster
+            .connect("postgres")
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .unwrap();
         let mut c = cluster.connect(&db);
         for ext in EXTENSIONS {
             c.batch_execute(&format!("CREATE EXTENSION {ext} VERSION '{old}'"))
@@ -129,6 +154,10 @@ fn every_older_release_updates_to_the_schema_of_a_fresh_install() {
             c.batch_execute(&format!("ALTER EXTENSION {ext} UPDATE"))
                 .unwrap_or_else(|e| panic!("update {ext} from {old}: {e}"));
         }
-        assert_eq!(fingerprint(&mut c), fresh, "{old} updated differs from a fresh {VERSION}");
+        assert_eq!(
+            fingerprint(&mut c),
+            fresh,
+            "{old} updated differs from a fresh {VERSION}"
+        );
     }
 }
