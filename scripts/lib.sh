@@ -4,7 +4,8 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=$ROOT/.epiphany
-export PGRX_HOME=$STATE/pgrx
+# EPIPHANY_PGRX_HOME: a PGRX_HOME initialised elsewhere (the Docker build uses it).
+export PGRX_HOME=${EPIPHANY_PGRX_HOME:-$STATE/pgrx}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never} NO_COLOR=${NO_COLOR:-1}
 
 PGRX_VERSION=0.18.0
