@@ -8,6 +8,7 @@
 pub mod component;
 pub mod error;
 pub mod preload;
+pub mod storage;
 
 #[cfg(feature = "pg")]
 pub mod pg;
