@@ -5,6 +5,7 @@
 //! Extension crates stay thin: they translate between Postgres and this crate, and turn
 //! an [`Error`] into one `ereport` at the boundary.
 
+pub mod columnar;
 pub mod component;
 pub mod error;
 pub mod preload;
