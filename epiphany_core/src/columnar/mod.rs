@@ -1,7 +1,17 @@
 //! The columnar MergeTree table format: options, parts, granules, pruning.
 //!
-//! Pure Rust; `epiphany_columnstore` is the table access method glue around it.
+//! Pure Rust; `epiphany_columnstore` is the table access method glue around it. Rows
+//! gather in a [`RowBuffer`], are sorted and encoded as a part ([`encode_part`], one
+//! Parquet row group per granule), and are read back by granule and column
+//! ([`PartReader`]); [`prune`] decides from granule statistics what a scan can skip.
 
+pub mod buffer;
 pub mod options;
+pub mod part;
+pub mod prune;
+pub mod types;
 
+pub use buffer::RowBuffer;
 pub use options::{Compression, TableOptions};
+pub use part::{encode_part, value_at, EncodedPart, PartReader};
+pub use types::{ColumnDef, ColumnType, TableSchema, Value};

@@ -1,0 +1,594 @@
+//! A part: one immutable, sorted batch of rows, encoded as a Parquet file.
+//!
+//! Each granule (`granule_rows` rows) is one Parquet row group, so the row group
+//! statistics are the granule's min/max and reading selected granules is reading selected
+//! row groups. The bytes are self-contained: written into an extent, they can be exported
+//! as a `.parquet` file as they are.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Time64MicrosecondType,
+    TimestampMicrosecondType,
+};
+use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow_ord::sort::{lexsort_to_indices, SortColumn};
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::{Compression as PqCompression, ZstdLevel};
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::columnar::options::{Compression, TableOptions};
+use crate::columnar::prune::{GranuleStats, Scalar};
+use crate::columnar::types::{ColumnType, TableSchema, Value, PG_EPOCH_DAYS, PG_EPOCH_MICROS};
+use crate::error::{Error, Result};
+
+/// `ORDER BY … ASC` as Postgres means it: nulls last.
+const POSTGRES_ASC: arrow_schema::SortOptions = arrow_schema::SortOptions {
+    descending: false,
+    nulls_first: false,
+};
+
+/// Text bounds in granule statistics are cut to this many bytes (still valid bounds).
+const STATS_TRUNCATE: usize = 64;
+
+fn format_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Corrupted(format!("{what}: {e}"))
+}
+
+/// A part ready to be written: its bytes and what the catalog records about it.
+#[derive(Debug)]
+pub struct EncodedPart {
+    pub bytes: Bytes,
+    pub rows: u64,
+    pub granules: Vec<GranuleStats>,
+}
+
+/// Sorts `batch` by `sort_key` (column positions) and encodes it as a part.
+pub fn encode_part(
+    schema: &TableSchema,
+    batch: &RecordBatch,
+    sort_key: &[usize],
+    options: &TableOptions,
+) -> Result<EncodedPart> {
+    let sorted = if sort_key.is_empty() || batch.num_rows() < 2 {
+        batch.clone()
+    } else {
+        let columns: Vec<SortColumn> = sort_key
+            .iter()
+            .map(|&i| SortColumn {
+                values: batch.column(i).clone(),
+                options: Some(POSTGRES_ASC),
+            })
+            .collect();
+        let indices: UInt32Array =
+            lexsort_to_indices(&columns, None).map_err(|e| format_error("sorting a part", e))?;
+        arrow_select::take::take_record_batch(batch, &indices)
+            .map_err(|e| format_error("sorting a part", e))?
+    };
+    let compression = match options.compression {
+        Compression::None => PqCompression::UNCOMPRESSED,
+        Compression::Lz4 => PqCompression::LZ4_RAW,
+        Compression::Zstd { level } => PqCompression::ZSTD(
+            ZstdLevel::try_new(level).map_err(|e| format_error("zstd level", e))?,
+        ),
+    };
+    let props = WriterProperties::builder()
+        .set_compression(compression)
+        .set_max_row_group_row_count(Some(options.granule_rows as usize))
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_statistics_truncate_length(Some(STATS_TRUNCATE))
+        .set_created_by(format!("EpiphanyDB {}", crate::SUITE_VERSION))
+        .build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), sorted.schema(), Some(props))
+        .map_err(|e| format_error("starting a part", e))?;
+    writer
+        .write(&sorted)
+        .map_err(|e| format_error("writing a part", e))?;
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| format_error("finishing a part", e))?;
+    let reader = PartReader::open(schema, Bytes::from(bytes))?;
+    let granules = reader.granule_stats()?;
+    Ok(EncodedPart {
+        bytes: reader.bytes,
+        rows: sorted.num_rows() as u64,
+        granules,
+    })
+}
+
+/// Reads a part from its bytes.
+pub struct PartReader {
+    schema: TableSchema,
+    bytes: Bytes,
+    metadata: Arc<ParquetMetaData>,
+}
+
+impl PartReader {
+    pub fn open(schema: &TableSchema, bytes: Bytes) -> Result<Self> {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .map_err(|e| format_error("reading a part's footer", e))?;
+        let found = builder.schema();
+        let expected = schema.arrow_schema();
+        if found.fields().len() != expected.fields().len()
+            || found
+                .fields()
+                .iter()
+                .zip(expected.fields())
+                .any(|(a, b)| a.data_type() != b.data_type())
+        {
+            return Err(Error::Corrupted(format!(
+                "part columns {:?} do not match the table's {:?}",
+                found
+                    .fields()
+                    .iter()
+                    .map(|f| f.data_type())
+                    .collect::<Vec<_>>(),
+                expected
+                    .fields()
+                    .iter()
+                    .map(|f| f.data_type())
+                    .collect::<Vec<_>>()
+            )));
+        }
+        Ok(PartReader {
+            schema: schema.clone(),
+            bytes,
+            metadata: builder.metadata().clone(),
+        })
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.metadata.file_metadata().num_rows() as u64
+    }
+
+    pub fn granules(&self) -> usize {
+        self.metadata.num_row_groups()
+    }
+
+    /// Rows in each granule, in order.
+    pub fn granule_rows(&self) -> Vec<u64> {
+        self.metadata
+            .row_groups()
+            .iter()
+            .map(|rg| rg.num_rows() as u64)
+            .collect()
+    }
+
+    /// Min, max and null count of every column in every granule.
+    pub fn granule_stats(&self) -> Result<Vec<GranuleStats>> {
+        let arrow_schema = self.schema.arrow_schema();
+        let parquet_schema = self.metadata.file_metadata().schema_descr();
+        let row_groups = self.metadata.row_groups();
+        let mut per_column = Vec::new();
+        for column in &self.schema.columns {
+            let conv = StatisticsConverter::try_new(&column.name, &arrow_schema, parquet_schema)
+                .map_err(|e| format_error("granule statistics", e))?;
+            let mins = conv
+                .row_group_mins(row_groups.iter())
+                .map_err(|e| format_error("granule minimums", e))?;
+            let maxes = conv
+                .row_group_maxes(row_groups.iter())
+                .map_err(|e| format_error("granule maximums", e))?;
+            let nulls = conv
+                .row_group_null_counts(row_groups.iter())
+                .map_err(|e| format_error("granule null counts", e))?;
+            per_column.push((column.ty, mins, maxes, nulls));
+        }
+        Ok((0..row_groups.len())
+            .map(|g| GranuleStats {
+                rows: row_groups[g].num_rows() as u64,
+                columns: per_column
+                    .iter()
+                    .map(
+                        |(ty, mins, maxes, nulls)| crate::columnar::prune::ColumnStats {
+                            min: if ty.prunable() {
+                                scalar_at(mins, g)
+                            } else {
+                                None
+                            },
+                            max: if ty.prunable() {
+                                scalar_at(maxes, g)
+                            } else {
+                                None
+                            },
+                            nulls: if nulls.is_null(g) {
+                                None
+                            } else {
+                                Some(nulls.value(g))
+                            },
+                        },
+                    )
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// Batches of the chosen `columns` (positions) from the chosen `granules`, in order.
+    pub fn read(
+        &self,
+        columns: &[usize],
+        granules: &[usize],
+        batch_rows: usize,
+    ) -> Result<ParquetRecordBatchReader> {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(self.bytes.clone())
+            .map_err(|e| format_error("reading a part", e))?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
+        builder
+            .with_projection(mask)
+            .with_row_groups(granules.to_vec())
+            .with_batch_size(batch_rows.max(1))
+            .build()
+            .map_err(|e| format_error("reading a part", e))
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
+/// The value at `row` of `array`, in Postgres's units.
+pub fn value_at(array: &ArrayRef, ty: ColumnType, row: usize) -> Value<'_> {
+    if array.is_null(row) {
+        return Value::Null;
+    }
+    match ty {
+        ColumnType::Bool => Value::Bool(array.as_boolean().value(row)),
+        ColumnType::Int16 => Value::Int16(array.as_primitive::<Int16Type>().value(row)),
+        ColumnType::Int32 => Value::Int32(array.as_primitive::<Int32Type>().value(row)),
+        ColumnType::Int64 => Value::Int64(array.as_primitive::<Int64Type>().value(row)),
+        ColumnType::Float32 => Value::Float32(array.as_primitive::<Float32Type>().value(row)),
+        ColumnType::Float64 => Value::Float64(array.as_primitive::<Float64Type>().value(row)),
+        ColumnType::Date => {
+            Value::Date(array.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS)
+        }
+        ColumnType::Time => Value::Time(array.as_primitive::<Time64MicrosecondType>().value(row)),
+        ColumnType::Timestamp | ColumnType::TimestampTz => Value::Timestamp(
+            array.as_primitive::<TimestampMicrosecondType>().value(row) - PG_EPOCH_MICROS,
+        ),
+        ColumnType::Text => Value::Text(array.as_string::<i32>().value(row)),
+        ColumnType::Bytes | ColumnType::Opaque => Value::Bytes(array.as_binary::<i32>().value(row)),
+        ColumnType::Uuid => Value::Uuid(
+            array
+                .as_fixed_size_binary()
+                .value(row)
+                .try_into()
+                .expect("16 bytes"),
+        ),
+    }
+}
+
+/// A statistics value as a [`Scalar`] in Postgres's units (dates and times shifted back).
+fn scalar_at(array: &ArrayRef, i: usize) -> Option<Scalar> {
+    if array.is_null(i) {
+        return None;
+    }
+    let ty = array.data_type();
+    use arrow_schema::DataType as D;
+    Some(match ty {
+        D::Boolean => Scalar::Int(array.as_boolean().value(i) as i64),
+        D::Int16 => Scalar::Int(array.as_primitive::<Int16Type>().value(i) as i64),
+        D::Int32 => Scalar::Int(array.as_primitive::<Int32Type>().value(i) as i64),
+        D::Int64 => Scalar::Int(array.as_primitive::<Int64Type>().value(i)),
+        D::Float32 => Scalar::Float(array.as_primitive::<Float32Type>().value(i) as f64),
+        D::Float64 => Scalar::Float(array.as_primitive::<Float64Type>().value(i)),
+        D::Date32 => {
+            Scalar::Int((array.as_primitive::<Date32Type>().value(i) - PG_EPOCH_DAYS) as i64)
+        }
+        D::Time64(_) => Scalar::Int(array.as_primitive::<Time64MicrosecondType>().value(i)),
+        D::Timestamp(_, _) => {
+            Scalar::Int(array.as_primitive::<TimestampMicrosecondType>().value(i) - PG_EPOCH_MICROS)
+        }
+        D::Utf8 => Scalar::Bytes(array.as_string::<i32>().value(i).as_bytes().to_vec()),
+        D::Binary => Scalar::Bytes(array.as_binary::<i32>().value(i).to_vec()),
+        D::FixedSizeBinary(_) => Scalar::Bytes(array.as_fixed_size_binary().value(i).to_vec()),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::columnar::prune::{may_match, Op, Predicate};
+    use crate::columnar::RowBuffer;
+
+    /// A small deterministic generator, so failures reproduce.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.0 >> 33
+        }
+    }
+
+    fn schema() -> TableSchema {
+        TableSchema::new([
+            ("b", ColumnType::Bool),
+            ("i2", ColumnType::Int16),
+            ("i4", ColumnType::Int32),
+            ("i8", ColumnType::Int64),
+            ("f4", ColumnType::Float32),
+            ("f8", ColumnType::Float64),
+            ("d", ColumnType::Date),
+            ("t", ColumnType::Time),
+            ("ts", ColumnType::Timestamp),
+            ("tz", ColumnType::TimestampTz),
+            ("s", ColumnType::Text),
+            ("by", ColumnType::Bytes),
+            ("u", ColumnType::Uuid),
+            ("n", ColumnType::Opaque),
+        ])
+    }
+
+    /// One row as owned strings (so rows can be compared and sorted in the test).
+    type Row = Vec<String>;
+
+    fn rows(n: usize, seed: u64) -> Vec<Row> {
+        let mut g = Lcg(seed);
+        (0..n)
+            .map(|i| {
+                let null = |g: &mut Lcg| g.next().is_multiple_of(10);
+                let mut row = Vec::new();
+                let r = g.next();
+                row.push(if null(&mut g) {
+                    "N".into()
+                } else {
+                    format!("b{}", r % 2)
+                });
+                row.push(if null(&mut g) {
+                    "N".into()
+                } else {
+                    format!("i2{}", (r % 60000) as i64 - 30000)
+                });
+                row.push(format!("i4{}", (g.next() % 50) as i64 - 25));
+                row.push(format!("i8{}", i as i64 * 7 - 3000));
+                row.push(if null(&mut g) {
+                    "N".into()
+                } else {
+                    format!("f4{}", (r % 1000) as f32 / 8.0)
+                });
+                row.push(format!("f8{}", (r % 100000) as f64 / 3.0));
+                row.push(if null(&mut g) {
+                    "N".into()
+                } else {
+                    format!("d{}", (g.next() % 20000) as i64 - 10000)
+                });
+                row.push(format!("t{}", g.next() % 86_400_000_000));
+                row.push(format!(
+                    "ts{}",
+                    (g.next() % 2_000_000_000_000) as i64 - 1_000_000_000_000
+                ));
+                row.push(format!("tz{}", (g.next() % 2_000_000_000_000) as i64));
+                row.push(if null(&mut g) {
+                    "N".into()
+                } else {
+                    format!("s{}", "héllo ".repeat((r % 5) as usize))
+                });
+                row.push(format!("by{:?}", vec![(r % 256) as u8; (r % 4) as usize]));
+                row.push(format!("u{}", r));
+                row.push(format!("n{}", r % 13));
+                row
+            })
+            .collect()
+    }
+
+    /// Turns a test row back into values (leaking the few bytes a test needs).
+    fn values(row: &Row) -> Vec<Value<'static>> {
+        row.iter()
+            .zip(schema().columns)
+            .map(|(cell, col)| {
+                if cell == "N" {
+                    return Value::Null;
+                }
+                let strip = |p: &str| cell.strip_prefix(p).unwrap().to_string();
+                match col.ty {
+                    ColumnType::Bool => Value::Bool(strip("b") == "1"),
+                    ColumnType::Int16 => Value::Int16(strip("i2").parse().unwrap()),
+                    ColumnType::Int32 => Value::Int32(strip("i4").parse().unwrap()),
+                    ColumnType::Int64 => Value::Int64(strip("i8").parse().unwrap()),
+                    ColumnType::Float32 => Value::Float32(strip("f4").parse().unwrap()),
+                    ColumnType::Float64 => Value::Float64(strip("f8").parse().unwrap()),
+                    ColumnType::Date => Value::Date(strip("d").parse().unwrap()),
+                    ColumnType::Time => Value::Time(strip("t").parse().unwrap()),
+                    ColumnType::Timestamp => Value::Timestamp(strip("ts").parse().unwrap()),
+                    ColumnType::TimestampTz => Value::Timestamp(strip("tz").parse().unwrap()),
+                    ColumnType::Text => Value::Text(Box::leak(strip("s").into_boxed_str())),
+                    ColumnType::Bytes => {
+                        let v: Vec<u8> = strip("by")
+                            .trim_matches(|c| c == '[' || c == ']')
+                            .split(", ")
+                            .filter(|s| !s.is_empty())
+                            .map(|s| s.parse().unwrap())
+                            .collect();
+                        Value::Bytes(Box::leak(v.into_boxed_slice()))
+                    }
+                    ColumnType::Uuid => {
+                        let n: u128 = strip("u").parse().unwrap();
+                        Value::Uuid(n.to_be_bytes())
+                    }
+                    ColumnType::Opaque => {
+                        Value::Bytes(Box::leak(strip("n").into_bytes().into_boxed_slice()))
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn cell(v: &Value<'_>, ty: ColumnType) -> String {
+        match (v, ty) {
+            (Value::Null, _) => "N".into(),
+            (Value::Bool(b), _) => format!("b{}", *b as u8),
+            (Value::Int16(x), _) => format!("i2{x}"),
+            (Value::Int32(x), _) => format!("i4{x}"),
+            (Value::Int64(x), _) => format!("i8{x}"),
+            (Value::Float32(x), _) => format!("f4{x}"),
+            (Value::Float64(x), _) => format!("f8{x}"),
+            (Value::Date(x), _) => format!("d{x}"),
+            (Value::Time(x), _) => format!("t{x}"),
+            (Value::Timestamp(x), ColumnType::Timestamp) => format!("ts{x}"),
+            (Value::Timestamp(x), _) => format!("tz{x}"),
+            (Value::Text(s), _) => format!("s{s}"),
+            (Value::Bytes(b), ColumnType::Opaque) => format!("n{}", String::from_utf8_lossy(b)),
+            (Value::Bytes(b), _) => format!("by{:?}", b.to_vec()),
+            (Value::Uuid(u), _) => format!("u{}", u128::from_be_bytes(*u)),
+        }
+    }
+
+    fn encode(rows: &[Row], order_by: &str, granule_rows: u32) -> EncodedPart {
+        let schema = schema();
+        let mut buffer = RowBuffer::new(schema.clone());
+        for row in rows {
+            buffer.push_row(&values(row)).unwrap();
+        }
+        let options = TableOptions::parse([
+            ("order_by", order_by),
+            ("granule_rows", &granule_rows.to_string()),
+        ])
+        .unwrap();
+        let key = options.resolve_order_by(&schema.names()).unwrap();
+        encode_part(&schema, &buffer.take_batch(), &key, &options).unwrap()
+    }
+
+    fn read_all(part: &EncodedPart, columns: &[usize], granules: &[usize]) -> Vec<Row> {
+        let schema = schema();
+        let reader = PartReader::open(&schema, part.bytes.clone()).unwrap();
+        let mut out = Vec::new();
+        for batch in reader.read(columns, granules, 77).unwrap() {
+            let batch = batch.unwrap();
+            for r in 0..batch.num_rows() {
+                out.push(
+                    columns
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &c)| {
+                            cell(
+                                &value_at(batch.column(k), schema.columns[c].ty, r),
+                                schema.columns[c].ty,
+                            )
+                        })
+                        .collect(),
+                );
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_type_round_trips_sorted_by_the_key() {
+        let input = rows(1000, 42);
+        let part = encode(&input, "i4, i8", 128);
+        assert_eq!(part.rows, 1000);
+        assert_eq!(part.granules.len(), 8);
+        let all: Vec<usize> = (0..schema().columns.len()).collect();
+        let output = read_all(&part, &all, &(0..8).collect::<Vec<_>>());
+        let mut expected = input.clone();
+        let key =
+            |r: &Row| -> (i64, i64) { (r[2][2..].parse().unwrap(), r[3][2..].parse().unwrap()) };
+        expected.sort_by_key(key);
+        assert_eq!(output, expected);
+    }
+
+    #[test]
+    fn projection_and_granule_selection_read_only_what_was_asked() {
+        let input = rows(500, 7);
+        let part = encode(&input, "i8", 100);
+        let got = read_all(&part, &[3, 10], &[1, 3]);
+        let mut sorted = input.clone();
+        sorted.sort_by_key(|r| r[3][2..].parse::<i64>().unwrap());
+        let expected: Vec<Row> = sorted[100..200]
+            .iter()
+            .chain(&sorted[300..400])
+            .map(|r| vec![r[3].clone(), r[10].clone()])
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn statistics_bound_every_granule_and_pruning_never_drops_a_match() {
+        let input = rows(2000, 3);
+        let part = encode(&input, "d", 64);
+        let reader = PartReader::open(&schema(), part.bytes.clone()).unwrap();
+        assert_eq!(reader.granule_stats().unwrap(), part.granules);
+        let all: Vec<usize> = (0..schema().columns.len()).collect();
+        let mut g = Lcg(99);
+        for (gi, stats) in part.granules.iter().enumerate() {
+            let rows = read_all(&part, &all, &[gi]);
+            assert_eq!(stats.rows as usize, rows.len());
+            let dates: Vec<Option<i64>> = rows
+                .iter()
+                .map(|r| {
+                    if r[6] == "N" {
+                        None
+                    } else {
+                        Some(r[6][1..].parse().unwrap())
+                    }
+                })
+                .collect();
+            let nulls = dates.iter().filter(|d| d.is_none()).count() as u64;
+            assert_eq!(stats.columns[6].nulls, Some(nulls));
+            for _ in 0..40 {
+                let v = (g.next() % 24000) as i64 - 12000;
+                for op in [Op::Eq, Op::Lt, Op::Le, Op::Gt, Op::Ge] {
+                    let pred = Predicate::Compare {
+                        column: 6,
+                        op,
+                        value: Scalar::Int(v),
+                    };
+                    let any = dates.iter().flatten().any(|&d| match op {
+                        Op::Eq => d == v,
+                        Op::Lt => d < v,
+                        Op::Le => d <= v,
+                        Op::Gt => d > v,
+                        Op::Ge => d >= v,
+                    });
+                    if any {
+                        assert!(
+                            may_match(stats, &pred),
+                            "granule {gi} wrongly pruned for {pred:?}"
+                        );
+                    }
+                }
+            }
+        }
+        // Sorted by d, most granules are ruled out by a narrow range.
+        let narrow = [
+            Predicate::Compare {
+                column: 6,
+                op: Op::Ge,
+                value: Scalar::Int(0),
+            },
+            Predicate::Compare {
+                column: 6,
+                op: Op::Lt,
+                value: Scalar::Int(500),
+            },
+        ];
+        let kept = part
+            .granules
+            .iter()
+            .filter(|s| crate::columnar::prune::may_match_all(s, &narrow))
+            .count();
+        assert!(kept <= 3, "{kept} of {} granules kept", part.granules.len());
+    }
+
+    #[test]
+    fn damaged_bytes_are_an_error_not_a_panic() {
+        let part = encode(&rows(300, 5), "i8", 100);
+        let schema = schema();
+        for cut in [0, 4, 8, part.bytes.len() / 2, part.bytes.len() - 1] {
+            assert!(
+                PartReader::open(&schema, part.bytes.slice(..cut)).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let wrong = TableSchema::new([("x", ColumnType::Int32)]);
+        assert!(PartReader::open(&wrong, part.bytes.clone()).is_err());
+    }
+}
