@@ -9,7 +9,9 @@ pub mod buffer;
 pub mod options;
 pub mod part;
 pub mod prune;
+pub mod rowid;
 pub mod types;
+pub mod write_set;
 
 pub use buffer::RowBuffer;
 pub use options::{Compression, TableOptions};

@@ -8,6 +8,7 @@
 //! reported as corruption, never decoded.
 
 pub mod extent;
+pub mod metapage;
 pub mod page;
 pub mod page_store;
 
