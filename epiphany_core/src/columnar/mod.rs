@@ -6,6 +6,7 @@
 //! ([`PartReader`]); [`prune`] decides from granule statistics what a scan can skip.
 
 pub mod buffer;
+pub mod fetch;
 pub mod options;
 pub mod part;
 pub mod prune;

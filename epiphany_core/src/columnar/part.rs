@@ -5,8 +5,6 @@
 //! row groups. The bytes are self-contained: written into an extent, they can be exported
 //! as a `.parquet` file as they are.
 
-use std::sync::Arc;
-
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Time64MicrosecondType,
@@ -16,11 +14,15 @@ use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow_ord::sort::{lexsort_to_indices, SortColumn};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression as PqCompression, ZstdLevel};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::reader::ChunkReader;
 
 use crate::columnar::options::{Compression, TableOptions};
 use crate::columnar::prune::{GranuleStats, Scalar};
@@ -92,27 +94,28 @@ pub fn encode_part(
     let bytes = writer
         .into_inner()
         .map_err(|e| format_error("finishing a part", e))?;
-    let reader = PartReader::open(schema, Bytes::from(bytes))?;
-    let granules = reader.granule_stats()?;
+    let bytes = Bytes::from(bytes);
+    let granules = PartReader::open(schema, bytes.clone())?.granule_stats()?;
     Ok(EncodedPart {
-        bytes: reader.bytes,
+        bytes,
         rows: sorted.num_rows() as u64,
         granules,
     })
 }
 
-/// Reads a part from its bytes.
-pub struct PartReader {
+/// Reads a part: from all of its bytes ([`Bytes`]) or from the ranges a scan fetched
+/// ([`crate::columnar::fetch::SparsePart`]).
+pub struct PartReader<R: ChunkReader + Clone + 'static = Bytes> {
     schema: TableSchema,
-    bytes: Bytes,
-    metadata: Arc<ParquetMetaData>,
+    source: R,
+    metadata: ArrowReaderMetadata,
 }
 
-impl PartReader {
-    pub fn open(schema: &TableSchema, bytes: Bytes) -> Result<Self> {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+impl<R: ChunkReader + Clone + 'static> PartReader<R> {
+    pub fn open(schema: &TableSchema, source: R) -> Result<Self> {
+        let metadata = ArrowReaderMetadata::load(&source, ArrowReaderOptions::new())
             .map_err(|e| format_error("reading a part's footer", e))?;
-        let found = builder.schema();
+        let found = metadata.schema();
         let expected = schema.arrow_schema();
         if found.fields().len() != expected.fields().len()
             || found
@@ -137,22 +140,30 @@ impl PartReader {
         }
         Ok(PartReader {
             schema: schema.clone(),
-            bytes,
-            metadata: builder.metadata().clone(),
+            source,
+            metadata,
         })
     }
 
+    pub fn metadata(&self) -> &ParquetMetaData {
+        self.metadata.metadata()
+    }
+
+    pub fn source(&self) -> &R {
+        &self.source
+    }
+
     pub fn rows(&self) -> u64 {
-        self.metadata.file_metadata().num_rows() as u64
+        self.metadata().file_metadata().num_rows() as u64
     }
 
     pub fn granules(&self) -> usize {
-        self.metadata.num_row_groups()
+        self.metadata().num_row_groups()
     }
 
     /// Rows in each granule, in order.
     pub fn granule_rows(&self) -> Vec<u64> {
-        self.metadata
+        self.metadata()
             .row_groups()
             .iter()
             .map(|rg| rg.num_rows() as u64)
@@ -162,8 +173,8 @@ impl PartReader {
     /// Min, max and null count of every column in every granule.
     pub fn granule_stats(&self) -> Result<Vec<GranuleStats>> {
         let arrow_schema = self.schema.arrow_schema();
-        let parquet_schema = self.metadata.file_metadata().schema_descr();
-        let row_groups = self.metadata.row_groups();
+        let parquet_schema = self.metadata().file_metadata().schema_descr();
+        let row_groups = self.metadata().row_groups();
         let mut per_column = Vec::new();
         for column in &self.schema.columns {
             let conv = StatisticsConverter::try_new(&column.name, &arrow_schema, parquet_schema)
@@ -215,8 +226,13 @@ impl PartReader {
         granules: &[usize],
         batch_rows: usize,
     ) -> Result<ParquetRecordBatchReader> {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(self.bytes.clone())
-            .map_err(|e| format_error("reading a part", e))?;
+        if let Some(&g) = granules.iter().find(|&&g| g >= self.granules()) {
+            return Err(Error::Corrupted(format!("granule {g} does not exist")));
+        }
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            self.source.clone(),
+            self.metadata.clone(),
+        );
         let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
         builder
             .with_projection(mask)
@@ -224,10 +240,6 @@ impl PartReader {
             .with_batch_size(batch_rows.max(1))
             .build()
             .map_err(|e| format_error("reading a part", e))
-    }
-
-    pub fn bytes(&self) -> &Bytes {
-        &self.bytes
     }
 }
 
@@ -459,6 +471,15 @@ mod tests {
     fn read_all(part: &EncodedPart, columns: &[usize], granules: &[usize]) -> Vec<Row> {
         let schema = schema();
         let reader = PartReader::open(&schema, part.bytes.clone()).unwrap();
+        collect_rows(&reader, columns, granules)
+    }
+
+    fn collect_rows<R: ChunkReader + Clone + 'static>(
+        reader: &PartReader<R>,
+        columns: &[usize],
+        granules: &[usize],
+    ) -> Vec<Row> {
+        let schema = schema();
         let mut out = Vec::new();
         for batch in reader.read(columns, granules, 77).unwrap() {
             let batch = batch.unwrap();
@@ -590,5 +611,59 @@ mod tests {
         }
         let wrong = TableSchema::new([("x", ColumnType::Int32)]);
         assert!(PartReader::open(&wrong, part.bytes.clone()).is_err());
+    }
+
+    #[test]
+    fn a_scan_fetches_only_the_footer_and_the_chunks_it_reads() {
+        use crate::columnar::fetch::SparsePart;
+        use crate::storage::{write_extent, ExtentReader, MemoryPageStore};
+
+        let input = rows(3000, 11);
+        let part = encode(&input, "i8", 256);
+        let mut store = MemoryPageStore::new(8168);
+        let extent = write_extent(&mut store, 1, &part.bytes).unwrap();
+        let extent_reader = ExtentReader::new(&store, extent).unwrap();
+        let fetched = std::cell::Cell::new(0u64);
+        let mut fetch = |off: u64, len: usize| {
+            fetched.set(fetched.get() + len as u64);
+            extent_reader.read(off, len)
+        };
+        let sparse = SparsePart::with_tail(extent.len, &mut fetch).unwrap();
+        let footer = fetched.get();
+        let reader = PartReader::open(&schema(), sparse.clone()).unwrap();
+        assert_eq!(reader.granule_stats().unwrap(), part.granules);
+        // Two columns of two granules.
+        let (columns, granules) = ([3usize, 10], [2usize, 7]);
+        reader
+            .source()
+            .fetch_chunks(reader.metadata(), &columns, &granules, &mut fetch)
+            .unwrap();
+        assert_eq!(
+            collect_rows(&reader, &columns, &granules),
+            read_all(&part, &columns, &granules)
+        );
+        // 2 of 14 columns in 2 of 12 granules: a small fraction of the data.
+        let data = part.bytes.len() as u64 - footer;
+        let chunks = fetched.get() - footer;
+        assert!(chunks * 20 < data, "fetched {chunks} of {data} data bytes");
+        // A column that was not fetched is an error, not a panic or a wrong answer.
+        let missing = reader.read(&[5], &[2], 100).and_then(|mut r| {
+            r.next()
+                .transpose()
+                .map_err(|e| Error::Corrupted(e.to_string()))
+        });
+        assert!(missing.is_err());
+    }
+
+    #[test]
+    fn a_damaged_footer_is_an_error() {
+        use crate::columnar::fetch::SparsePart;
+        let part = encode(&rows(100, 1), "i8", 50);
+        let mut bytes = part.bytes.to_vec();
+        let n = bytes.len();
+        bytes[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut fetch = |off: u64, len: usize| Ok(bytes[off as usize..off as usize + len].to_vec());
+        assert!(SparsePart::with_tail(n as u64, &mut fetch).is_err());
+        assert!(SparsePart::with_tail(4, &mut fetch).is_err());
     }
 }
