@@ -11,6 +11,7 @@ pub mod options;
 pub mod part;
 pub mod prune;
 pub mod rowid;
+pub mod scan_plan;
 pub mod types;
 pub mod write_set;
 

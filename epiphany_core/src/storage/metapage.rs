@@ -4,6 +4,11 @@
 //! page's exclusive lock, WAL-logged), so concurrent writers never collide and an aborted
 //! writer only leaves a gap. The page carries its own checksum like every extent page.
 //!
+//! The storage id names this particular storage of the relation: a transactional
+//! TRUNCATE (or a rewrite) gives the relation new storage with a new id, and catalog rows
+//! are keyed by it, so parts of the old storage vanish or reappear exactly as the
+//! TRUNCATE commits or aborts. Relfilenode numbers cannot serve: they are reused.
+//!
 //! ```text
 //! offset  size  field
 //!      0     4  magic "EPM1"
@@ -12,7 +17,7 @@
 //!     12     4  reserved, zero
 //!     16     8  next row number
 //!     24     8  next extent id
-//!     32     8  reserved, zero
+//!     32     8  storage id
 //! ```
 
 use crate::error::{Error, Result};
@@ -25,14 +30,16 @@ pub const BLOCK: u32 = 0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Metapage {
+    pub storage_id: u64,
     pub next_row: u64,
     pub next_extent: u64,
 }
 
 impl Metapage {
-    /// The metapage of a new, empty relation. Extent ids start at 1 so 0 never names one.
-    pub fn new() -> Self {
+    /// The metapage of new, empty storage. Extent ids start at 1 so 0 never names one.
+    pub fn new(storage_id: u64) -> Self {
         Metapage {
+            storage_id,
             next_row: 0,
             next_extent: 1,
         }
@@ -58,6 +65,7 @@ impl Metapage {
         page[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         page[16..24].copy_from_slice(&self.next_row.to_le_bytes());
         page[24..32].copy_from_slice(&self.next_extent.to_le_bytes());
+        page[32..40].copy_from_slice(&self.storage_id.to_le_bytes());
         let crc = crc32c::crc32c(&page[8..LEN]);
         page[4..8].copy_from_slice(&crc.to_le_bytes());
     }
@@ -81,15 +89,10 @@ impl Metapage {
             )));
         }
         Ok(Metapage {
+            storage_id: u64::from_le_bytes(page[32..40].try_into().unwrap()),
             next_row: u64::from_le_bytes(page[16..24].try_into().unwrap()),
             next_extent: u64::from_le_bytes(page[24..32].try_into().unwrap()),
         })
-    }
-}
-
-impl Default for Metapage {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -99,13 +102,14 @@ mod tests {
 
     #[test]
     fn reservations_never_overlap_and_survive_a_round_trip() {
-        let mut meta = Metapage::new();
+        let mut meta = Metapage::new(77);
         assert_eq!(meta.reserve(10).unwrap(), (0, 1));
         assert_eq!(meta.reserve(0).unwrap(), (10, 2));
         assert_eq!(meta.reserve(5).unwrap(), (10, 3));
         let mut page = vec![0xEE; 128];
         meta.encode(&mut page);
         assert_eq!(Metapage::decode(&page).unwrap(), meta);
+        assert_eq!(Metapage::decode(&page).unwrap().storage_id, 77);
         assert!(meta.reserve(u64::MAX).is_err());
         assert_eq!(
             meta,
@@ -117,7 +121,7 @@ mod tests {
     #[test]
     fn damage_is_detected() {
         let mut page = vec![0; 64];
-        Metapage::new().encode(&mut page);
+        Metapage::new(1).encode(&mut page);
         for byte in 0..LEN {
             let mut bad = page.clone();
             bad[byte] ^= 0x04;
