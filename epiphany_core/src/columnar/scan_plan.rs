@@ -86,11 +86,9 @@ pub fn prune_parts(
     preds: &[Predicate],
     counters: &mut ScanCounters,
 ) -> Vec<usize> {
-    let kept: Vec<usize> = (0..parts.len())
-        .filter(|&i| may_match_all(&parts[i], preds))
-        .collect();
+    let (kept, skipped) = keep_matching(parts, preds);
     counters.parts_scanned += kept.len() as u64;
-    counters.parts_skipped += (parts.len() - kept.len()) as u64;
+    counters.parts_skipped += skipped;
     kept
 }
 
@@ -100,12 +98,18 @@ pub fn prune_granules(
     preds: &[Predicate],
     counters: &mut ScanCounters,
 ) -> Vec<usize> {
-    let kept: Vec<usize> = (0..granules.len())
-        .filter(|&i| may_match_all(&granules[i], preds))
-        .collect();
+    let (kept, skipped) = keep_matching(granules, preds);
     counters.granules_scanned += kept.len() as u64;
-    counters.granules_skipped += (granules.len() - kept.len()) as u64;
+    counters.granules_skipped += skipped;
     kept
+}
+
+fn keep_matching(stats: &[GranuleStats], preds: &[Predicate]) -> (Vec<usize>, u64) {
+    let kept: Vec<usize> = (0..stats.len())
+        .filter(|&i| may_match_all(&stats[i], preds))
+        .collect();
+    let skipped = (stats.len() - kept.len()) as u64;
+    (kept, skipped)
 }
 
 const STATS_VERSION: u8 = 1;
