@@ -69,4 +69,27 @@ mod tests {
             assert!(!is_listed(value, lib), "{value}");
         }
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_setting_splits_without_panicking(value in "\\PC{0,60}") {
+                let _ = split_list(&value);
+            }
+
+            #[test]
+            fn a_listed_library_is_found_wherever_it_stands(
+                others in proptest::collection::vec("[a-z_]{1,10}", 0..4),
+                at in any::<prop::sample::Index>(),
+            ) {
+                let mut entries: Vec<String> = others.into_iter().filter(|o| o != "epiphany_columnstore").collect();
+                let i = at.index(entries.len() + 1);
+                entries.insert(i, "$libdir/epiphany_columnstore".into());
+                prop_assert!(is_listed(&entries.join(" , "), "epiphany_columnstore"));
+            }
+        }
+    }
 }

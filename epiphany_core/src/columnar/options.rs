@@ -332,4 +332,25 @@ mod tests {
             .to_string()
             .contains("\"c\" does not exist"));
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_input_parses_or_errs(name in "[a-zA-Z_]{0,20}", value in "\\PC{0,40}") {
+                let _ = TableOptions::parse([(name.as_str(), value.as_str())]);
+            }
+
+            #[test]
+            fn column_lists_round_trip(names in proptest::collection::btree_set("[a-zA-Z _\"]{1,12}", 1..5)) {
+                let names: Vec<String> = names.into_iter().collect();
+                let list: Vec<String> = names.iter().map(|n| format!("\"{}\"", n.replace('"', "\"\""))).collect();
+                prop_assert_eq!(parse_column_list(&list.join(", ")).unwrap(), names.clone());
+                let quoted: Vec<String> = names.iter().map(|n| quote_identifier(n)).collect();
+                prop_assert_eq!(parse_column_list(&quoted.join(",")).unwrap(), names);
+            }
+        }
+    }
 }

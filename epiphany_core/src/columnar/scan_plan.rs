@@ -351,4 +351,41 @@ mod tests {
         huge[9..13].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode_stats(&huge).is_err());
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn scalar() -> impl Strategy<Value = Scalar> {
+            prop_oneof![
+                any::<i64>().prop_map(Scalar::Int),
+                any::<f64>()
+                    .prop_filter("NaN never equals itself", |f| !f.is_nan())
+                    .prop_map(Scalar::Float),
+                proptest::collection::vec(any::<u8>(), 0..20).prop_map(Scalar::Bytes),
+            ]
+        }
+
+        fn column() -> impl Strategy<Value = ColumnStats> {
+            (
+                proptest::option::of(scalar()),
+                proptest::option::of(scalar()),
+                proptest::option::of(any::<u64>()),
+            )
+                .prop_map(|(min, max, nulls)| ColumnStats { min, max, nulls })
+        }
+
+        proptest! {
+            #[test]
+            fn any_summary_round_trips(rows: u64, columns in proptest::collection::vec(column(), 0..8)) {
+                let stats = GranuleStats { rows, columns };
+                prop_assert_eq!(decode_stats(&encode_stats(&stats)).unwrap(), stats);
+            }
+
+            #[test]
+            fn any_bytes_decode_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let _ = decode_stats(&bytes);
+            }
+        }
+    }
 }

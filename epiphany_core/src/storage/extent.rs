@@ -254,4 +254,31 @@ mod tests {
             .read(0, 1)
             .is_err());
     }
+
+    mod properties {
+        use super::super::*;
+        use crate::storage::MemoryPageStore;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_stream_and_any_range_round_trip(
+                data in proptest::collection::vec(any::<u8>(), 0..3000),
+                page_size in 40usize..600,
+                a in any::<prop::sample::Index>(),
+                b in any::<prop::sample::Index>(),
+            ) {
+                let mut store = MemoryPageStore::new(page_size);
+                write_extent(&mut store, 9, b"before").unwrap();
+                let extent = write_extent(&mut store, 10, &data).unwrap();
+                let reader = ExtentReader::new(&store, extent).unwrap();
+                prop_assert_eq!(reader.read_all().unwrap(), data.clone());
+                if !data.is_empty() {
+                    let (x, y) = (a.index(data.len()), b.index(data.len()));
+                    let (lo, hi) = (x.min(y), x.max(y));
+                    prop_assert_eq!(reader.read(lo as u64, hi - lo).unwrap(), &data[lo..hi]);
+                }
+            }
+        }
+    }
 }

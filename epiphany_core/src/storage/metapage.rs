@@ -129,4 +129,24 @@ mod tests {
         }
         assert!(Metapage::decode(&[0; 8]).is_err());
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_bytes_decode_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
+                let _ = Metapage::decode(&bytes);
+            }
+
+            #[test]
+            fn any_metapage_round_trips(storage_id: u64, next_row: u64, next_extent: u64) {
+                let meta = Metapage { storage_id, next_row, next_extent };
+                let mut page = vec![0u8; 64];
+                meta.encode(&mut page);
+                prop_assert_eq!(Metapage::decode(&page).unwrap(), meta);
+            }
+        }
+    }
 }

@@ -134,4 +134,23 @@ mod tests {
         huge_len[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode(&huge_len, 7, 3, 0).is_err());
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_bytes_decode_to_an_error_or_a_payload(bytes in proptest::collection::vec(any::<u8>(), 0..300), id: u64, seq: u32) {
+                let _ = decode(&bytes, id, seq, 0);
+            }
+
+            #[test]
+            fn any_payload_round_trips(payload in proptest::collection::vec(any::<u8>(), 0..200), id: u64, seq: u32) {
+                let mut page = vec![0u8; 232];
+                encode(&mut page, PageHeader { extent_id: id, seq, len: payload.len() as u32 }, &payload);
+                prop_assert_eq!(decode(&page, id, seq, 0).unwrap(), &payload[..]);
+            }
+        }
+    }
 }
