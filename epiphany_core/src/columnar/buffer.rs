@@ -8,11 +8,11 @@ use std::sync::Arc;
 use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, Date32Builder, FixedSizeBinaryBuilder, Float32Builder,
     Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
-    Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
+    Time64MicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 
-use crate::columnar::types::{ColumnType, TableSchema, Value, PG_EPOCH_DAYS, PG_EPOCH_MICROS};
+use crate::columnar::types::{date_to_arrow, ColumnType, TableSchema, Value};
 use crate::error::{Error, Result};
 
 enum ColumnBuilder {
@@ -24,7 +24,7 @@ enum ColumnBuilder {
     Float64(Float64Builder),
     Date(Date32Builder),
     Time(Time64MicrosecondBuilder),
-    Timestamp(TimestampMicrosecondBuilder, bool),
+    Timestamp(Int64Builder),
     Text(StringBuilder),
     Bytes(BinaryBuilder),
     Uuid(FixedSizeBinaryBuilder),
@@ -41,11 +41,8 @@ impl ColumnBuilder {
             ColumnType::Float64 => ColumnBuilder::Float64(Float64Builder::new()),
             ColumnType::Date => ColumnBuilder::Date(Date32Builder::new()),
             ColumnType::Time => ColumnBuilder::Time(Time64MicrosecondBuilder::new()),
-            ColumnType::Timestamp => {
-                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new(), false)
-            }
-            ColumnType::TimestampTz => {
-                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new(), true)
+            ColumnType::Timestamp | ColumnType::TimestampTz => {
+                ColumnBuilder::Timestamp(Int64Builder::new())
             }
             ColumnType::Text => ColumnBuilder::Text(StringBuilder::new()),
             ColumnType::Bytes | ColumnType::Opaque => ColumnBuilder::Bytes(BinaryBuilder::new()),
@@ -65,7 +62,7 @@ impl ColumnBuilder {
             (B::Float64(b), Value::Null) => b.append_null(),
             (B::Date(b), Value::Null) => b.append_null(),
             (B::Time(b), Value::Null) => b.append_null(),
-            (B::Timestamp(b, _), Value::Null) => b.append_null(),
+            (B::Timestamp(b), Value::Null) => b.append_null(),
             (B::Text(b), Value::Null) => b.append_null(),
             (B::Bytes(b), Value::Null) => b.append_null(),
             (B::Uuid(b), Value::Null) => b.append_null(),
@@ -75,11 +72,9 @@ impl ColumnBuilder {
             (B::Int64(b), Value::Int64(x)) => b.append_value(*x),
             (B::Float32(b), Value::Float32(x)) => b.append_value(*x),
             (B::Float64(b), Value::Float64(x)) => b.append_value(*x),
-            (B::Date(b), Value::Date(x)) => b.append_value(x.saturating_add(PG_EPOCH_DAYS)),
+            (B::Date(b), Value::Date(x)) => b.append_value(date_to_arrow(*x)),
             (B::Time(b), Value::Time(x)) => b.append_value(*x),
-            (B::Timestamp(b, _), Value::Timestamp(x)) => {
-                b.append_value(x.saturating_add(PG_EPOCH_MICROS))
-            }
+            (B::Timestamp(b), Value::Timestamp(x)) => b.append_value(*x),
             (B::Text(b), Value::Text(x)) => b.append_value(x),
             (B::Bytes(b), Value::Bytes(x)) => b.append_value(x),
             (B::Uuid(b), Value::Uuid(x)) => b.append_value(x).expect("16 bytes"),
@@ -99,14 +94,7 @@ impl ColumnBuilder {
             B::Float64(b) => Arc::new(b.finish()),
             B::Date(b) => Arc::new(b.finish()),
             B::Time(b) => Arc::new(b.finish()),
-            B::Timestamp(b, tz) => {
-                let array = b.finish();
-                if *tz {
-                    Arc::new(array.with_timezone("UTC"))
-                } else {
-                    Arc::new(array)
-                }
-            }
+            B::Timestamp(b) => Arc::new(b.finish()),
             B::Text(b) => Arc::new(b.finish()),
             B::Bytes(b) => Arc::new(b.finish()),
             B::Uuid(b) => Arc::new(b.finish()),

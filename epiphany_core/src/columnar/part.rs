@@ -8,7 +8,6 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Time64MicrosecondType,
-    TimestampMicrosecondType,
 };
 use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow_ord::sort::{lexsort_to_indices, SortColumn};
@@ -26,7 +25,7 @@ use parquet::file::reader::ChunkReader;
 
 use crate::columnar::options::{Compression, TableOptions};
 use crate::columnar::prune::{GranuleStats, Scalar};
-use crate::columnar::types::{ColumnType, TableSchema, Value, PG_EPOCH_DAYS, PG_EPOCH_MICROS};
+use crate::columnar::types::{date_from_arrow, ColumnType, TableSchema, Value};
 use crate::error::{Error, Result};
 
 /// `ORDER BY … ASC` as Postgres means it: nulls last.
@@ -281,13 +280,13 @@ pub fn value_at(array: &ArrayRef, ty: ColumnType, row: usize) -> Value<'_> {
         ColumnType::Int64 => Value::Int64(array.as_primitive::<Int64Type>().value(row)),
         ColumnType::Float32 => Value::Float32(array.as_primitive::<Float32Type>().value(row)),
         ColumnType::Float64 => Value::Float64(array.as_primitive::<Float64Type>().value(row)),
-        ColumnType::Date => {
-            Value::Date(array.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS)
-        }
+        ColumnType::Date => Value::Date(date_from_arrow(
+            array.as_primitive::<Date32Type>().value(row),
+        )),
         ColumnType::Time => Value::Time(array.as_primitive::<Time64MicrosecondType>().value(row)),
-        ColumnType::Timestamp | ColumnType::TimestampTz => Value::Timestamp(
-            array.as_primitive::<TimestampMicrosecondType>().value(row) - PG_EPOCH_MICROS,
-        ),
+        ColumnType::Timestamp | ColumnType::TimestampTz => {
+            Value::Timestamp(array.as_primitive::<Int64Type>().value(row))
+        }
         ColumnType::Text => Value::Text(array.as_string::<i32>().value(row)),
         ColumnType::Bytes | ColumnType::Opaque => Value::Bytes(array.as_binary::<i32>().value(row)),
         ColumnType::Uuid => Value::Uuid(
@@ -315,12 +314,9 @@ fn scalar_at(array: &ArrayRef, i: usize) -> Option<Scalar> {
         D::Float32 => Scalar::Float(array.as_primitive::<Float32Type>().value(i) as f64),
         D::Float64 => Scalar::Float(array.as_primitive::<Float64Type>().value(i)),
         D::Date32 => {
-            Scalar::Int((array.as_primitive::<Date32Type>().value(i) - PG_EPOCH_DAYS) as i64)
+            Scalar::Int(date_from_arrow(array.as_primitive::<Date32Type>().value(i)) as i64)
         }
         D::Time64(_) => Scalar::Int(array.as_primitive::<Time64MicrosecondType>().value(i)),
-        D::Timestamp(_, _) => {
-            Scalar::Int(array.as_primitive::<TimestampMicrosecondType>().value(i) - PG_EPOCH_MICROS)
-        }
         D::Utf8 => Scalar::Bytes(array.as_string::<i32>().value(i).as_bytes().to_vec()),
         D::Binary => Scalar::Bytes(array.as_binary::<i32>().value(i).to_vec()),
         D::FixedSizeBinary(_) => Scalar::Bytes(array.as_fixed_size_binary().value(i).to_vec()),

@@ -1,9 +1,12 @@
 //! Column types with a native columnar encoding, and how Postgres values map onto them.
 //!
-//! Dates and timestamps are stored with the Unix epoch, as Arrow and Parquet define them,
-//! so an exported part reads correctly in other tools; values cross the boundary in
-//! Postgres's own units (epoch 2000-01-01) and are shifted here. Every other Postgres
-//! type is stored as `Opaque` bytes (its binary image), so any type works, unpruned.
+//! Dates are stored with the Unix epoch, as Arrow's Date32 defines it, so an exported part
+//! reads correctly in other tools; they cross the boundary in Postgres's units (days since
+//! 2000-01-01) and are shifted here. Timestamps stay plain 64-bit integers in Postgres's
+//! units: Postgres's range reaches within 30 years of the largest 64-bit microsecond
+//! count, so the shift to the Unix epoch would overflow for the last years of it. Every
+//! other Postgres type is stored as `Opaque` bytes (its binary image), so any type works,
+//! unpruned.
 
 use std::sync::Arc;
 
@@ -11,8 +14,24 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 
 /// Days from 1970-01-01 to 2000-01-01.
 pub const PG_EPOCH_DAYS: i32 = 10_957;
-/// Microseconds from 1970-01-01 to 2000-01-01.
-pub const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// A Postgres date (days since 2000-01-01) as Arrow stores it (days since 1970-01-01).
+/// `±infinity` (the extreme integers) stay as they are: no finite date shifts onto them.
+pub fn date_to_arrow(pg_days: i32) -> i32 {
+    if pg_days == i32::MAX || pg_days == i32::MIN {
+        pg_days
+    } else {
+        pg_days + PG_EPOCH_DAYS
+    }
+}
+
+pub fn date_from_arrow(days: i32) -> i32 {
+    if days == i32::MAX || days == i32::MIN {
+        days
+    } else {
+        days - PG_EPOCH_DAYS
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
@@ -26,9 +45,9 @@ pub enum ColumnType {
     Date,
     /// `time`: microseconds since midnight.
     Time,
-    /// `timestamp`: microseconds.
+    /// `timestamp`: microseconds since 2000-01-01, stored as Int64.
     Timestamp,
-    /// `timestamptz`: microseconds, UTC.
+    /// `timestamptz`: microseconds since 2000-01-01 UTC, stored as Int64.
     TimestampTz,
     /// `text`, `varchar`, `char`, `json` in a UTF-8 database.
     Text,
@@ -50,10 +69,7 @@ impl ColumnType {
             ColumnType::Float64 => DataType::Float64,
             ColumnType::Date => DataType::Date32,
             ColumnType::Time => DataType::Time64(TimeUnit::Microsecond),
-            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-            ColumnType::TimestampTz => {
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-            }
+            ColumnType::Timestamp | ColumnType::TimestampTz => DataType::Int64,
             ColumnType::Text => DataType::Utf8,
             ColumnType::Bytes | ColumnType::Opaque => DataType::Binary,
             ColumnType::Uuid => DataType::FixedSizeBinary(16),
@@ -124,4 +140,23 @@ pub enum Value<'a> {
     Text(&'a str),
     Bytes(&'a [u8]),
     Uuid([u8; 16]),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_shift_finite_values_and_keep_infinities() {
+        // Postgres's date range is 4714-11-24 BC .. 5874897-12-31 AD: no finite date may
+        // land on a sentinel after the shift.
+        for d in [0, 1, -1, -2_451_545, 2_145_031_949] {
+            assert_eq!(date_from_arrow(date_to_arrow(d)), d);
+            assert!(date_to_arrow(d) != i32::MAX && date_to_arrow(d) != i32::MIN);
+        }
+        assert_eq!(date_to_arrow(0), 10_957);
+        for inf in [i32::MAX, i32::MIN] {
+            assert_eq!(date_from_arrow(date_to_arrow(inf)), inf);
+        }
+    }
 }

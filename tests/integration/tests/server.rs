@@ -62,6 +62,27 @@ fn several_sessions_share_one_installation() {
         .get(0);
     assert_eq!(rows, 200);
 
+    // Two more sessions through libpq (psql), at the same time.
+    std::thread::scope(|s| {
+        for session in [10, 11] {
+            let cluster = &cluster;
+            s.spawn(move || {
+                let mut psql = cluster.client_tool("psql");
+                psql.args(["-X", "-v", "ON_ERROR_STOP=1", "-d", "app", "-c"])
+                    .arg(format!(
+                        "INSERT INTO ledger SELECT {session}, g FROM generate_series(1, 100) g; \
+                     SELECT epiphany.version();"
+                    ));
+                cluster.run_ok(psql);
+            });
+        }
+    });
+    let rows: i64 = admin
+        .query_one("SELECT count(*) FROM ledger WHERE session >= 10", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 200);
+
     // An uncommitted row is invisible to the other sessions.
     let mut writer = cluster.connect("app");
     writer

@@ -1,0 +1,197 @@
+//! Postgres datums to and from the core's [`Value`]s.
+//!
+//! Which [`ColumnType`] a Postgres type is stored as is decided here, once per column; the
+//! conversions then follow the type's storage (by value, fixed-length by reference,
+//! varlena, C string). Types without a native encoding keep their exact in-memory image
+//! as `Opaque` bytes, so every type round-trips, including domains, arrays and composites.
+
+use epiphany_core::columnar::{ColumnType, Value};
+use pgrx::pg_sys;
+use pgrx::varlena::{set_varsize_4b, vardata_any, varsize_any_exhdr};
+
+/// What the conversions need to know about one column.
+#[derive(Debug, Clone, Copy)]
+pub struct ColumnInfo {
+    pub typlen: i16,
+    pub typbyval: bool,
+    pub ty: ColumnType,
+}
+
+impl ColumnInfo {
+    pub fn for_type(typid: pg_sys::Oid) -> ColumnInfo {
+        let mut typlen = 0i16;
+        let mut typbyval = false;
+        // SAFETY: catalog lookups on the main thread; both out-pointers are valid locals.
+        let (base, utf8) = unsafe {
+            pg_sys::get_typlenbyval(typid, &mut typlen, &mut typbyval);
+            (
+                pg_sys::getBaseType(typid),
+                pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_UTF8 as i32,
+            )
+        };
+        let ty = match base {
+            pg_sys::BOOLOID => ColumnType::Bool,
+            pg_sys::INT2OID => ColumnType::Int16,
+            pg_sys::INT4OID => ColumnType::Int32,
+            pg_sys::INT8OID => ColumnType::Int64,
+            pg_sys::FLOAT4OID => ColumnType::Float32,
+            pg_sys::FLOAT8OID => ColumnType::Float64,
+            pg_sys::DATEOID => ColumnType::Date,
+            pg_sys::TIMEOID => ColumnType::Time,
+            pg_sys::TIMESTAMPOID => ColumnType::Timestamp,
+            pg_sys::TIMESTAMPTZOID => ColumnType::TimestampTz,
+            pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BPCHAROID | pg_sys::JSONOID if utf8 => {
+                ColumnType::Text
+            }
+            pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BPCHAROID | pg_sys::JSONOID => {
+                ColumnType::Bytes
+            }
+            pg_sys::BYTEAOID => ColumnType::Bytes,
+            pg_sys::UUIDOID => ColumnType::Uuid,
+            _ => ColumnType::Opaque,
+        };
+        ColumnInfo {
+            typlen,
+            typbyval,
+            ty,
+        }
+    }
+}
+
+/// The value of a non-null datum. Borrowed bytes live as long as the datum's memory (a
+/// detoasted copy lives in the current memory context).
+///
+/// # Safety
+/// `datum` must be a valid, non-null datum of the type `info` was made for.
+pub unsafe fn to_value<'a>(info: &ColumnInfo, datum: pg_sys::Datum) -> Value<'a> {
+    let word = datum.value();
+    match info.ty {
+        ColumnType::Bool => Value::Bool(word != 0),
+        ColumnType::Int16 => Value::Int16(word as i16),
+        ColumnType::Int32 => Value::Int32(word as i32),
+        ColumnType::Int64 => Value::Int64(word as i64),
+        ColumnType::Float32 => Value::Float32(f32::from_bits(word as u32)),
+        ColumnType::Float64 => Value::Float64(f64::from_bits(word as u64)),
+        ColumnType::Date => Value::Date(word as i32),
+        ColumnType::Time => Value::Time(word as i64),
+        ColumnType::Timestamp | ColumnType::TimestampTz => Value::Timestamp(word as i64),
+        ColumnType::Uuid => {
+            // SAFETY: a uuid datum points at its 16 bytes.
+            let bytes = unsafe { std::slice::from_raw_parts(datum.cast_mut_ptr::<u8>(), 16) };
+            Value::Uuid(bytes.try_into().expect("16 bytes"))
+        }
+        ColumnType::Text => {
+            // SAFETY: a valid varlena; in a UTF-8 database its bytes are valid UTF-8.
+            let bytes = unsafe { varlena_bytes(datum) };
+            Value::Text(unsafe { std::str::from_utf8_unchecked(bytes) })
+        }
+        ColumnType::Bytes => Value::Bytes(unsafe { varlena_bytes(datum) }),
+        ColumnType::Opaque => Value::Bytes(unsafe { image(info, datum) }),
+    }
+}
+
+/// The payload of a varlena datum, detoasted (decompressed, fetched) if needed.
+///
+/// # Safety
+/// `datum` must point at a valid varlena.
+unsafe fn varlena_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
+    // SAFETY: per the contract; pg_detoast_datum_packed returns a plain (maybe short)
+    // varlena that stays valid in the current memory context.
+    unsafe {
+        let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+        std::slice::from_raw_parts(vardata_any(v) as *const u8, varsize_any_exhdr(v))
+    }
+}
+
+/// The bytes that make up a datum of a type without a native encoding.
+///
+/// # Safety
+/// `datum` must be a valid datum of the type `info` was made for.
+unsafe fn image<'a>(info: &ColumnInfo, datum: pg_sys::Datum) -> &'a [u8] {
+    if info.typbyval {
+        // By value: the datum itself, leaked into the memory context like a detoasted copy.
+        let word = datum.value() as u64;
+        // SAFETY: palloc on the main thread; 8 bytes written before use.
+        unsafe {
+            let p = pg_sys::palloc(8) as *mut u8;
+            std::ptr::copy_nonoverlapping(word.to_le_bytes().as_ptr(), p, 8);
+            return std::slice::from_raw_parts(p, 8);
+        }
+    }
+    match info.typlen {
+        // SAFETY (all arms): per the contract, the datum points at data of this layout.
+        -1 => unsafe { varlena_bytes(datum) },
+        -2 => unsafe { std::ffi::CStr::from_ptr(datum.cast_mut_ptr()).to_bytes() },
+        n => unsafe { std::slice::from_raw_parts(datum.cast_mut_ptr::<u8>(), n as usize) },
+    }
+}
+
+/// A datum (palloc'd in the current memory context when by reference) for `value`;
+/// `None` for NULL.
+///
+/// # Safety
+/// `value` must come from a column of `info` (as the part reader returns them).
+pub unsafe fn to_datum(info: &ColumnInfo, value: &Value<'_>) -> Option<pg_sys::Datum> {
+    let word = |w: u64| Some(pg_sys::Datum::from(w as usize));
+    match value {
+        Value::Null => None,
+        Value::Bool(b) => word(*b as u64),
+        Value::Int16(v) => word(*v as i64 as u64),
+        Value::Int32(v) | Value::Date(v) => word(*v as i64 as u64),
+        Value::Int64(v) | Value::Time(v) | Value::Timestamp(v) => word(*v as u64),
+        Value::Float32(v) => word(u64::from(v.to_bits())),
+        Value::Float64(v) => word(v.to_bits()),
+        Value::Uuid(bytes) => Some(pg_sys::Datum::from(unsafe { palloc_copy(bytes) })),
+        Value::Text(s) => Some(unsafe { new_varlena(s.as_bytes()) }),
+        Value::Bytes(b) if info.ty != ColumnType::Opaque => Some(unsafe { new_varlena(b) }),
+        Value::Bytes(b) => Some(unsafe { from_image(info, b) }),
+    }
+}
+
+/// # Safety
+/// Main thread only (palloc).
+unsafe fn palloc_copy(bytes: &[u8]) -> *mut u8 {
+    // SAFETY: palloc returns at least `len` writable bytes (or raises an ERROR).
+    unsafe {
+        let p = pg_sys::palloc(bytes.len().max(1)) as *mut u8;
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+        p
+    }
+}
+
+/// # Safety
+/// Main thread only (palloc).
+unsafe fn new_varlena(payload: &[u8]) -> pg_sys::Datum {
+    let total = payload.len() + pg_sys::VARHDRSZ;
+    // SAFETY: palloc'd `total` bytes; header then payload written within bounds.
+    unsafe {
+        let p = pg_sys::palloc(total) as *mut pg_sys::varlena;
+        set_varsize_4b(p, total as i32);
+        std::ptr::copy_nonoverlapping(
+            payload.as_ptr(),
+            (p as *mut u8).add(pg_sys::VARHDRSZ),
+            payload.len(),
+        );
+        pg_sys::Datum::from(p)
+    }
+}
+
+/// # Safety
+/// `bytes` must be what [`image`] produced for a column of `info`.
+unsafe fn from_image(info: &ColumnInfo, bytes: &[u8]) -> pg_sys::Datum {
+    if info.typbyval {
+        let mut word = [0u8; 8];
+        word[..bytes.len().min(8)].copy_from_slice(&bytes[..bytes.len().min(8)]);
+        return pg_sys::Datum::from(u64::from_le_bytes(word) as usize);
+    }
+    match info.typlen {
+        // SAFETY (all arms): palloc'd copies in the layout the type expects.
+        -1 => unsafe { new_varlena(bytes) },
+        -2 => {
+            let mut with_nul = bytes.to_vec();
+            with_nul.push(0);
+            pg_sys::Datum::from(unsafe { palloc_copy(&with_nul) })
+        }
+        _ => pg_sys::Datum::from(unsafe { palloc_copy(bytes) }),
+    }
+}
