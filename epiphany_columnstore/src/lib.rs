@@ -11,6 +11,12 @@ use pgrx::prelude::*;
 #[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
 mod datum;
 mod launcher;
+// The page store and storage callbacks, used by the access method once it lands and by
+// the storage-only access method of the tests until then.
+#[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
+mod page_store;
+#[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
+mod relation_storage;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -134,6 +140,85 @@ mod tests {
             );
             assert_eq!(Spi::get_one::<bool>(&query), Ok(Some(true)), "{expr}");
         }
+    }
+
+    /// A table access method with storage callbacks only, so tests get a relation whose
+    /// main fork belongs to the page store. Test builds only; scanning or inserting into
+    /// its tables is not possible (the callbacks are absent).
+    #[pg_extern(sql = "
+        CREATE FUNCTION storage_only_handler(internal) RETURNS table_am_handler
+            LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+        CREATE ACCESS METHOD tests_storage_only TYPE TABLE HANDLER storage_only_handler;
+    ")]
+    fn storage_only_handler(_fcinfo: pg_sys::FunctionCallInfo) -> pgrx::Internal {
+        use crate::relation_storage as rs;
+        static ROUTINE: std::sync::OnceLock<pg_sys::TableAmRoutine> = std::sync::OnceLock::new();
+        let routine = ROUTINE.get_or_init(|| {
+            let mut r = pg_sys::TableAmRoutine {
+                type_: pg_sys::NodeTag::T_TableAmRoutine,
+                ..Default::default()
+            };
+            #[cfg(not(feature = "pg15"))]
+            {
+                r.relation_set_new_filelocator = Some(rs::set_new_storage);
+            }
+            #[cfg(feature = "pg15")]
+            {
+                r.relation_set_new_filenode = Some(rs::set_new_storage);
+            }
+            r.relation_nontransactional_truncate = Some(rs::truncate_now);
+            r.relation_size = Some(rs::relation_size);
+            r.relation_needs_toast_table = Some(rs::needs_toast_table);
+            r
+        });
+        pgrx::Internal::from(Some(pg_sys::Datum::from(routine as *const _)))
+    }
+
+    #[pg_test]
+    fn extents_round_trip_through_shared_buffers_and_detect_damage() {
+        use epiphany_core::storage::{write_extent, ExtentReader, PageStore};
+        Spi::run("CREATE TABLE store_t (x int) USING tests_storage_only").unwrap();
+        let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'store_t'::regclass::oid")
+            .unwrap()
+            .unwrap();
+        // SAFETY: the table exists; opened and closed on this thread with a lock held.
+        let rel = unsafe { pg_sys::relation_open(oid, pg_sys::AccessExclusiveLock as _) };
+        // SAFETY: `rel` stays open until relation_close below.
+        let mut store = unsafe { crate::page_store::RelationPageStore::new(rel) };
+        assert_eq!(store.nblocks(), Ok(0));
+        let small: Vec<u8> = (0..100u32).map(|i| i as u8).collect();
+        let large: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let a = write_extent(&mut store, 1, &small).unwrap();
+        let b = write_extent(&mut store, 2, &large).unwrap();
+        assert_eq!((a.first_block, a.pages), (0, 1));
+        assert_eq!(b.first_block, 1);
+        assert_eq!(store.nblocks(), Ok(1 + b.pages));
+        assert_eq!(
+            ExtentReader::new(&store, a).unwrap().read_all().unwrap(),
+            small
+        );
+        let reader = ExtentReader::new(&store, b).unwrap();
+        assert_eq!(reader.read_all().unwrap(), large);
+        assert_eq!(reader.read(100_000, 10).unwrap(), &large[100_000..100_010]);
+        // The wrong extent id for the blocks, or blocks past the end, are errors.
+        let wrong = epiphany_core::storage::Extent { id: 3, ..b };
+        assert!(ExtentReader::new(&store, wrong)
+            .unwrap()
+            .read(0, 1)
+            .is_err());
+        let past = epiphany_core::storage::Extent {
+            first_block: 5000,
+            ..b
+        };
+        assert!(ExtentReader::new(&store, past).is_err());
+        // The pages went through WAL-logged full-page writes: the relation's size on disk
+        // is what the page store reports.
+        let bytes = Spi::get_one::<i64>("SELECT pg_relation_size('store_t')")
+            .unwrap()
+            .unwrap();
+        assert_eq!(bytes, (1 + b.pages as i64) * pg_sys::BLCKSZ as i64);
+        // SAFETY: opened above.
+        unsafe { pg_sys::relation_close(rel, pg_sys::AccessExclusiveLock as _) };
     }
 
     #[pg_test]

@@ -1,0 +1,179 @@
+//! The core's [`PageStore`] over a relation's main fork: shared buffers, WAL-logged.
+//!
+//! Each page keeps Postgres's standard header (so `data_checksums`, `pg_checksums`,
+//! `amcheck`-style tools and GenericXLog all understand it); the store's page is what
+//! follows that header. New pages are written once, as full images through GenericXLog,
+//! so crash recovery, streaming standbys and `pg_basebackup` need nothing of ours.
+//! Extending takes the relation extension lock for all pages of one extent, so an
+//! extent's pages are consecutive even with concurrent writers.
+
+use epiphany_core::storage::{BlockNumber, PageStore};
+use epiphany_core::Error;
+use pgrx::pg_sys;
+
+/// Bytes of Postgres's page header (`SizeOfPageHeaderData`).
+const PAGE_HEADER: usize = std::mem::offset_of!(pg_sys::PageHeaderData, pd_linp);
+const BLOCK_SIZE: usize = pg_sys::BLCKSZ as usize;
+/// Pages in one generic WAL record (`MAX_GENERIC_XLOG_PAGES`).
+const MAX_PAGES_PER_RECORD: usize = 4;
+
+pub struct RelationPageStore {
+    rel: pg_sys::Relation,
+}
+
+impl RelationPageStore {
+    /// # Safety
+    /// `rel` must be open (and stay open while the store is used), with a lock that
+    /// allows reading, or writing when the store writes.
+    pub unsafe fn new(rel: pg_sys::Relation) -> Self {
+        RelationPageStore { rel }
+    }
+}
+
+impl PageStore for RelationPageStore {
+    fn page_size(&self) -> usize {
+        BLOCK_SIZE - PAGE_HEADER
+    }
+
+    fn nblocks(&self) -> Result<BlockNumber, Error> {
+        // SAFETY: an open relation (constructor contract), main thread.
+        Ok(unsafe {
+            pg_sys::RelationGetNumberOfBlocksInFork(self.rel, pg_sys::ForkNumber::MAIN_FORKNUM)
+        })
+    }
+
+    fn extend(&mut self, count: u32) -> Result<BlockNumber, Error> {
+        let lockmode = pg_sys::ExclusiveLock as pg_sys::LOCKMODE;
+        let mut first = None;
+        // SAFETY: an open relation; the extension lock is held across the loop so the new
+        // blocks are consecutive, and every buffer is released before it is dropped.
+        unsafe {
+            pg_sys::LockRelationForExtension(self.rel, lockmode);
+            for i in 0..count {
+                let buffer = extend_by_one(self.rel);
+                let block = pg_sys::BufferGetBlockNumber(buffer);
+                pg_sys::ReleaseBuffer(buffer);
+                let start = *first.get_or_insert(block);
+                if block != start + i {
+                    pg_sys::UnlockRelationForExtension(self.rel, lockmode);
+                    return Err(Error::Corrupted(format!(
+                        "extending: got block {block}, expected {}",
+                        start + i
+                    )));
+                }
+            }
+            pg_sys::UnlockRelationForExtension(self.rel, lockmode);
+        }
+        Ok(first.unwrap_or(0))
+    }
+
+    fn write_pages(&mut self, first: BlockNumber, pages: &[&[u8]]) -> Result<(), Error> {
+        for (batch_no, batch) in pages.chunks(MAX_PAGES_PER_RECORD).enumerate() {
+            let mut buffers = Vec::with_capacity(batch.len());
+            // SAFETY: blocks below nblocks (extend() made them), each locked exclusively
+            // while GenericXLog rewrites it; every payload fits after the page header.
+            unsafe {
+                let state = pg_sys::GenericXLogStart(self.rel);
+                for (i, payload) in batch.iter().enumerate() {
+                    assert!(payload.len() <= BLOCK_SIZE - PAGE_HEADER);
+                    let block = first + (batch_no * MAX_PAGES_PER_RECORD + i) as u32;
+                    let buffer = pg_sys::ReadBufferExtended(
+                        self.rel,
+                        pg_sys::ForkNumber::MAIN_FORKNUM,
+                        block,
+                        pg_sys::ReadBufferMode::RBM_NORMAL,
+                        std::ptr::null_mut(),
+                    );
+                    pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as _);
+                    let page = pg_sys::GenericXLogRegisterBuffer(
+                        state,
+                        buffer,
+                        pg_sys::GENERIC_XLOG_FULL_IMAGE as _,
+                    );
+                    pg_sys::PageInit(page, BLOCK_SIZE, 0);
+                    let data = (page as *mut u8).add(PAGE_HEADER);
+                    std::ptr::copy_nonoverlapping(payload.as_ptr(), data, payload.len());
+                    (*(page as *mut pg_sys::PageHeaderData)).pd_lower =
+                        (PAGE_HEADER + payload.len()) as u16;
+                    buffers.push(buffer);
+                }
+                pg_sys::GenericXLogFinish(state);
+                for buffer in buffers {
+                    pg_sys::UnlockReleaseBuffer(buffer);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read_page<R>(
+        &self,
+        block: BlockNumber,
+        f: impl FnOnce(&[u8]) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        // SAFETY: the caller checked block < nblocks (ExtentReader does); the buffer is
+        // share-locked while `f` reads the page and released before returning.
+        unsafe {
+            let buffer = pg_sys::ReadBufferExtended(
+                self.rel,
+                pg_sys::ForkNumber::MAIN_FORKNUM,
+                block,
+                pg_sys::ReadBufferMode::RBM_NORMAL,
+                std::ptr::null_mut(),
+            );
+            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as _);
+            let page = pg_sys::BufferGetPage(buffer) as *const u8;
+            let header = &*(page as *const pg_sys::PageHeaderData);
+            let result = if header.pd_upper == 0 {
+                Err(Error::Corrupted(format!("block {block} was never written")))
+            } else {
+                f(std::slice::from_raw_parts(
+                    page.add(PAGE_HEADER),
+                    BLOCK_SIZE - PAGE_HEADER,
+                ))
+            };
+            pg_sys::UnlockReleaseBuffer(buffer);
+            result
+        }
+    }
+}
+
+/// A new zeroed block at the end of the main fork, pinned; the caller holds the relation
+/// extension lock.
+///
+/// # Safety
+/// `rel` must be open and its extension lock held.
+#[cfg(feature = "pg15")]
+unsafe fn extend_by_one(rel: pg_sys::Relation) -> pg_sys::Buffer {
+    // SAFETY: per the contract; P_NEW (InvalidBlockNumber) extends the fork.
+    unsafe {
+        pg_sys::ReadBufferExtended(
+            rel,
+            pg_sys::ForkNumber::MAIN_FORKNUM,
+            pg_sys::InvalidBlockNumber,
+            pg_sys::ReadBufferMode::RBM_NORMAL,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// # Safety
+/// `rel` must be open and its extension lock held.
+#[cfg(not(feature = "pg15"))]
+unsafe fn extend_by_one(rel: pg_sys::Relation) -> pg_sys::Buffer {
+    let bmr = pg_sys::BufferManagerRelation {
+        rel,
+        smgr: std::ptr::null_mut(),
+        relpersistence: 0,
+    };
+    // SAFETY: per the contract; we hold the extension lock, so tell the buffer manager
+    // not to take it again.
+    unsafe {
+        pg_sys::ExtendBufferedRel(
+            bmr,
+            pg_sys::ForkNumber::MAIN_FORKNUM,
+            std::ptr::null_mut(),
+            pg_sys::ExtendBufferedFlags::EB_SKIP_EXTENSION_LOCK,
+        )
+    }
+}
