@@ -222,6 +222,98 @@ mod tests {
     }
 
     #[pg_test]
+    fn a_part_in_relation_pages_reads_back_only_what_a_scan_needs() {
+        use epiphany_core::columnar::fetch::SparsePart;
+        use epiphany_core::columnar::prune::{Op, Predicate, Scalar};
+        use epiphany_core::columnar::scan_plan::{prune_granules, ScanCounters};
+        use epiphany_core::columnar::{
+            encode_part, value_at, ColumnType, PartReader, RowBuffer, TableOptions, TableSchema,
+            Value,
+        };
+        use epiphany_core::storage::{write_extent, ExtentReader};
+
+        Spi::run("CREATE TABLE part_t (x int) USING tests_storage_only").unwrap();
+        let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'part_t'::regclass::oid")
+            .unwrap()
+            .unwrap();
+        // SAFETY: the table exists; opened and closed on this thread with a lock held.
+        let rel = unsafe { pg_sys::relation_open(oid, pg_sys::AccessExclusiveLock as _) };
+        // SAFETY: `rel` stays open until relation_close below.
+        let mut store = unsafe { crate::page_store::RelationPageStore::new(rel) };
+
+        // 20,000 rows inserted in reverse day order; order_by = day sorts them.
+        let schema = TableSchema::new([
+            ("day", ColumnType::Date),
+            ("n", ColumnType::Int64),
+            ("note", ColumnType::Text),
+        ]);
+        let mut buffer = RowBuffer::new(schema.clone());
+        let notes: Vec<String> = (0..20_000).map(|i| format!("row {i}")).collect();
+        for i in (0..20_000i64).rev() {
+            buffer
+                .push_row(&[
+                    Value::Date((i / 100) as i32),
+                    Value::Int64(i),
+                    Value::Text(&notes[i as usize]),
+                ])
+                .unwrap();
+        }
+        let options = TableOptions::parse([("order_by", "day"), ("granule_rows", "1000")]).unwrap();
+        let part = encode_part(&schema, &buffer.take_batch(), &[0], &options).unwrap();
+        let extent = write_extent(&mut store, 1, &part.bytes).unwrap();
+
+        // A scan of `n` for day in [50, 60): the footer, then one column of the granules
+        // that can hold those days.
+        let reader = ExtentReader::new(&store, extent).unwrap();
+        let fetched = std::cell::Cell::new(0usize);
+        let mut fetch = |off: u64, len: usize| {
+            fetched.set(fetched.get() + len);
+            reader.read(off, len)
+        };
+        let sparse = SparsePart::with_tail(extent.len, &mut fetch).unwrap();
+        let footer = fetched.get();
+        let part_reader = PartReader::open(&schema, sparse.clone()).unwrap();
+        let preds = [
+            Predicate::Compare {
+                column: 0,
+                op: Op::Ge,
+                value: Scalar::Int(50),
+            },
+            Predicate::Compare {
+                column: 0,
+                op: Op::Lt,
+                value: Scalar::Int(60),
+            },
+        ];
+        let mut counters = ScanCounters::default();
+        let granules = prune_granules(&part_reader.granule_stats().unwrap(), &preds, &mut counters);
+        assert_eq!(
+            (counters.granules_scanned, counters.granules_skipped),
+            (1, 19)
+        );
+        sparse
+            .fetch_chunks(part_reader.metadata(), &[1], &granules, &mut fetch)
+            .unwrap();
+        let mut seen = Vec::new();
+        for batch in part_reader.read(&[1], &granules, 256).unwrap() {
+            let batch = batch.unwrap();
+            for r in 0..batch.num_rows() {
+                if let Value::Int64(n) = value_at(batch.column(0), ColumnType::Int64, r) {
+                    seen.push(n);
+                }
+            }
+        }
+        // Rows of one day come in no particular order: the sort key is the day alone.
+        seen.sort_unstable();
+        assert_eq!(seen, (5000..6000).collect::<Vec<i64>>());
+        // One column of one granule in twenty: a small fraction of the data bytes.
+        let (chunks, data) = (fetched.get() - footer, part.bytes.len() - footer);
+        assert!(chunks * 20 < data, "fetched {chunks} of {data} data bytes");
+        // SAFETY: opened above.
+        unsafe { pg_sys::relation_close(rel, pg_sys::AccessExclusiveLock as _) };
+    }
+
+    #[pg_test]
     fn the_launcher_runs_when_preloaded() {
         // pg_test::postgresql_conf_options preloads the library, so the postmaster must
         // start exactly one launcher; it may still be forking when the first test runs.

@@ -112,7 +112,13 @@ pub struct PartReader<R: ChunkReader + Clone + 'static = Bytes> {
 
 impl<R: ChunkReader + Clone + 'static> PartReader<R> {
     pub fn open(schema: &TableSchema, source: R) -> Result<Self> {
-        let metadata = ArrowReaderMetadata::load(&source, ArrowReaderOptions::new())
+        let load = || ArrowReaderMetadata::load(&source, ArrowReaderOptions::new());
+        let metadata = std::panic::catch_unwind(std::panic::AssertUnwindSafe(load))
+            .unwrap_or_else(|panic| {
+                Err(parquet::errors::ParquetError::General(panic_message(
+                    &panic,
+                )))
+            })
             .map_err(|e| format_error("reading a part's footer", e))?;
         let found = metadata.schema();
         let expected = schema.arrow_schema();
@@ -137,6 +143,7 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
                     .collect::<Vec<_>>()
             )));
         }
+        check_chunk_ranges(metadata.metadata(), source.len())?;
         Ok(PartReader {
             schema: schema.clone(),
             source,
@@ -247,6 +254,40 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
     }
 }
 
+/// Every column chunk must lie inside the part: Parquet's reader asserts (panics) on
+/// negative offsets or sizes, and reads garbage past them.
+fn check_chunk_ranges(metadata: &ParquetMetaData, len: u64) -> Result<()> {
+    for (g, rg) in metadata.row_groups().iter().enumerate() {
+        for (c, chunk) in rg.columns().iter().enumerate() {
+            let start = chunk
+                .dictionary_page_offset()
+                .unwrap_or(chunk.data_page_offset());
+            let size = chunk.compressed_size();
+            let fits = start >= 0
+                && chunk.data_page_offset() >= 0
+                && size >= 0
+                && (start as u64)
+                    .checked_add(size as u64)
+                    .is_some_and(|end| end <= len);
+            if !fits {
+                return Err(Error::Corrupted(format!(
+                    "granule {g}, column {c}: chunk at {start}+{size} is outside the part of {len} bytes"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".into());
+    format!("malformed part ({text})")
+}
+
 /// Record batches of a part; stops after the first error.
 pub struct PartBatches {
     inner: ParquetRecordBatchReader,
@@ -260,11 +301,17 @@ impl Iterator for PartBatches {
         if self.failed {
             return None;
         }
-        let item = self.inner.next()?;
-        Some(item.map_err(|e| {
-            self.failed = true;
-            format_error("decoding a part", e)
-        }))
+        // Parquet's decoders assert on some malformed pages instead of returning errors;
+        // damaged bytes are caught by the extent checksums first, and whatever gets past
+        // them must still end as a corruption error, not a panic.
+        let inner = &mut self.inner;
+        let item = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.next())) {
+            Ok(None) => return None,
+            Ok(Some(item)) => item.map_err(|e| format_error("decoding a part", e)),
+            Err(panic) => Err(Error::Corrupted(panic_message(&panic))),
+        };
+        self.failed = item.is_err();
+        Some(item)
     }
 }
 
