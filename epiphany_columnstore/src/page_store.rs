@@ -77,13 +77,7 @@ impl PageStore for RelationPageStore {
                 for (i, payload) in batch.iter().enumerate() {
                     assert!(payload.len() <= BLOCK_SIZE - PAGE_HEADER);
                     let block = first + (batch_no * MAX_PAGES_PER_RECORD + i) as u32;
-                    let buffer = pg_sys::ReadBufferExtended(
-                        self.rel,
-                        pg_sys::ForkNumber::MAIN_FORKNUM,
-                        block,
-                        pg_sys::ReadBufferMode::RBM_NORMAL,
-                        std::ptr::null_mut(),
-                    );
+                    let buffer = read_buffer(self.rel, block);
                     pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as _);
                     let page = pg_sys::GenericXLogRegisterBuffer(
                         state,
@@ -114,13 +108,7 @@ impl PageStore for RelationPageStore {
         // SAFETY: the caller checked block < nblocks (ExtentReader does); the buffer is
         // share-locked while `f` reads the page and released before returning.
         unsafe {
-            let buffer = pg_sys::ReadBufferExtended(
-                self.rel,
-                pg_sys::ForkNumber::MAIN_FORKNUM,
-                block,
-                pg_sys::ReadBufferMode::RBM_NORMAL,
-                std::ptr::null_mut(),
-            );
+            let buffer = read_buffer(self.rel, block);
             pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as _);
             let page = pg_sys::BufferGetPage(buffer) as *const u8;
             let header = &*(page as *const pg_sys::PageHeaderData);
@@ -135,6 +123,23 @@ impl PageStore for RelationPageStore {
             pg_sys::UnlockReleaseBuffer(buffer);
             result
         }
+    }
+}
+
+/// Block `block` of the main fork, pinned (not locked).
+///
+/// # Safety
+/// `rel` must be open and `block` below its size.
+unsafe fn read_buffer(rel: pg_sys::Relation, block: BlockNumber) -> pg_sys::Buffer {
+    // SAFETY: per the contract.
+    unsafe {
+        pg_sys::ReadBufferExtended(
+            rel,
+            pg_sys::ForkNumber::MAIN_FORKNUM,
+            block,
+            pg_sys::ReadBufferMode::RBM_NORMAL,
+            std::ptr::null_mut(),
+        )
     }
 }
 
