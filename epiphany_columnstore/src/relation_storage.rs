@@ -9,12 +9,18 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-/// `relation_set_new_filelocator` (PostgreSQL 16+) / `relation_set_new_filenode` (15).
+/// What names a relation's storage: `RelFileLocator` since PostgreSQL 16, `RelFileNode`
+/// before.
 #[cfg(not(feature = "pg15"))]
+pub type StorageLocator = pg_sys::RelFileLocator;
+#[cfg(feature = "pg15")]
+pub type StorageLocator = pg_sys::RelFileNode;
+
+/// `relation_set_new_filelocator` (PostgreSQL 16+) / `relation_set_new_filenode` (15).
 #[pg_guard]
 pub unsafe extern "C-unwind" fn set_new_storage(
     _rel: pg_sys::Relation,
-    locator: *const pg_sys::RelFileLocator,
+    locator: *const StorageLocator,
     persistence: std::ffi::c_char,
     freeze_xid: *mut pg_sys::TransactionId,
     min_multi: *mut pg_sys::MultiXactId,
@@ -25,24 +31,6 @@ pub unsafe extern "C-unwind" fn set_new_storage(
         *freeze_xid = pg_sys::InvalidTransactionId;
         *min_multi = pg_sys::InvalidTransactionId; // InvalidMultiXactId: also 0
         pg_sys::RelationCreateStorage(*locator, persistence, true);
-    }
-}
-
-#[cfg(feature = "pg15")]
-#[pg_guard]
-pub unsafe extern "C-unwind" fn set_new_storage(
-    _rel: pg_sys::Relation,
-    node: *const pg_sys::RelFileNode,
-    persistence: std::ffi::c_char,
-    freeze_xid: *mut pg_sys::TransactionId,
-    min_multi: *mut pg_sys::MultiXactId,
-) {
-    // SAFETY: as above.
-    unsafe {
-        check_persistence(persistence);
-        *freeze_xid = pg_sys::InvalidTransactionId;
-        *min_multi = pg_sys::InvalidTransactionId; // InvalidMultiXactId: also 0
-        pg_sys::RelationCreateStorage(*node, persistence, true);
     }
 }
 
