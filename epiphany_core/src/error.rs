@@ -36,6 +36,9 @@ pub enum Error {
     UnknownComponent(String),
     #[error("data corrupted: {0}")]
     Corrupted(String),
+    /// A broken invariant of our own code, not of the data or the input.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -45,6 +48,7 @@ impl Error {
             Error::NotSupported(_) => SqlState::FEATURE_NOT_SUPPORTED,
             Error::UnknownComponent(_) => SqlState::UNDEFINED_OBJECT,
             Error::Corrupted(_) => SqlState::DATA_CORRUPTED,
+            Error::Internal(_) => SqlState::INTERNAL_ERROR,
         }
     }
 }
@@ -65,6 +69,7 @@ mod tests {
             Error::NotSupported("UPDATE".into()),
             Error::UnknownComponent("nope".into()),
             Error::Corrupted("bad checksum".into()),
+            Error::Internal("broken".into()),
         ];
         for e in errors {
             let code = e.sqlstate().0;

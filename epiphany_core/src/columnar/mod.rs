@@ -7,6 +7,7 @@
 
 pub mod buffer;
 pub mod fetch;
+pub mod flush;
 pub mod options;
 pub mod part;
 pub mod prune;

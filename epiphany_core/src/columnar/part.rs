@@ -4,13 +4,24 @@
 //! statistics are the granule's min/max and reading selected granules is reading selected
 //! row groups. The bytes are self-contained: written into an extent, they can be exported
 //! as a `.parquet` file as they are.
+//!
+//! Rows keep the numbers (TIDs) they were given at insert although sorting moves them:
+//! a part owns the row numbers `first_row .. first_row + rows`, and two hidden columns
+//! after the table's map between them — `_epiphany_row` holds, at each stored position,
+//! the row's offset from `first_row`; `_epiphany_pos` holds, at index `i`, the position
+//! of row `first_row + i` (so a fetch by TID reads one value of it, then one granule).
+//! Both are delta-encoded: for unsorted or presorted input they are the identity and
+//! cost almost nothing.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Time64MicrosecondType,
 };
+use std::sync::Arc;
+
 use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow_ord::sort::{lexsort_to_indices, SortColumn};
+use arrow_schema::{DataType, Field, Schema};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::arrow_reader::{
@@ -18,10 +29,11 @@ use parquet::arrow::arrow_reader::{
     ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::{ArrowWriter, ProjectionMask};
-use parquet::basic::{Compression as PqCompression, ZstdLevel};
+use parquet::basic::{Compression as PqCompression, Encoding, ZstdLevel};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::ChunkReader;
+use parquet::schema::types::ColumnPath;
 
 use crate::columnar::options::{Compression, TableOptions};
 use crate::columnar::prune::{GranuleStats, Scalar};
@@ -49,15 +61,38 @@ pub struct EncodedPart {
     pub granules: Vec<GranuleStats>,
 }
 
-/// Sorts `batch` by `sort_key` (column positions) and encodes it as a part.
+/// Hidden column: row offset (from the part's first row) at each stored position.
+pub const ROW_COLUMN: &str = "_epiphany_row";
+/// Hidden column: stored position of each row offset.
+pub const POS_COLUMN: &str = "_epiphany_pos";
+
+/// The Arrow schema of a part of a table: its columns, then the two hidden ones.
+pub fn part_arrow_schema(schema: &TableSchema) -> Arc<Schema> {
+    let mut fields: Vec<Field> = schema
+        .arrow_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(ROW_COLUMN, DataType::UInt32, false));
+    fields.push(Field::new(POS_COLUMN, DataType::UInt32, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// Sorts `batch` by `sort_key` (column positions) and encodes it as a part. Row `i` of
+/// `batch` is the part's row offset `i`.
 pub fn encode_part(
     schema: &TableSchema,
     batch: &RecordBatch,
     sort_key: &[usize],
     options: &TableOptions,
 ) -> Result<EncodedPart> {
-    let sorted = if sort_key.is_empty() || batch.num_rows() < 2 {
-        batch.clone()
+    let n = batch.num_rows();
+    if n > u32::MAX as usize {
+        return Err(Error::NotSupported(format!("a part of {n} rows")));
+    }
+    let (sorted, order) = if sort_key.is_empty() || n < 2 {
+        (batch.clone(), UInt32Array::from_iter_values(0..n as u32))
     } else {
         let columns: Vec<SortColumn> = sort_key
             .iter()
@@ -68,9 +103,19 @@ pub fn encode_part(
             .collect();
         let indices: UInt32Array =
             lexsort_to_indices(&columns, None).map_err(|e| format_error("sorting a part", e))?;
-        arrow_select::take::take_record_batch(batch, &indices)
-            .map_err(|e| format_error("sorting a part", e))?
+        let sorted = arrow_select::take::take_record_batch(batch, &indices)
+            .map_err(|e| format_error("sorting a part", e))?;
+        (sorted, indices)
     };
+    let mut positions = vec![0u32; n];
+    for (pos, &row) in order.values().iter().enumerate() {
+        positions[row as usize] = pos as u32;
+    }
+    let mut columns = sorted.columns().to_vec();
+    columns.push(Arc::new(order));
+    columns.push(Arc::new(UInt32Array::from(positions)));
+    let sorted = RecordBatch::try_new(part_arrow_schema(schema), columns)
+        .map_err(|e| format_error("assembling a part", e))?;
     let compression = match options.compression {
         Compression::None => PqCompression::UNCOMPRESSED,
         Compression::Lz4 => PqCompression::LZ4_RAW,
@@ -83,7 +128,16 @@ pub fn encode_part(
         .set_max_row_group_row_count(Some(options.granule_rows as usize))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_statistics_truncate_length(Some(STATS_TRUNCATE))
-        .set_created_by(format!("EpiphanyDB {}", crate::SUITE_VERSION))
+        .set_created_by(format!("EpiphanyDB {}", crate::SUITE_VERSION));
+    let props = [ROW_COLUMN, POS_COLUMN]
+        .into_iter()
+        .fold(props, |props, name| {
+            let path = ColumnPath::from(name);
+            props
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_encoding(path.clone(), Encoding::DELTA_BINARY_PACKED)
+                .set_column_statistics_enabled(path, EnabledStatistics::None)
+        })
         .build();
     let mut writer = ArrowWriter::try_new(Vec::new(), sorted.schema(), Some(props))
         .map_err(|e| format_error("starting a part", e))?;
@@ -121,7 +175,7 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
             })
             .map_err(|e| format_error("reading a part's footer", e))?;
         let found = metadata.schema();
-        let expected = schema.arrow_schema();
+        let expected = part_arrow_schema(schema);
         if found.fields().len() != expected.fields().len()
             || found
                 .fields()
@@ -163,6 +217,16 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
         self.metadata().file_metadata().num_rows() as u64
     }
 
+    /// Position of the hidden column of row offsets at each stored position.
+    pub fn row_column(&self) -> usize {
+        self.schema.columns.len()
+    }
+
+    /// Position of the hidden column of stored positions of each row offset.
+    pub fn pos_column(&self) -> usize {
+        self.schema.columns.len() + 1
+    }
+
     pub fn granules(&self) -> usize {
         self.metadata().num_row_groups()
     }
@@ -173,6 +237,33 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
             .row_groups()
             .iter()
             .map(|rg| rg.num_rows() as u64)
+            .collect()
+    }
+
+    /// The granule holding stored position `pos`, and the position within it.
+    pub fn locate(&self, pos: u64) -> Option<(usize, usize)> {
+        let mut start = 0u64;
+        for (g, rg) in self.metadata().row_groups().iter().enumerate() {
+            let rows = rg.num_rows() as u64;
+            if pos < start + rows {
+                return Some((g, (pos - start) as usize));
+            }
+            start += rows;
+        }
+        None
+    }
+
+    /// First stored position of each granule.
+    pub fn granule_starts(&self) -> Vec<u64> {
+        let mut start = 0;
+        self.metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| {
+                let s = start;
+                start += rg.num_rows() as u64;
+                s
+            })
             .collect()
     }
 
@@ -528,11 +619,12 @@ mod tests {
         for row in rows {
             buffer.push_row(&values(row)).unwrap();
         }
-        let options = TableOptions::parse([
-            ("order_by", order_by),
-            ("granule_rows", &granule_rows.to_string()),
-        ])
-        .unwrap();
+        let granule_rows = granule_rows.to_string();
+        let mut pairs = vec![("granule_rows", granule_rows.as_str())];
+        if !order_by.is_empty() {
+            pairs.push(("order_by", order_by));
+        }
+        let options = TableOptions::parse(pairs).unwrap();
         let key = options.resolve_order_by(&schema.names()).unwrap();
         encode_part(&schema, &buffer.take_batch(), &key, &options).unwrap()
     }
@@ -583,6 +675,63 @@ mod tests {
             |r: &Row| -> (i64, i64) { (r[2][2..].parse().unwrap(), r[3][2..].parse().unwrap()) };
         expected.sort_by_key(key);
         assert_eq!(output, expected);
+    }
+
+    /// Reads one hidden column of the whole part.
+    fn hidden(reader: &PartReader, column: usize) -> Vec<u32> {
+        let granules: Vec<usize> = (0..reader.granules()).collect();
+        reader
+            .read(&[column], &granules, 100)
+            .unwrap()
+            .flat_map(|b| {
+                b.unwrap()
+                    .column(0)
+                    .as_primitive::<arrow_array::types::UInt32Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_keep_their_offsets_through_the_sort() {
+        let input = rows(700, 11);
+        let part = encode(&input, "s, i4", 64);
+        let reader = PartReader::open(&schema(), part.bytes.clone()).unwrap();
+        let row_at = hidden(&reader, reader.row_column());
+        let pos_of = hidden(&reader, reader.pos_column());
+        assert_eq!(row_at.len(), 700);
+        let stored = read_all(
+            &part,
+            &(0..14).collect::<Vec<_>>(),
+            &(0..11).collect::<Vec<_>>(),
+        );
+        for (offset, original) in input.iter().enumerate() {
+            let pos = pos_of[offset] as usize;
+            assert_eq!(row_at[pos] as usize, offset);
+            assert_eq!(&stored[pos], original, "row offset {offset}");
+            let (g, within) = reader.locate(pos as u64).unwrap();
+            assert_eq!(reader.granule_starts()[g] as usize + within, pos);
+        }
+        assert_eq!(reader.locate(700), None);
+    }
+
+    #[test]
+    fn unsorted_parts_store_the_identity_almost_for_free() {
+        let input = rows(5000, 12);
+        let plain = encode(&input, "", 1000);
+        let reader = PartReader::open(&schema(), plain.bytes.clone()).unwrap();
+        assert_eq!(
+            hidden(&reader, reader.pos_column()),
+            (0..5000).collect::<Vec<u32>>()
+        );
+        let hidden_bytes: i64 = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| rg.column(14).compressed_size() + rg.column(15).compressed_size())
+            .sum();
+        assert!(hidden_bytes < 1000, "{hidden_bytes} bytes for the identity");
     }
 
     #[test]

@@ -45,17 +45,23 @@ impl Metapage {
         }
     }
 
-    /// Reserves `rows` row numbers and one extent id; returns (first row, extent id).
-    pub fn reserve(&mut self, rows: u64) -> Result<(u64, u64)> {
+    /// Reserves `rows` row numbers; returns the first.
+    pub fn reserve_rows(&mut self, rows: u64) -> Result<u64> {
         let end = self
             .next_row
             .checked_add(rows)
             .filter(|&end| end <= crate::columnar::rowid::MAX_ROWS)
             .ok_or_else(|| Error::NotSupported("a table with this many rows".into()))?;
-        let reserved = (self.next_row, self.next_extent);
+        let first = self.next_row;
         self.next_row = end;
+        Ok(first)
+    }
+
+    /// Reserves one extent id.
+    pub fn reserve_extent(&mut self) -> u64 {
+        let id = self.next_extent;
         self.next_extent += 1;
-        Ok(reserved)
+        id
     }
 
     pub fn encode(&self, page: &mut [u8]) {
@@ -103,14 +109,16 @@ mod tests {
     #[test]
     fn reservations_never_overlap_and_survive_a_round_trip() {
         let mut meta = Metapage::new(77);
-        assert_eq!(meta.reserve(10).unwrap(), (0, 1));
-        assert_eq!(meta.reserve(0).unwrap(), (10, 2));
-        assert_eq!(meta.reserve(5).unwrap(), (10, 3));
+        assert_eq!(meta.reserve_rows(10).unwrap(), 0);
+        assert_eq!(meta.reserve_extent(), 1);
+        assert_eq!(meta.reserve_rows(0).unwrap(), 10);
+        assert_eq!(meta.reserve_rows(5).unwrap(), 10);
+        assert_eq!(meta.reserve_extent(), 2);
         let mut page = vec![0xEE; 128];
         meta.encode(&mut page);
         assert_eq!(Metapage::decode(&page).unwrap(), meta);
         assert_eq!(Metapage::decode(&page).unwrap().storage_id, 77);
-        assert!(meta.reserve(u64::MAX).is_err());
+        assert!(meta.reserve_rows(u64::MAX).is_err());
         assert_eq!(
             meta,
             Metapage::decode(&page).unwrap(),
