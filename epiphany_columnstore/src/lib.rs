@@ -1,22 +1,32 @@
 //! epiphany_columnstore: the columnar MergeTree table access method.
 //!
-//! The storage itself arrives with the columnar issue; this crate already carries what
-//! every later piece hangs on: the library's registration (`_PG_init`), its maintenance
-//! launcher (a background worker, see [`launcher`]) and its version function.
+//! The access method `epiphany_columnar` ([`handler`]) stores rows in sorted, compressed,
+//! immutable parts (Parquet bytes in the relation's own pages, see `epiphany_core`), with
+//! one catalog row per part ([`catalog`]) for MVCC. The library must be preloaded: it
+//! installs the utility hook that handles the table options ([`options`]), the hook that
+//! flushes buffered rows before a query reads them ([`writes`]), the drop hook, and the
+//! maintenance launcher (a background worker, see [`launcher`]).
 
 use pgrx::prelude::*;
 
-// The table access method (next) converts every value through it; until then only the
-// round-trip test does.
-#[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
+#[cfg(any(test, feature = "pg_test"))]
+mod am_tests;
+mod bitmap;
+mod catalog;
 mod datum;
+mod drop_hook;
+mod fetch;
+mod handler;
+mod index_build;
 mod launcher;
-// The page store and storage callbacks, used by the access method once it lands and by
-// the storage-only access method of the tests until then.
-#[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
+mod meta;
+mod options;
 mod page_store;
-#[cfg_attr(not(any(test, feature = "pg_test")), allow(dead_code))]
+mod part_access;
 mod relation_storage;
+mod scan;
+mod table;
+mod writes;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -24,6 +34,9 @@ mod relation_storage;
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     launcher::register();
+    options::install();
+    writes::init();
+    drop_hook::install();
 }
 
 /// Version of the loaded `epiphany_columnstore` library.

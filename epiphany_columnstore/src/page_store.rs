@@ -12,8 +12,8 @@ use epiphany_core::Error;
 use pgrx::pg_sys;
 
 /// Bytes of Postgres's page header (`SizeOfPageHeaderData`).
-const PAGE_HEADER: usize = std::mem::offset_of!(pg_sys::PageHeaderData, pd_linp);
-const BLOCK_SIZE: usize = pg_sys::BLCKSZ as usize;
+pub(crate) const PAGE_HEADER: usize = std::mem::offset_of!(pg_sys::PageHeaderData, pd_linp);
+pub(crate) const BLOCK_SIZE: usize = pg_sys::BLCKSZ as usize;
 /// Pages in one generic WAL record (`MAX_GENERIC_XLOG_PAGES`).
 const MAX_PAGES_PER_RECORD: usize = 4;
 
@@ -130,7 +130,7 @@ impl PageStore for RelationPageStore {
 ///
 /// # Safety
 /// `rel` must be open and `block` below its size.
-unsafe fn read_buffer(rel: pg_sys::Relation, block: BlockNumber) -> pg_sys::Buffer {
+pub(crate) unsafe fn read_buffer(rel: pg_sys::Relation, block: BlockNumber) -> pg_sys::Buffer {
     // SAFETY: per the contract.
     unsafe {
         pg_sys::ReadBufferExtended(
@@ -149,7 +149,7 @@ unsafe fn read_buffer(rel: pg_sys::Relation, block: BlockNumber) -> pg_sys::Buff
 /// # Safety
 /// `rel` must be open and its extension lock held.
 #[cfg(feature = "pg15")]
-unsafe fn extend_by_one(rel: pg_sys::Relation) -> pg_sys::Buffer {
+pub(crate) unsafe fn extend_by_one(rel: pg_sys::Relation) -> pg_sys::Buffer {
     // SAFETY: per the contract; P_NEW (InvalidBlockNumber) extends the fork.
     unsafe {
         pg_sys::ReadBufferExtended(
@@ -165,7 +165,7 @@ unsafe fn extend_by_one(rel: pg_sys::Relation) -> pg_sys::Buffer {
 /// # Safety
 /// `rel` must be open and its extension lock held.
 #[cfg(not(feature = "pg15"))]
-unsafe fn extend_by_one(rel: pg_sys::Relation) -> pg_sys::Buffer {
+pub(crate) unsafe fn extend_by_one(rel: pg_sys::Relation) -> pg_sys::Buffer {
     let bmr = pg_sys::BufferManagerRelation {
         rel,
         smgr: std::ptr::null_mut(),

@@ -2,10 +2,11 @@
 //! deal with files, not rows.
 //!
 //! The storage of a new relfilenode starts empty; the metapage is written with the first
-//! part (see `epiphany_core::storage::metapage`), so creating a table writes no WAL of
-//! ours. Until the access method itself lands, these callbacks serve the storage-only
-//! access method that the `#[pg_test]`s register to exercise the page store.
+//! row (see `meta`), so creating a table writes no WAL of ours. When storage is replaced
+//! (TRUNCATE, a rewrite), the old storage's catalog rows are deleted in the same
+//! transaction, so they come back if it aborts, and rows buffered for it are dropped.
 
+use epiphany_core::pg::OrReport;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -19,7 +20,7 @@ pub type StorageLocator = pg_sys::RelFileNode;
 /// `relation_set_new_filelocator` (PostgreSQL 16+) / `relation_set_new_filenode` (15).
 #[pg_guard]
 pub unsafe extern "C-unwind" fn set_new_storage(
-    _rel: pg_sys::Relation,
+    rel: pg_sys::Relation,
     locator: *const StorageLocator,
     persistence: std::ffi::c_char,
     freeze_xid: *mut pg_sys::TransactionId,
@@ -28,6 +29,11 @@ pub unsafe extern "C-unwind" fn set_new_storage(
     // SAFETY: Postgres passes valid pointers; storage is created for the new locator.
     unsafe {
         check_persistence(persistence);
+        // A new relation is created with its own locator; anything else replaces
+        // existing storage.
+        if !std::ptr::eq(locator, (*rel).rd_locator_field()) {
+            forget_storage(rel);
+        }
         *freeze_xid = pg_sys::InvalidTransactionId;
         *min_multi = pg_sys::InvalidTransactionId; // InvalidMultiXactId: also 0
         pg_sys::RelationCreateStorage(*locator, persistence, true);
@@ -44,13 +50,76 @@ fn check_persistence(persistence: std::ffi::c_char) {
     }
 }
 
+/// Deletes the catalog rows of `rel`'s current storage and its buffered rows.
+///
+/// # Safety
+/// `rel` must be open, exclusively locked, with existing storage.
+pub unsafe fn forget_storage(rel: pg_sys::Relation) {
+    // SAFETY: per the contract.
+    unsafe {
+        crate::writes::discard((*rel).rd_id);
+        if (*rel).rd_rel.is_null()
+            || !crate::options::is_columnar_relation((*rel).rd_id)
+            || crate::catalog::object_oid(c"columnar_parts").is_err()
+        {
+            return;
+        }
+        if let Some(storage) = crate::meta::storage_id(rel).or_report() {
+            crate::catalog::delete_storage(storage).or_report();
+        }
+    }
+}
+
+/// The relation's own locator field, by version.
+trait LocatorField {
+    fn rd_locator_field(&self) -> &StorageLocator;
+}
+
+impl LocatorField for pg_sys::RelationData {
+    fn rd_locator_field(&self) -> &StorageLocator {
+        #[cfg(not(feature = "pg15"))]
+        {
+            &self.rd_locator
+        }
+        #[cfg(feature = "pg15")]
+        {
+            &self.rd_node
+        }
+    }
+}
+
+/// `relation_copy_data`: `ALTER TABLE … SET TABLESPACE`. The pages move as they are, so
+/// the metapage (and its storage id) come along and the catalog rows stay valid.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn copy_data(rel: pg_sys::Relation, locator: *const StorageLocator) {
+    // SAFETY: Postgres holds AccessExclusiveLock; the new storage is created, filled
+    // block by block (WAL-logged by RelationCopyStorage) and the old one scheduled for
+    // deletion at commit, as heap does.
+    unsafe {
+        let persistence = (*(*rel).rd_rel).relpersistence;
+        pg_sys::FlushRelationBuffers(rel);
+        let dst = pg_sys::RelationCreateStorage(*locator, persistence, true);
+        pg_sys::RelationCopyStorage(
+            pg_sys::RelationGetSmgr(rel),
+            dst,
+            pg_sys::ForkNumber::MAIN_FORKNUM,
+            persistence,
+        );
+        pg_sys::RelationDropStorage(rel);
+        pg_sys::smgrclose(dst);
+    }
+}
+
 /// `relation_nontransactional_truncate`: TRUNCATE of a table created (or truncated) in
 /// the same transaction. Dropping every block drops the metapage too, so the next write
 /// starts new storage with a new storage id and the old parts' catalog rows match nothing.
 #[pg_guard]
 pub unsafe extern "C-unwind" fn truncate_now(rel: pg_sys::Relation) {
     // SAFETY: Postgres holds AccessExclusiveLock on `rel` for a truncate.
-    unsafe { pg_sys::RelationTruncate(rel, 0) };
+    unsafe {
+        forget_storage(rel);
+        pg_sys::RelationTruncate(rel, 0)
+    };
 }
 
 #[pg_guard]

@@ -138,17 +138,26 @@ impl SparsePart {
 
     fn slice(&self, start: u64, len: Option<usize>) -> parquet::errors::Result<Bytes> {
         let ranges = self.ranges.lock().unwrap();
+        // A reader without a length reads on from `start`: give it the held range that
+        // reaches furthest (one that merely ends at `start` would be empty).
+        let mut best: Option<Bytes> = None;
         for (s, b) in ranges.iter() {
             let end = *s + b.len() as u64;
             if *s <= start && start <= end {
                 let from = (start - s) as usize;
-                let to = match len {
-                    Some(l) if from + l <= b.len() => from + l,
+                match len {
+                    Some(l) if from + l <= b.len() => return Ok(b.slice(from..from + l)),
                     Some(_) => continue,
-                    None => b.len(),
-                };
-                return Ok(b.slice(from..to));
+                    None => {
+                        if best.as_ref().is_none_or(|x| x.len() < b.len() - from) {
+                            best = Some(b.slice(from..));
+                        }
+                    }
+                }
             }
+        }
+        if let Some(bytes) = best.filter(|b| !b.is_empty()) {
+            return Ok(bytes);
         }
         Err(ParquetError::General(format!(
             "bytes {start}+{} of the part were not fetched",

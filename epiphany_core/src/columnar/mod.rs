@@ -18,5 +18,5 @@ pub mod write_set;
 
 pub use buffer::RowBuffer;
 pub use options::{Compression, TableOptions};
-pub use part::{encode_part, value_at, EncodedPart, PartReader};
+pub use part::{encode_part, value_at, EncodedPart, PartBatches, PartReader};
 pub use types::{ColumnDef, ColumnType, TableSchema, Value};

@@ -717,6 +717,34 @@ mod tests {
     }
 
     #[test]
+    fn chunks_fetched_separately_read_like_one_range() {
+        use crate::columnar::fetch::SparsePart;
+        let part = encode(&rows(600, 21), "i4", 100);
+        let bytes = part.bytes.clone();
+        let mut fetch =
+            |off: u64, len: usize| Ok(bytes.slice(off as usize..off as usize + len).to_vec());
+        let sparse = SparsePart::with_tail(bytes.len() as u64, &mut fetch).unwrap();
+        let reader = PartReader::open(&schema(), sparse.clone()).unwrap();
+        // The hidden position column first, then the table's columns of the same
+        // granule: ranges that touch end to end.
+        sparse
+            .fetch_chunks(reader.metadata(), &[reader.pos_column()], &[2], &mut fetch)
+            .unwrap();
+        let all: Vec<usize> = (0..14).collect();
+        sparse
+            .fetch_chunks(reader.metadata(), &all, &[2], &mut fetch)
+            .unwrap();
+        sparse
+            .fetch_chunks(reader.metadata(), &[reader.row_column()], &[2], &mut fetch)
+            .unwrap();
+        let got = collect_rows(&reader, &all, &[2]);
+        assert_eq!(got, read_all(&part, &all, &[2]));
+        let mut with_rows = all.clone();
+        with_rows.push(reader.row_column());
+        assert_eq!(reader.read(&with_rows, &[2], 1000).unwrap().count(), 1);
+    }
+
+    #[test]
     fn unsorted_parts_store_the_identity_almost_for_free() {
         let input = rows(5000, 12);
         let plain = encode(&input, "", 1000);

@@ -1,0 +1,243 @@
+//! `#[pg_test]`s of the access method: each runs inside one transaction, so these cover
+//! what a transaction sees of its own writes; commit, crash and restart behaviour is
+//! tested against a running server in `tests/integration`.
+
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    fn run(sql: &str) {
+        Spi::run(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    fn one<T: pgrx::IntoDatum + pgrx::FromDatum>(sql: &str) -> Option<T> {
+        Spi::get_one::<T>(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    fn same(a: &str, b: &str) {
+        let q =
+            format!("SELECT count(*) FROM (({a} EXCEPT ALL {b}) UNION ALL ({b} EXCEPT ALL {a})) d");
+        assert_eq!(one::<i64>(&q), Some(0), "{a}  vs  {b}");
+    }
+
+    fn explain(sql: &str) -> String {
+        Spi::connect(|c| {
+            c.select(&format!("EXPLAIN (COSTS OFF) {sql}"), None, &[])
+                .unwrap()
+                .map(|r| r.get::<String>(1).unwrap().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    const ROWS: &str = "SELECT i AS id, (i * 7919) % 1000 AS k, 'name ' || i AS name,
+        CASE WHEN i % 10 = 0 THEN NULL ELSE i * 1.5 END AS price,
+        date '2024-01-01' + (i % 366) AS day, i % 3 = 0 AS flag,
+        jsonb_build_object('i', i) AS doc, ARRAY[i, i + 1] AS arr
+        FROM generate_series(1, 5000) i";
+
+    fn load(table: &str, with: &str) {
+        run(&format!("CREATE TABLE {table}_heap AS {ROWS}"));
+        run(&format!(
+            "CREATE TABLE {table} (id int, k int, name text, price numeric, day date, flag bool, doc jsonb, arr int[])
+             USING epiphany_columnar {with}"
+        ));
+        run(&format!("INSERT INTO {table} SELECT * FROM {table}_heap"));
+    }
+
+    #[pg_test]
+    fn rows_inserted_are_read_back_exactly() {
+        load("t1", "WITH (order_by = 'k, id', granule_rows = 512)");
+        same("SELECT * FROM t1", "SELECT * FROM t1_heap");
+        assert_eq!(
+            one::<i64>("SELECT count(DISTINCT ctid) FROM t1"),
+            Some(5000)
+        );
+        // More rows in a later command: the earlier part stays, a new one joins it.
+        run("INSERT INTO t1 SELECT * FROM t1_heap WHERE id <= 100");
+        assert_eq!(one::<i64>("SELECT count(*) FROM t1"), Some(5100));
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM epiphany.columnar_parts p
+                 WHERE p.storage_id = (SELECT max(storage_id) FROM epiphany.columnar_parts)"
+            ),
+            Some(2)
+        );
+    }
+
+    #[pg_test]
+    fn options_are_validated_stored_and_applied() {
+        load("t2", "WITH (order_by = 'day', compression = 'lz4')");
+        let options =
+            one::<Vec<String>>("SELECT reloptions FROM pg_class WHERE oid = 't2'::regclass")
+                .unwrap();
+        assert_eq!(
+            options,
+            vec!["order_by=day", "granule_rows=8192", "compression=lz4"]
+        );
+        run("ALTER TABLE t2 SET (granule_rows = 1000)");
+        let options =
+            one::<Vec<String>>("SELECT reloptions FROM pg_class WHERE oid = 't2'::regclass")
+                .unwrap();
+        assert!(
+            options.contains(&"granule_rows=1000".to_string()),
+            "{options:?}"
+        );
+        run("ALTER TABLE t2 RESET (order_by)");
+        let options =
+            one::<Vec<String>>("SELECT reloptions FROM pg_class WHERE oid = 't2'::regclass")
+                .unwrap();
+        assert!(
+            !options.iter().any(|o| o.starts_with("order_by")),
+            "{options:?}"
+        );
+        // CREATE TABLE AS with options sorts the rows it loads.
+        run("CREATE TABLE t2_ctas USING epiphany_columnar WITH (order_by = 'name') AS SELECT * FROM t2_heap");
+        same("SELECT * FROM t2_ctas", "SELECT * FROM t2_heap");
+        let first = one::<String>("SELECT name FROM t2_ctas LIMIT 1");
+        assert_eq!(first.as_deref(), Some("name 1"));
+    }
+
+    #[pg_test(error = "invalid value for granule_rows: 0 is outside 1..1048576")]
+    fn a_bad_option_value_is_an_error() {
+        run("CREATE TABLE bad (x int) USING epiphany_columnar WITH (granule_rows = 0)");
+    }
+
+    #[pg_test(error = "invalid value for order_by: column \"nope\" does not exist")]
+    fn order_by_must_name_a_column() {
+        run("CREATE TABLE bad (x int) USING epiphany_columnar WITH (order_by = 'nope')");
+    }
+
+    #[pg_test(error = "unrecognized parameter \"order_by\"")]
+    fn heap_tables_still_reject_our_options() {
+        run("CREATE TABLE bad (x int) WITH (order_by = 'x')");
+    }
+
+    #[pg_test(error = "UPDATE on epiphany_columnar tables is not supported yet")]
+    fn update_is_not_supported_yet() {
+        run("CREATE TABLE u (x int) USING epiphany_columnar");
+        run("INSERT INTO u VALUES (1)");
+        run("UPDATE u SET x = 2");
+    }
+
+    #[pg_test(error = "DELETE on epiphany_columnar tables is not supported yet")]
+    fn delete_is_not_supported_yet() {
+        run("CREATE TABLE d (x int) USING epiphany_columnar");
+        run("INSERT INTO d VALUES (1)");
+        run("DELETE FROM d");
+    }
+
+    #[pg_test]
+    fn a_savepoint_rollback_discards_its_rows_only() {
+        run("CREATE TABLE s (x int) USING epiphany_columnar");
+        Spi::connect_mut(|c| {
+            c.update("INSERT INTO s VALUES (1), (2)", None, &[])
+                .unwrap();
+            // SPI cannot run SAVEPOINT; internal subtransactions are what it maps to.
+        });
+        // SAFETY: a subtransaction begun and rolled back on the main thread.
+        unsafe {
+            pg_sys::BeginInternalSubTransaction(std::ptr::null());
+            Spi::run("INSERT INTO s VALUES (3)").unwrap();
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            pg_sys::BeginInternalSubTransaction(std::ptr::null());
+            Spi::run("INSERT INTO s VALUES (4)").unwrap();
+            assert_eq!(
+                Spi::get_one::<i64>("SELECT sum(x) FROM s").unwrap(),
+                Some(7)
+            );
+            pg_sys::ReleaseCurrentSubTransaction();
+        }
+        assert_eq!(one::<i64>("SELECT sum(x) FROM s"), Some(7));
+        assert_eq!(one::<i64>("SELECT count(*) FROM s"), Some(3));
+    }
+
+    #[pg_test]
+    fn indexes_serve_index_bitmap_and_index_only_scans() {
+        load("t3", "WITH (order_by = 'k', granule_rows = 256)");
+        run("CREATE INDEX t3_id ON t3 (id)");
+        run("CREATE INDEX t3_name ON t3 USING hash (name)");
+        run("CREATE INDEX t3_expr ON t3 ((id % 100)) WHERE flag");
+        run("SET enable_seqscan = off");
+        run("SET enable_bitmapscan = off");
+        let q = "SELECT * FROM t3 WHERE id = 4321";
+        assert!(
+            explain(q).contains("Index Scan using t3_id"),
+            "{}",
+            explain(q)
+        );
+        same(q, "SELECT * FROM t3_heap WHERE id = 4321");
+        same(
+            "SELECT * FROM t3 WHERE name = 'name 77'",
+            "SELECT * FROM t3_heap WHERE name = 'name 77'",
+        );
+        same(
+            "SELECT * FROM t3 WHERE id % 100 = 3 AND flag",
+            "SELECT * FROM t3_heap WHERE id % 100 = 3 AND flag",
+        );
+        run("SET enable_indexscan = off");
+        run("SET enable_bitmapscan = on");
+        let q = "SELECT * FROM t3 WHERE id BETWEEN 100 AND 2000";
+        assert!(explain(q).contains("Bitmap Heap Scan"), "{}", explain(q));
+        same(q, "SELECT * FROM t3_heap WHERE id BETWEEN 100 AND 2000");
+        // Rows inserted after the build are in the index too.
+        run("INSERT INTO t3 VALUES (90001, 1, 'late', 1, '2024-01-01', true, '{}', '{}')");
+        assert_eq!(
+            one::<String>("SELECT name FROM t3 WHERE id = 90001").as_deref(),
+            Some("late")
+        );
+    }
+
+    #[pg_test(
+        error = "unique indexes, primary keys and exclusion constraints on epiphany_columnar tables is not supported yet"
+    )]
+    fn unique_indexes_are_refused() {
+        run("CREATE TABLE uq (x int) USING epiphany_columnar");
+        run("CREATE UNIQUE INDEX ON uq (x)");
+    }
+
+    #[pg_test]
+    fn analyze_samples_rows_for_the_planner() {
+        load("t4", "WITH (granule_rows = 300)");
+        run("ANALYZE t4");
+        assert_eq!(
+            one::<f32>("SELECT reltuples FROM pg_class WHERE oid = 't4'::regclass"),
+            Some(5000.0)
+        );
+        let distinct =
+            one::<f32>("SELECT n_distinct FROM pg_stats WHERE tablename = 't4' AND attname = 'k'")
+                .unwrap();
+        assert!(
+            distinct > 900.0 || (-1.0..-0.1).contains(&distinct),
+            "{distinct}"
+        );
+        let null_frac = one::<f32>(
+            "SELECT null_frac FROM pg_stats WHERE tablename = 't4' AND attname = 'price'",
+        )
+        .unwrap();
+        assert!((null_frac - 0.1).abs() < 0.02, "{null_frac}");
+    }
+
+    #[pg_test]
+    fn truncate_rewrite_and_set_access_method_keep_the_right_rows() {
+        load("t5", "WITH (order_by = 'id')");
+        run("CREATE INDEX t5_id ON t5 (id)");
+        run("TRUNCATE t5");
+        assert_eq!(one::<i64>("SELECT count(*) FROM t5"), Some(0));
+        run("INSERT INTO t5 SELECT * FROM t5_heap WHERE id <= 10");
+        assert_eq!(one::<i64>("SELECT count(*) FROM t5"), Some(10));
+        run("CLUSTER t5 USING t5_id");
+        assert_eq!(one::<i64>("SELECT sum(id) FROM t5"), Some(55));
+        run("ALTER TABLE t5_heap SET ACCESS METHOD epiphany_columnar");
+        same(
+            "SELECT * FROM t5_heap",
+            &format!("SELECT * FROM ({ROWS}) r"),
+        );
+        run("ALTER TABLE t5_heap SET ACCESS METHOD heap");
+        same(
+            "SELECT * FROM t5_heap",
+            &format!("SELECT * FROM ({ROWS}) r"),
+        );
+        run("DROP TABLE t5");
+    }
+}

@@ -1,0 +1,195 @@
+//! `epiphany.columnar_parts`: one heap row per part, the MVCC of columnar tables.
+//!
+//! A part's row is inserted by the transaction that wrote the part, stamped with the
+//! command that inserted its rows, so the part appears to a snapshot exactly when its
+//! rows should. Rows are read with the scan's own snapshot through the heap AM (not SPI,
+//! whose snapshot is the active one), and written with `heap_insert`, which takes the
+//! command id explicitly. Rows are keyed by storage id (see `meta`), not by relation.
+
+use epiphany_core::storage::Extent;
+use epiphany_core::Error;
+use pgrx::pg_sys;
+use pgrx::{FromDatum, IntoDatum};
+
+const NATTS: usize = 9;
+
+/// One part, as its catalog row records it.
+#[derive(Debug, Clone)]
+pub struct PartRow {
+    pub storage_id: u64,
+    pub part_id: u64,
+    pub level: i32,
+    pub first_row: u64,
+    pub row_count: u64,
+    pub first_block: u32,
+    pub pages: u32,
+    pub byte_len: u64,
+    /// Part summary (`scan_plan::encode_stats`).
+    pub stats: Vec<u8>,
+}
+
+impl PartRow {
+    pub fn extent(&self) -> Extent {
+        Extent {
+            id: self.part_id,
+            first_block: self.first_block,
+            pages: self.pages,
+            len: self.byte_len,
+        }
+    }
+}
+
+/// The oid of an object of ours in schema `epiphany`.
+pub fn object_oid(name: &std::ffi::CStr) -> Result<pg_sys::Oid, Error> {
+    // SAFETY: catalog lookups by name, main thread.
+    let oid = unsafe {
+        let ns = pg_sys::get_namespace_oid(c"epiphany".as_ptr(), true);
+        if ns == pg_sys::InvalidOid {
+            pg_sys::InvalidOid
+        } else {
+            pg_sys::get_relname_relid(name.as_ptr(), ns)
+        }
+    };
+    if oid == pg_sys::InvalidOid {
+        return Err(Error::NotSupported(format!(
+            "epiphany_columnar without its catalog (epiphany.{} is missing: run CREATE EXTENSION epiphany_columnstore in this database)",
+            name.to_string_lossy()
+        )));
+    }
+    Ok(oid)
+}
+
+fn parts_oid() -> Result<pg_sys::Oid, Error> {
+    object_oid(c"columnar_parts")
+}
+
+/// Inserts `part`'s row as command `cid` of the current (sub)transaction.
+pub fn insert(part: &PartRow, cid: pg_sys::CommandId) -> Result<(), Error> {
+    let oid = parts_oid()?;
+    let mut values: [pg_sys::Datum; NATTS] = [
+        (part.storage_id as i64).into(),
+        (part.part_id as i64).into(),
+        part.level.into(),
+        (part.first_row as i64).into(),
+        (part.row_count as i64).into(),
+        i64::from(part.first_block).into(),
+        (part.pages as i32).into(),
+        (part.byte_len as i64).into(),
+        part.stats.as_slice().into_datum().expect("bytea"),
+    ];
+    let mut nulls = [false; NATTS];
+    // SAFETY: the catalog relation is opened, written and closed here; the tuple matches
+    // its descriptor (nine non-null columns of the declared types).
+    unsafe {
+        let rel = pg_sys::table_open(oid, pg_sys::RowExclusiveLock as _);
+        let tuple = pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+        pg_sys::heap_insert(rel, tuple, cid, 0, std::ptr::null_mut());
+        pg_sys::heap_freetuple(tuple);
+        pg_sys::table_close(rel, pg_sys::RowExclusiveLock as _);
+    }
+    Ok(())
+}
+
+/// The parts of `storage_id` visible to `snapshot`, ordered by first row.
+///
+/// # Safety
+/// `snapshot` must be a valid snapshot (registered or active for the call).
+pub unsafe fn visible(storage_id: u64, snapshot: pg_sys::Snapshot) -> Result<Vec<PartRow>, Error> {
+    let mut parts = Vec::new();
+    // SAFETY: per the contract; each tuple is deformed while the scan holds it.
+    unsafe {
+        scan(
+            storage_id,
+            snapshot,
+            pg_sys::AccessShareLock as _,
+            |_, tuple, desc| {
+                parts.push(deform(tuple, desc));
+            },
+        )?;
+    }
+    parts.sort_by_key(|p| p.first_row);
+    Ok(parts)
+}
+
+/// Deletes every part row of `storage_id` visible now (the storage is being replaced or
+/// dropped by the current transaction; if it aborts, the rows come back).
+pub fn delete_storage(storage_id: u64) -> Result<(), Error> {
+    // SAFETY: a registered latest snapshot serves the scan; each visible row is deleted
+    // by tid while the scan holds it, as heap scans allow.
+    unsafe {
+        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
+        let result = scan(
+            storage_id,
+            snapshot,
+            pg_sys::RowExclusiveLock as _,
+            |rel, tuple, _| {
+                pg_sys::simple_heap_delete(rel, &mut (*tuple).t_self);
+            },
+        );
+        pg_sys::UnregisterSnapshot(snapshot);
+        result
+    }
+}
+
+/// Calls `f` for each row of `storage_id` visible to `snapshot`.
+///
+/// # Safety
+/// `snapshot` must be valid for the scan's duration.
+unsafe fn scan(
+    storage_id: u64,
+    snapshot: pg_sys::Snapshot,
+    lockmode: pg_sys::LOCKMODE,
+    mut f: impl FnMut(pg_sys::Relation, pg_sys::HeapTuple, pg_sys::TupleDesc),
+) -> Result<(), Error> {
+    let oid = parts_oid()?;
+    // SAFETY: per the contract; a scan key on column 1 (int8 equality) limits the scan
+    // to this storage's rows; relation and scan are closed before returning.
+    unsafe {
+        let rel = pg_sys::table_open(oid, lockmode);
+        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+        pg_sys::ScanKeyInit(
+            &mut key,
+            1,
+            pg_sys::BTEqualStrategyNumber as _,
+            pg_sys::F_INT8EQ.into(),
+            (storage_id as i64).into(),
+        );
+        let flags = pg_sys::ScanOptions::SO_TYPE_SEQSCAN
+            | pg_sys::ScanOptions::SO_ALLOW_STRAT
+            | pg_sys::ScanOptions::SO_ALLOW_PAGEMODE;
+        let scan = pg_sys::heap_beginscan(rel, snapshot, 1, &mut key, std::ptr::null_mut(), flags);
+        loop {
+            let tuple = pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection);
+            if tuple.is_null() {
+                break;
+            }
+            f(rel, tuple, (*rel).rd_att);
+        }
+        pg_sys::heap_endscan(scan);
+        pg_sys::table_close(rel, lockmode);
+    }
+    Ok(())
+}
+
+/// # Safety
+/// `tuple` must be a row of the catalog, `desc` its descriptor.
+unsafe fn deform(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> PartRow {
+    let mut values = [pg_sys::Datum::from(0usize); NATTS];
+    let mut nulls = [false; NATTS];
+    // SAFETY: per the contract; every column is NOT NULL.
+    unsafe {
+        pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        let int = |i: usize| values[i].value() as i64;
+        PartRow {
+            storage_id: int(0) as u64,
+            part_id: int(1) as u64,
+            level: int(2) as i32,
+            first_row: int(3) as u64,
+            row_count: int(4) as u64,
+            first_block: int(5) as u32,
+            pages: int(6) as i32 as u32,
+            byte_len: int(7) as u64,
+            stats: Vec::<u8>::from_datum(values[8], nulls[8]).unwrap_or_default(),
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Fetching rows by TID: index scans, `tuple_fetch_row_version`, bitmap heap scans.
+//!
+//! A TID is a row number; the part owning it is found among the parts the snapshot sees
+//! (the list is reloaded when the snapshot changes), its position comes from the part's
+//! position column (one granule), and the row from one granule of every column. The last
+//! decoded granules are kept, so an index scan in key order that stays within a few
+//! granules decodes each once.
+
+use arrow_array::RecordBatch;
+use epiphany_core::columnar::rowid::{find_part, tid_to_row};
+use epiphany_core::pg::OrReport;
+use epiphany_core::Error;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::catalog::{self, PartRow};
+use crate::part_access::{store_row, OpenPart};
+use crate::table::TableInfo;
+
+#[repr(C)]
+struct IndexFetch {
+    base: pg_sys::IndexFetchTableData,
+    state: *mut FetchState,
+}
+
+/// What identifies a snapshot's view of the catalog.
+#[derive(PartialEq, Clone, Copy)]
+struct SnapshotKey {
+    ptr: usize,
+    kind: u32,
+    xmin: u32,
+    xmax: u32,
+    curcid: u32,
+}
+
+impl SnapshotKey {
+    /// # Safety
+    /// `s` must be a valid snapshot.
+    unsafe fn of(s: pg_sys::Snapshot) -> Self {
+        // SAFETY: per the contract.
+        unsafe {
+            SnapshotKey {
+                ptr: s as usize,
+                kind: (*s).snapshot_type,
+                xmin: (*s).xmin.into_inner(),
+                xmax: (*s).xmax.into_inner(),
+                curcid: (*s).curcid,
+            }
+        }
+    }
+}
+
+pub struct FetchState {
+    info: TableInfo,
+    storage: Option<u64>,
+    snapshot: Option<SnapshotKey>,
+    parts: Vec<PartRow>,
+    open: Vec<OpenPart>,
+    positions: Option<(u64, usize, RecordBatch)>,
+    rows: Option<(u64, usize, RecordBatch)>,
+    row_context: pg_sys::MemoryContext,
+}
+
+impl FetchState {
+    /// # Safety
+    /// `rel` open.
+    pub unsafe fn new(rel: pg_sys::Relation) -> Result<FetchState, Error> {
+        // SAFETY: per the contract; the context is deleted on drop.
+        unsafe {
+            if !pg_sys::IsInParallelMode() {
+                crate::writes::flush_relid((*rel).rd_id, true);
+            }
+            Ok(FetchState {
+                info: TableInfo::load(rel)?,
+                storage: crate::meta::storage_id(rel)?,
+                snapshot: None,
+                parts: Vec::new(),
+                open: Vec::new(),
+                positions: None,
+                rows: None,
+                row_context: pg_sys::AllocSetContextCreateExtended(
+                    pg_sys::CurrentMemoryContext,
+                    c"epiphany_columnar fetch".as_ptr(),
+                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as _,
+                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as _,
+                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as _,
+                ),
+            })
+        }
+    }
+
+    /// Row `tid` as `snapshot` sees it, into `slot`; false if it does not exist for it.
+    ///
+    /// # Safety
+    /// `rel` open, `snapshot` valid, `slot` a slot of `rel`.
+    pub unsafe fn fetch(
+        &mut self,
+        rel: pg_sys::Relation,
+        tid: pg_sys::ItemPointer,
+        snapshot: pg_sys::Snapshot,
+        slot: *mut pg_sys::TupleTableSlot,
+    ) -> Result<bool, Error> {
+        // SAFETY: per the contract.
+        let (block, offset) = unsafe { pgrx::itemptr::item_pointer_get_both(*tid) };
+        let Some(row) = tid_to_row(block, offset) else {
+            return Ok(false);
+        };
+        let Some(storage) = self.storage else {
+            return Ok(false);
+        };
+        // SAFETY: per the contract.
+        let key = unsafe { SnapshotKey::of(snapshot) };
+        if self.snapshot != Some(key) {
+            // SAFETY: per the contract.
+            self.parts = unsafe { catalog::visible(storage, snapshot) }?;
+            self.snapshot = Some(key);
+        }
+        let Some(part) = find_part(&self.parts, row, |p| (p.first_row, p.row_count)).cloned()
+        else {
+            return Ok(false);
+        };
+        let index = match self.open.iter().position(|o| o.row.part_id == part.part_id) {
+            Some(i) => i,
+            None => {
+                if self.open.len() >= 16 {
+                    self.open.remove(0);
+                }
+                // SAFETY: per the contract.
+                self.open
+                    .push(unsafe { OpenPart::open(rel, &self.info.schema, part) }?);
+                self.open.len() - 1
+            }
+        };
+        let open = &self.open[index];
+        // SAFETY: per the contract.
+        let pos = unsafe { open.position_of(rel, &mut self.positions, row) }?;
+        let (g, within) = open.reader.locate(pos).ok_or_else(|| {
+            Error::Corrupted(format!(
+                "part {}: position {pos} past its rows",
+                open.row.part_id
+            ))
+        })?;
+        if !matches!(&self.rows, Some((p, cg, _)) if *p == open.row.part_id && *cg == g) {
+            let mut columns: Vec<usize> = (0..self.info.columns.len()).collect();
+            columns.push(open.reader.row_column());
+            // SAFETY: per the contract.
+            let batch = unsafe { open.granule(rel, &columns, g) }?;
+            self.rows = Some((open.row.part_id, g, batch));
+        }
+        let batch = &self.rows.as_ref().expect("cached").2;
+        // SAFETY: per the contract; datums go to the row context, reset per fetch.
+        unsafe {
+            pg_sys::MemoryContextReset(self.row_context);
+            let old = pg_sys::MemoryContextSwitchTo(self.row_context);
+            let stored = store_row(
+                slot,
+                &self.info.columns,
+                batch,
+                within,
+                open.row.first_row,
+                (*rel).rd_id,
+            );
+            pg_sys::MemoryContextSwitchTo(old);
+            stored?;
+        }
+        Ok(true)
+    }
+}
+
+impl Drop for FetchState {
+    fn drop(&mut self) {
+        // SAFETY: created in new(), deleted once.
+        unsafe { pg_sys::MemoryContextDelete(self.row_context) };
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn index_fetch_begin(
+    rel: pg_sys::Relation,
+) -> *mut pg_sys::IndexFetchTableData {
+    // SAFETY: an open relation; the descriptor is freed by index_fetch_end.
+    unsafe {
+        let state = FetchState::new(rel).or_report();
+        let desc = pg_sys::palloc0(std::mem::size_of::<IndexFetch>()) as *mut IndexFetch;
+        (*desc).base.rel = rel;
+        (*desc).state = Box::into_raw(Box::new(state));
+        desc as _
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn index_fetch_reset(_data: *mut pg_sys::IndexFetchTableData) {}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn index_fetch_end(data: *mut pg_sys::IndexFetchTableData) {
+    // SAFETY: a descriptor from index_fetch_begin, ended once.
+    unsafe {
+        let desc = data as *mut IndexFetch;
+        drop(Box::from_raw((*desc).state));
+        pg_sys::pfree(desc as _);
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn index_fetch_tuple(
+    data: *mut pg_sys::IndexFetchTableData,
+    tid: pg_sys::ItemPointer,
+    snapshot: pg_sys::Snapshot,
+    slot: *mut pg_sys::TupleTableSlot,
+    call_again: *mut bool,
+    all_dead: *mut bool,
+) -> bool {
+    // SAFETY: a descriptor from index_fetch_begin; Postgres's pointers are valid.
+    unsafe {
+        *call_again = false;
+        if !all_dead.is_null() {
+            *all_dead = false;
+        }
+        let desc = data as *mut IndexFetch;
+        (*(*desc).state)
+            .fetch((*desc).base.rel, tid, snapshot, slot)
+            .or_report()
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn tuple_fetch_row_version(
+    rel: pg_sys::Relation,
+    tid: pg_sys::ItemPointer,
+    snapshot: pg_sys::Snapshot,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    // SAFETY: Postgres's arguments are valid for the call.
+    unsafe {
+        let mut state = FetchState::new(rel).or_report();
+        state.fetch(rel, tid, snapshot, slot).or_report()
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn tuple_tid_valid(
+    _scan: pg_sys::TableScanDesc,
+    tid: pg_sys::ItemPointer,
+) -> bool {
+    // SAFETY: a valid item pointer.
+    let (block, offset) = unsafe { pgrx::itemptr::item_pointer_get_both(*tid) };
+    tid_to_row(block, offset).is_some()
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn tuple_get_latest_tid(
+    _scan: pg_sys::TableScanDesc,
+    _tid: pg_sys::ItemPointer,
+) {
+    // Rows are never updated in place or moved to a new version: the TID is the latest.
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn tuple_satisfies_snapshot(
+    _rel: pg_sys::Relation,
+    _slot: *mut pg_sys::TupleTableSlot,
+    _snapshot: pg_sys::Snapshot,
+) -> bool {
+    // A row read from a part is visible to every snapshot that sees the part, and rows
+    // are not deleted yet.
+    true
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn index_delete_tuples(
+    _rel: pg_sys::Relation,
+    delstate: *mut pg_sys::TM_IndexDeleteOp,
+) -> pg_sys::TransactionId {
+    // No row is ever dead yet, so no index entry can be removed.
+    // SAFETY: a valid delete operation.
+    unsafe { (*delstate).ndeltids = 0 };
+    pg_sys::InvalidTransactionId
+}

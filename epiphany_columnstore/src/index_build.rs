@@ -1,0 +1,162 @@
+//! Building indexes over a columnar table, and rewriting it (`VACUUM FULL`, `CLUSTER`).
+//!
+//! An index build reads every row the build may see with its TID (the row number, fixed
+//! for the row's life) and hands it to the index AM, evaluating index expressions and a
+//! partial index's predicate as heap's build does. No row is ever dead, and writers are
+//! excluded by the build's lock, so a fresh MVCC snapshot sees exactly the live rows.
+
+use epiphany_core::pg::OrReport;
+use epiphany_core::Error;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+fn report(e: Error) -> ! {
+    epiphany_core::pg::report(&e)
+}
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C-unwind" fn index_build_range_scan(
+    table: pg_sys::Relation,
+    index: pg_sys::Relation,
+    info: *mut pg_sys::IndexInfo,
+    _allow_sync: bool,
+    _anyvisible: bool,
+    _progress: bool,
+    start_block: pg_sys::BlockNumber,
+    numblocks: pg_sys::BlockNumber,
+    callback: pg_sys::IndexBuildCallback,
+    callback_state: *mut std::ffi::c_void,
+    scan: pg_sys::TableScanDesc,
+) -> f64 {
+    // SAFETY: Postgres passes open relations and a valid IndexInfo; the executor state,
+    // slot and snapshot made here are released before returning.
+    unsafe {
+        if (*info).ii_Unique || !(*info).ii_ExclusionOps.is_null() {
+            report(Error::NotSupported(
+                "unique indexes, primary keys and exclusion constraints on epiphany_columnar tables".into(),
+            ));
+        }
+        if (*info).ii_Concurrent {
+            report(Error::NotSupported(
+                "CREATE INDEX CONCURRENTLY on epiphany_columnar tables".into(),
+            ));
+        }
+        if start_block != 0 || numblocks != pg_sys::InvalidBlockNumber {
+            report(Error::NotSupported(
+                "block-range index builds (BRIN) on epiphany_columnar tables".into(),
+            ));
+        }
+        if !scan.is_null() {
+            report(Error::NotSupported(
+                "parallel index builds on epiphany_columnar tables".into(),
+            ));
+        }
+        let _ = index;
+        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
+        let estate = pg_sys::CreateExecutorState();
+        let econtext = pg_sys::MakePerTupleExprContext(estate);
+        let slot =
+            pg_sys::MakeSingleTupleTableSlot((*table).rd_att, &raw const pg_sys::TTSOpsVirtual);
+        (*econtext).ecxt_scantuple = slot;
+        let predicate = pg_sys::ExecPrepareQual((*info).ii_Predicate, estate);
+        let mut values = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
+        let mut nulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
+        let desc = crate::scan::scan_begin(
+            table,
+            snapshot,
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            pg_sys::ScanOptions::SO_TYPE_SEQSCAN,
+        );
+        let mut rows = 0f64;
+        while crate::scan::scan_getnextslot(desc, pg_sys::ScanDirection::ForwardScanDirection, slot)
+        {
+            pgrx::check_for_interrupts!();
+            pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+            rows += 1.0;
+            if !predicate.is_null() && !pg_sys::ExecQual(predicate, econtext) {
+                continue;
+            }
+            pg_sys::FormIndexDatum(info, slot, estate, values.as_mut_ptr(), nulls.as_mut_ptr());
+            if let Some(cb) = callback {
+                cb(
+                    index,
+                    &mut (*slot).tts_tid,
+                    values.as_mut_ptr(),
+                    nulls.as_mut_ptr(),
+                    true,
+                    callback_state,
+                );
+            }
+        }
+        crate::scan::scan_end(desc);
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::FreeExecutorState(estate);
+        pg_sys::UnregisterSnapshot(snapshot);
+        (*info).ii_ExpressionsState = std::ptr::null_mut();
+        (*info).ii_PredicateState = std::ptr::null_mut();
+        rows
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn index_validate_scan(
+    _table: pg_sys::Relation,
+    _index: pg_sys::Relation,
+    _info: *mut pg_sys::IndexInfo,
+    _snapshot: pg_sys::Snapshot,
+    _state: *mut pg_sys::ValidateIndexState,
+) {
+    report(Error::NotSupported(
+        "CREATE INDEX CONCURRENTLY on epiphany_columnar tables".into(),
+    ))
+}
+
+/// `VACUUM FULL` / `CLUSTER`: every row into the new storage, in new parts (sorted by
+/// `order_by`; CLUSTER's index order is not used, the table's own order is the point).
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C-unwind" fn copy_for_cluster(
+    old: pg_sys::Relation,
+    new: pg_sys::Relation,
+    _old_index: pg_sys::Relation,
+    _use_sort: bool,
+    _oldest_xmin: pg_sys::TransactionId,
+    _xid_cutoff: *mut pg_sys::TransactionId,
+    _multi_cutoff: *mut pg_sys::MultiXactId,
+    num_tuples: *mut f64,
+    tups_vacuumed: *mut f64,
+    tups_recently_dead: *mut f64,
+) {
+    // SAFETY: Postgres passes both relations open and exclusively locked.
+    unsafe {
+        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
+        let slot =
+            pg_sys::MakeSingleTupleTableSlot((*old).rd_att, &raw const pg_sys::TTSOpsVirtual);
+        let desc = crate::scan::scan_begin(
+            old,
+            snapshot,
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            pg_sys::ScanOptions::SO_TYPE_SEQSCAN,
+        );
+        let cid = pg_sys::GetCurrentCommandId(true);
+        let mut rows = 0f64;
+        while crate::scan::scan_getnextslot(desc, pg_sys::ScanDirection::ForwardScanDirection, slot)
+        {
+            pgrx::check_for_interrupts!();
+            crate::writes::insert(new, slot, cid);
+            rows += 1.0;
+        }
+        crate::scan::scan_end(desc);
+        crate::writes::flush(new, true).or_report();
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::UnregisterSnapshot(snapshot);
+        *num_tuples = rows;
+        *tups_vacuumed = 0.0;
+        *tups_recently_dead = 0.0;
+    }
+}

@@ -1,0 +1,525 @@
+//! `WITH (order_by = …, …)` on columnar tables.
+//!
+//! Table access methods get no reloptions of their own: heap's parser validates every
+//! table's `WITH` list and rejects names it does not know. So a utility hook takes our
+//! names out of `CREATE TABLE`, `CREATE TABLE … AS` and `ALTER TABLE … SET/RESET` on
+//! columnar tables, validates them (errors name the option, SQLSTATE 22023), lets
+//! Postgres do the rest, and then stores them, normalized, in `pg_class.reloptions`.
+//! There heap's reader ignores them (it does not validate stored options), `\d+` shows
+//! them and `pg_dump` writes them back into `CREATE TABLE … WITH (…)`, which this hook
+//! reads on restore. It needs the library preloaded, which the launcher needs anyway.
+
+use std::cell::RefCell;
+use std::ffi::{CStr, CString};
+
+use epiphany_core::columnar::options::OPTION_NAMES;
+use epiphany_core::columnar::TableOptions;
+use epiphany_core::pg::OrReport;
+use epiphany_core::Error;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+pub const AM_NAME: &str = "epiphany_columnar";
+
+static mut PREVIOUS: pg_sys::ProcessUtility_hook_type = None;
+
+thread_local! {
+    /// Options of the columnar table the running utility statement is creating: a
+    /// `CREATE TABLE … AS` fills the table before the options can be stored.
+    static CREATING: RefCell<Option<TableOptions>> = const { RefCell::new(None) };
+}
+
+pub fn install() {
+    // SAFETY: _PG_init runs once per backend on the main thread; the previous hook is
+    // kept and called.
+    unsafe {
+        PREVIOUS = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(process_utility);
+    }
+}
+
+/// Options of relation `relid`: its stored options, or those of the statement creating it.
+///
+/// # Safety
+/// Main thread; `relid` names an existing relation.
+pub unsafe fn of_relation(relid: pg_sys::Oid) -> Result<TableOptions, Error> {
+    // SAFETY: per the contract.
+    let stored = unsafe { stored_pairs(relid) };
+    if stored.is_empty() {
+        if let Some(creating) = CREATING.with(|c| c.borrow().clone()) {
+            return Ok(creating);
+        }
+    }
+    TableOptions::parse(stored.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// Our name/value pairs among `pg_class.reloptions` of `relid`.
+unsafe fn stored_pairs(relid: pg_sys::Oid) -> Vec<(String, String)> {
+    // SAFETY: syscache lookup and release on the main thread.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::RELOID as _,
+            pg_sys::Datum::from(relid),
+        );
+        if tuple.is_null() {
+            return Vec::new();
+        }
+        let mut isnull = false;
+        let datum = pg_sys::SysCacheGetAttr(
+            pg_sys::SysCacheIdentifier::RELOID as _,
+            tuple,
+            pg_sys::Anum_pg_class_reloptions as _,
+            &mut isnull,
+        );
+        let pairs = if isnull {
+            Vec::new()
+        } else {
+            def_pairs(pg_sys::untransformRelOptions(datum))
+                .into_iter()
+                .filter(|(k, _)| is_ours(k))
+                .collect()
+        };
+        pg_sys::ReleaseSysCache(tuple);
+        pairs
+    }
+}
+
+fn is_ours(name: &str) -> bool {
+    OPTION_NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// (name, value) of each `DefElem` of a list.
+unsafe fn def_pairs(list: *mut pg_sys::List) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    // SAFETY: a valid List of DefElem (or NIL).
+    unsafe {
+        let list = pgrx::PgList::<pg_sys::DefElem>::from_pg(list);
+        for def in list.iter_ptr() {
+            let name = CStr::from_ptr((*def).defname)
+                .to_string_lossy()
+                .into_owned();
+            let value = if (*def).arg.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(pg_sys::defGetString(def))
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            out.push((name, value));
+        }
+    }
+    out
+}
+
+/// Splits a `WITH` list into ours and the rest (a new list; the input is not changed).
+unsafe fn split(list: *mut pg_sys::List) -> (Vec<(String, String)>, *mut pg_sys::List) {
+    let mut ours = Vec::new();
+    let mut rest = pgrx::PgList::<pg_sys::DefElem>::new();
+    // SAFETY: a valid List of DefElem (or NIL).
+    unsafe {
+        for def in pgrx::PgList::<pg_sys::DefElem>::from_pg(list).iter_ptr() {
+            let name = CStr::from_ptr((*def).defname)
+                .to_string_lossy()
+                .into_owned();
+            if (*def).defnamespace.is_null() && is_ours(&name) {
+                let value = if (*def).arg.is_null() {
+                    String::new()
+                } else {
+                    CStr::from_ptr(pg_sys::defGetString(def))
+                        .to_string_lossy()
+                        .into_owned()
+                };
+                ours.push((name.to_ascii_lowercase(), value));
+            } else {
+                rest.push(def);
+            }
+        }
+    }
+    (ours, rest.into_pg())
+}
+
+fn parse(pairs: &[(String, String)]) -> TableOptions {
+    TableOptions::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).or_report()
+}
+
+/// Whether a table created with access method `am` (NULL: the default) is columnar.
+unsafe fn is_columnar_am(am: *const std::ffi::c_char) -> bool {
+    // SAFETY: `am` is NULL or a C string; the GUC value is a C string while set.
+    unsafe {
+        let name = if am.is_null() {
+            let default =
+                pg_sys::GetConfigOption(c"default_table_access_method".as_ptr(), true, false);
+            if default.is_null() {
+                return false;
+            }
+            CStr::from_ptr(default)
+        } else {
+            CStr::from_ptr(am)
+        };
+        name.to_bytes() == AM_NAME.as_bytes()
+    }
+}
+
+/// Whether relation `relid` uses the columnar access method.
+pub fn is_columnar_relation(relid: pg_sys::Oid) -> bool {
+    // SAFETY: syscache lookups on the main thread.
+    unsafe {
+        let am = pg_sys::get_am_oid(c"epiphany_columnar".as_ptr(), true);
+        if am == pg_sys::InvalidOid {
+            return false;
+        }
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::RELOID as _,
+            pg_sys::Datum::from(relid),
+        );
+        if tuple.is_null() {
+            return false;
+        }
+        let form = pg_sys::GETSTRUCT(tuple) as *const pg_sys::FormData_pg_class;
+        let ours = (*form).relam == am;
+        pg_sys::ReleaseSysCache(tuple);
+        ours
+    }
+}
+
+/// Stores `options` in `pg_class.reloptions` of `relid`, replacing ours and keeping the rest.
+fn store(relid: pg_sys::Oid, options: &TableOptions) {
+    // SAFETY: pg_class is opened, its row for `relid` copied, modified and updated with
+    // the catalog helpers, then closed; all on the main thread inside a transaction.
+    unsafe {
+        let mut defs = pgrx::PgList::<pg_sys::DefElem>::new();
+        for (k, v) in options.to_pairs() {
+            let name = CString::new(k).unwrap();
+            let value = CString::new(v).expect("option values have no NUL");
+            let node = pg_sys::makeString(pg_sys::pstrdup(value.as_ptr()));
+            defs.push(pg_sys::makeDefElem(
+                pg_sys::pstrdup(name.as_ptr()),
+                node as _,
+                -1,
+            ));
+        }
+        let class = pg_sys::table_open(pg_sys::RelationRelationId, pg_sys::RowExclusiveLock as _);
+        let tuple = pg_sys::SearchSysCacheCopy(
+            pg_sys::SysCacheIdentifier::RELOID as _,
+            pg_sys::Datum::from(relid),
+            0.into(),
+            0.into(),
+            0.into(),
+        );
+        if tuple.is_null() {
+            error!("cache lookup failed for relation {}", relid.to_u32());
+        }
+        let mut isnull = false;
+        let old = pg_sys::heap_getattr(
+            tuple,
+            pg_sys::Anum_pg_class_reloptions as _,
+            (*class).rd_att,
+            &mut isnull,
+        );
+        // Keep the options that are not ours, then add ours.
+        let kept = if isnull {
+            Vec::new()
+        } else {
+            def_pairs(pg_sys::untransformRelOptions(old))
+                .into_iter()
+                .filter(|(k, _)| !is_ours(k))
+                .collect()
+        };
+        let mut all = pgrx::PgList::<pg_sys::DefElem>::new();
+        for (k, v) in kept {
+            let name = CString::new(k).unwrap();
+            let value = CString::new(v).unwrap();
+            let node = pg_sys::makeString(pg_sys::pstrdup(value.as_ptr()));
+            all.push(pg_sys::makeDefElem(
+                pg_sys::pstrdup(name.as_ptr()),
+                node as _,
+                -1,
+            ));
+        }
+        for def in defs.iter_ptr() {
+            all.push(def);
+        }
+        let datum = pg_sys::transformRelOptions(
+            pg_sys::Datum::from(0usize),
+            all.into_pg(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            false,
+            false,
+        );
+        let natts = pg_sys::Natts_pg_class as usize;
+        let mut values = vec![pg_sys::Datum::from(0usize); natts];
+        let mut nulls = vec![false; natts];
+        let mut replace = vec![false; natts];
+        let i = pg_sys::Anum_pg_class_reloptions as usize - 1;
+        values[i] = datum;
+        nulls[i] = datum.is_null();
+        replace[i] = true;
+        let new = pg_sys::heap_modify_tuple(
+            tuple,
+            (*class).rd_att,
+            values.as_mut_ptr(),
+            nulls.as_mut_ptr(),
+            replace.as_mut_ptr(),
+        );
+        pg_sys::CatalogTupleUpdate(class, &mut (*new).t_self, new);
+        pg_sys::heap_freetuple(new);
+        pg_sys::table_close(class, pg_sys::RowExclusiveLock as _);
+        pg_sys::CommandCounterIncrement();
+    }
+}
+
+/// Checks `options` against the columns of `relid` (`order_by` names must exist).
+fn check_columns(relid: pg_sys::Oid, options: &TableOptions) {
+    // SAFETY: the relation exists (just created or altered); opened and closed here.
+    unsafe {
+        let rel = pg_sys::relation_open(relid, pg_sys::AccessShareLock as _);
+        let desc = (*rel).rd_att;
+        let names: Vec<String> = (0..(*desc).natts as usize)
+            .map(|i| crate::table::tuple_desc_attr(desc, i))
+            .filter(|a| !(**a).attisdropped)
+            .map(|a| {
+                CStr::from_ptr((*a).attname.data.as_ptr())
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        pg_sys::relation_close(rel, pg_sys::AccessShareLock as _);
+        let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        options.resolve_order_by(&names).or_report();
+    }
+}
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: Postgres passes a valid statement; we copy it before changing it when the
+    // tree is read-only, and always call the next hook or the standard implementation.
+    unsafe {
+        let mut pstmt = pstmt;
+        let mut after: Option<Box<dyn FnOnce()>> = None;
+        let node = (*pstmt).utilityStmt;
+        match (*node).type_ {
+            pg_sys::NodeTag::T_CreateStmt => {
+                let stmt = node as *mut pg_sys::CreateStmt;
+                if is_columnar_am((*stmt).accessMethod) {
+                    let (ours, _) = split((*stmt).options);
+                    if !ours.is_empty() {
+                        let options = parse(&ours);
+                        if read_only_tree {
+                            pstmt = pg_sys::copyObjectImpl(pstmt as _) as _;
+                        }
+                        let stmt = (*pstmt).utilityStmt as *mut pg_sys::CreateStmt;
+                        (*stmt).options = split((*stmt).options).1;
+                        let relation =
+                            pg_sys::copyObjectImpl((*stmt).relation as _) as *mut pg_sys::RangeVar;
+                        // IF NOT EXISTS on an existing table changes nothing, options included.
+                        let existed = (*stmt).if_not_exists
+                            && pg_sys::RangeVarGetRelidExtended(
+                                relation,
+                                pg_sys::NoLock as _,
+                                pg_sys::RVROption::RVR_MISSING_OK,
+                                None,
+                                std::ptr::null_mut(),
+                            ) != pg_sys::InvalidOid;
+                        if !existed {
+                            after = Some(Box::new(move || {
+                                let relid = pg_sys::RangeVarGetRelidExtended(
+                                    relation,
+                                    pg_sys::NoLock as _,
+                                    0,
+                                    None,
+                                    std::ptr::null_mut(),
+                                );
+                                check_columns(relid, &options);
+                                store(relid, &options);
+                            }));
+                        }
+                    }
+                }
+            }
+            pg_sys::NodeTag::T_CreateTableAsStmt => {
+                let stmt = node as *mut pg_sys::CreateTableAsStmt;
+                let into = (*stmt).into;
+                if !into.is_null() && is_columnar_am((*into).accessMethod) {
+                    let (ours, _) = split((*into).options);
+                    if !ours.is_empty() {
+                        let options = parse(&ours);
+                        if read_only_tree {
+                            pstmt = pg_sys::copyObjectImpl(pstmt as _) as _;
+                        }
+                        let stmt = (*pstmt).utilityStmt as *mut pg_sys::CreateTableAsStmt;
+                        (*(*stmt).into).options = split((*(*stmt).into).options).1;
+                        let relation = pg_sys::copyObjectImpl((*(*stmt).into).rel as _)
+                            as *mut pg_sys::RangeVar;
+                        CREATING.with(|c| *c.borrow_mut() = Some(options.clone()));
+                        after = Some(Box::new(move || {
+                            let relid = pg_sys::RangeVarGetRelidExtended(
+                                relation,
+                                pg_sys::NoLock as _,
+                                0,
+                                None,
+                                std::ptr::null_mut(),
+                            );
+                            if relid != pg_sys::InvalidOid {
+                                check_columns(relid, &options);
+                                store(relid, &options);
+                            }
+                        }));
+                    }
+                }
+            }
+            // ANALYZE counts a table's blocks before it scans: rows this transaction
+            // buffered must be in parts by then.
+            pg_sys::NodeTag::T_VacuumStmt => crate::writes::flush_all(),
+            pg_sys::NodeTag::T_AlterTableStmt => {
+                if let Some(done) = alter_table(node as *mut pg_sys::AlterTableStmt) {
+                    if done {
+                        return;
+                    }
+                }
+            }
+            _ => {}
+        }
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            call_next(pstmt, query, read_only_tree, context, params, env, dest, qc)
+        }));
+        CREATING.with(|c| *c.borrow_mut() = None);
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+        if let Some(after) = after {
+            after();
+        }
+    }
+}
+
+/// `ALTER TABLE t SET (…)` / `RESET (…)` of our options on a columnar table: handled
+/// here entirely (`Some(true)`); other options alongside ours are refused.
+unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt) -> Option<bool> {
+    // SAFETY: a valid statement; the relation is looked up under the lock ALTER TABLE
+    // would take for these subcommands.
+    unsafe {
+        let cmds = pgrx::PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds);
+        let mut ours = Vec::new();
+        let mut reset = Vec::new();
+        let mut others = false;
+        for cmd in cmds.iter_ptr() {
+            let subtype = (*cmd).subtype;
+            if subtype == pg_sys::AlterTableType::AT_SetRelOptions
+                || subtype == pg_sys::AlterTableType::AT_ResetRelOptions
+            {
+                let (mine, rest) = split((*cmd).def as *mut pg_sys::List);
+                if !rest.is_null() {
+                    others = true;
+                }
+                if subtype == pg_sys::AlterTableType::AT_SetRelOptions {
+                    ours.extend(mine);
+                } else {
+                    reset.extend(mine.into_iter().map(|(k, _)| k));
+                }
+            } else {
+                others = true;
+            }
+        }
+        if ours.is_empty() && reset.is_empty() {
+            return None;
+        }
+        let relid = pg_sys::RangeVarGetRelidExtended(
+            (*stmt).relation,
+            pg_sys::AccessExclusiveLock as _,
+            if (*stmt).missing_ok {
+                pg_sys::RVROption::RVR_MISSING_OK
+            } else {
+                0
+            },
+            None,
+            std::ptr::null_mut(),
+        );
+        if relid == pg_sys::InvalidOid || !is_columnar_relation(relid) {
+            return None;
+        }
+        if others {
+            Error::NotSupported(
+                "mixing epiphany_columnar options with other ALTER TABLE actions in one statement"
+                    .into(),
+            )
+            .report_now();
+        }
+        #[cfg(not(feature = "pg15"))]
+        let owner =
+            pg_sys::object_ownercheck(pg_sys::RelationRelationId, relid, pg_sys::GetUserId());
+        #[cfg(feature = "pg15")]
+        let owner = pg_sys::pg_class_ownercheck(relid, pg_sys::GetUserId());
+        if !owner {
+            pg_sys::aclcheck_error(
+                pg_sys::AclResult::ACLCHECK_NOT_OWNER,
+                pg_sys::ObjectType::OBJECT_TABLE,
+                pg_sys::get_rel_name(relid),
+            );
+        }
+        let mut pairs: Vec<(String, String)> = stored_pairs(relid)
+            .into_iter()
+            .filter(|(k, _)| !reset.iter().any(|r| r.eq_ignore_ascii_case(k)))
+            .filter(|(k, _)| !ours.iter().any(|(o, _)| o.eq_ignore_ascii_case(k)))
+            .collect();
+        if reset.iter().any(|r| r == "compression") {
+            pairs.retain(|(k, _)| k != "compression_level");
+        }
+        pairs.extend(ours);
+        let options = parse(&pairs);
+        check_columns(relid, &options);
+        store(relid, &options);
+        Some(true)
+    }
+}
+
+trait ReportNow {
+    fn report_now(&self) -> !;
+}
+
+impl ReportNow for Error {
+    fn report_now(&self) -> ! {
+        epiphany_core::pg::report(self)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn call_next(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: forwarding the arguments Postgres gave us.
+    unsafe {
+        match PREVIOUS {
+            Some(previous) => {
+                previous(pstmt, query, read_only_tree, context, params, env, dest, qc)
+            }
+            None => pg_sys::standard_ProcessUtility(
+                pstmt,
+                query,
+                read_only_tree,
+                context,
+                params,
+                env,
+                dest,
+                qc,
+            ),
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Reading parts of a relation: opening a part from its pages, fetching the column
+//! chunks a reader needs, and turning decoded rows into slot contents.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt32Type;
+use arrow_array::RecordBatch;
+use epiphany_core::columnar::fetch::SparsePart;
+use epiphany_core::columnar::rowid::row_to_tid;
+use epiphany_core::columnar::{value_at, PartReader, TableSchema};
+use epiphany_core::storage::ExtentReader;
+use epiphany_core::Error;
+use pgrx::pg_sys;
+
+use crate::catalog::PartRow;
+use crate::datum::ColumnInfo;
+use crate::page_store::RelationPageStore;
+
+/// A part with the footer read; column chunks are fetched on demand.
+pub struct OpenPart {
+    pub row: PartRow,
+    pub reader: PartReader<SparsePart>,
+}
+
+impl OpenPart {
+    /// # Safety
+    /// `rel` must be open and locked for reading.
+    pub unsafe fn open(
+        rel: pg_sys::Relation,
+        schema: &TableSchema,
+        row: PartRow,
+    ) -> Result<Self, Error> {
+        // SAFETY: per the contract.
+        let store = unsafe { RelationPageStore::new(rel) };
+        let extent = ExtentReader::new(&store, row.extent())?;
+        let sparse = SparsePart::with_tail(row.byte_len, &mut |off, len| extent.read(off, len))?;
+        let reader = PartReader::open(schema, sparse)?;
+        if reader.rows() != row.row_count {
+            return Err(Error::Corrupted(format!(
+                "part {} holds {} rows, its catalog row says {}",
+                row.part_id,
+                reader.rows(),
+                row.row_count
+            )));
+        }
+        Ok(OpenPart { row, reader })
+    }
+
+    /// Fetches the chunks of `columns` in `granules` (those not held yet).
+    ///
+    /// # Safety
+    /// `rel` must be the relation the part was opened from, still open.
+    pub unsafe fn fetch(
+        &self,
+        rel: pg_sys::Relation,
+        columns: &[usize],
+        granules: &[usize],
+    ) -> Result<(), Error> {
+        // SAFETY: per the contract.
+        let store = unsafe { RelationPageStore::new(rel) };
+        let extent = ExtentReader::new(&store, self.row.extent())?;
+        self.reader.source().fetch_chunks(
+            self.reader.metadata(),
+            columns,
+            granules,
+            &mut |off, len| extent.read(off, len),
+        )
+    }
+
+    /// Columns `columns` of granule `g`, decoded in one batch.
+    ///
+    /// # Safety
+    /// As [`OpenPart::fetch`].
+    pub unsafe fn granule(
+        &self,
+        rel: pg_sys::Relation,
+        columns: &[usize],
+        g: usize,
+    ) -> Result<RecordBatch, Error> {
+        // SAFETY: per the contract.
+        unsafe { self.fetch(rel, columns, &[g]) }?;
+        let rows = self.reader.granule_rows().get(g).copied().unwrap_or(0) as usize;
+        let mut batches = self.reader.read(columns, &[g], rows.max(1))?;
+        let batch = batches
+            .next()
+            .unwrap_or_else(|| Err(Error::Corrupted(format!("granule {g} is empty"))))?;
+        if batch.num_rows() != rows {
+            return Err(Error::Corrupted(format!(
+                "granule {g}: {} rows, expected {rows}",
+                batch.num_rows()
+            )));
+        }
+        Ok(batch)
+    }
+
+    /// The stored position of row number `row` of this part.
+    ///
+    /// # Safety
+    /// As [`OpenPart::fetch`].
+    pub unsafe fn position_of(
+        &self,
+        rel: pg_sys::Relation,
+        cache: &mut Option<(u64, usize, RecordBatch)>,
+        row: u64,
+    ) -> Result<u64, Error> {
+        let offset = row - self.row.first_row;
+        let (g, within) = self.reader.locate(offset).ok_or_else(|| {
+            Error::Corrupted(format!(
+                "row offset {offset} past part {}",
+                self.row.part_id
+            ))
+        })?;
+        let hit = matches!(cache, Some((p, cg, _)) if *p == self.row.part_id && *cg == g);
+        if !hit {
+            // SAFETY: per the contract.
+            let batch = unsafe { self.granule(rel, &[self.reader.pos_column()], g) }?;
+            *cache = Some((self.row.part_id, g, batch));
+        }
+        let batch = &cache.as_ref().expect("filled").2;
+        let pos = batch.column(0).as_primitive::<UInt32Type>().value(within);
+        if u64::from(pos) >= self.row.row_count {
+            return Err(Error::Corrupted(format!(
+                "part {}: position {pos} out of range",
+                self.row.part_id
+            )));
+        }
+        Ok(u64::from(pos))
+    }
+}
+
+/// Stores row `r` of `batch` (the table's columns in order, then the row-offset column)
+/// into `slot` as a virtual tuple with its TID. By-reference datums are allocated in the
+/// current memory context.
+///
+/// # Safety
+/// `slot` must be a virtual-compatible slot of the relation `columns` describe.
+pub unsafe fn store_row(
+    slot: *mut pg_sys::TupleTableSlot,
+    columns: &[ColumnInfo],
+    batch: &RecordBatch,
+    r: usize,
+    first_row: u64,
+    relid: pg_sys::Oid,
+) -> Result<(), Error> {
+    // SAFETY: per the contract; the slot has natts entries.
+    unsafe {
+        pg_sys::ExecClearTuple(slot);
+        let n = columns.len();
+        let values = std::slice::from_raw_parts_mut((*slot).tts_values, n);
+        let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, n);
+        for (c, info) in columns.iter().enumerate() {
+            match crate::datum::to_datum(info, &value_at(batch.column(c), info.ty, r)) {
+                Some(d) => {
+                    values[c] = d;
+                    nulls[c] = false;
+                }
+                None => {
+                    values[c] = pg_sys::Datum::from(0usize);
+                    nulls[c] = true;
+                }
+            }
+        }
+        let offset = batch.column(n).as_primitive::<UInt32Type>().value(r);
+        let (block, off) = row_to_tid(first_row + u64::from(offset))?;
+        pg_sys::ExecStoreVirtualTuple(slot);
+        pgrx::itemptr::item_pointer_set_all(&mut (*slot).tts_tid, block, off);
+        (*slot).tts_tableOid = relid;
+    }
+    Ok(())
+}

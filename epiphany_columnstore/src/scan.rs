@@ -1,0 +1,485 @@
+//! The table AM's own scans: sequential (also parallel: participants claim whole parts
+//! from a shared counter) and ANALYZE's block sampling.
+//!
+//! A scan sees the parts whose catalog rows its snapshot sees; every participant of a
+//! parallel scan reads the same list with the same (restored) snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow_array::RecordBatch;
+use epiphany_core::columnar::PartBatches;
+use epiphany_core::pg::OrReport;
+use epiphany_core::Error;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::catalog::{self, PartRow};
+use crate::part_access::{store_row, OpenPart};
+use crate::table::TableInfo;
+
+/// Rows decoded per batch.
+const BATCH_ROWS: usize = 8192;
+
+#[repr(C)]
+pub struct ScanDesc {
+    base: pg_sys::TableScanDescData,
+    state: *mut ScanState,
+}
+
+/// A parallel scan's shared state, in dynamic shared memory.
+#[repr(C)]
+pub struct ParallelScan {
+    base: pg_sys::ParallelTableScanDescData,
+    next_part: AtomicU64,
+}
+
+pub struct ScanState {
+    pub info: TableInfo,
+    pub parts: Vec<PartRow>,
+    next_part: usize,
+    current: Option<(OpenPart, PartBatches)>,
+    batch: Option<(RecordBatch, usize, u64)>,
+    /// Per-row memory: by-reference datums of the row in the slot.
+    row_context: pg_sys::MemoryContext,
+    /// ANALYZE: rows of the current sample block, as (part index, first pos, end pos).
+    sample: Option<SampleState>,
+    /// Bitmap heap scans fetch by TID.
+    pub bitmap: Option<crate::bitmap::BitmapState>,
+}
+
+struct SampleState {
+    /// Stored-position ranges of the rows of the block being sampled.
+    ranges: Vec<(usize, u64, u64)>,
+    cursor: usize,
+    pos: u64,
+    cache: Option<(usize, usize, RecordBatch)>,
+    opened: Option<OpenPart>,
+    total_rows: u64,
+    nblocks: u32,
+}
+
+impl ScanState {
+    /// # Safety
+    /// `rel` open; `snapshot` valid for the call.
+    pub unsafe fn new(
+        rel: pg_sys::Relation,
+        snapshot: pg_sys::Snapshot,
+    ) -> Result<ScanState, Error> {
+        // SAFETY: per the contract.
+        let info = unsafe { TableInfo::load(rel) }?;
+        let parts = match unsafe { crate::meta::storage_id(rel) }? {
+            // ANALYZE scans without a snapshot: it sees what is committed now.
+            Some(storage) if snapshot.is_null() => unsafe {
+                let latest = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
+                let parts = catalog::visible(storage, latest);
+                pg_sys::UnregisterSnapshot(latest);
+                parts?
+            },
+            Some(storage) => unsafe { catalog::visible(storage, snapshot) }?,
+            None => Vec::new(),
+        };
+        // SAFETY: a child of the current context, deleted at the end of the scan.
+        let row_context = unsafe {
+            pg_sys::AllocSetContextCreateExtended(
+                pg_sys::CurrentMemoryContext,
+                c"epiphany_columnar row".as_ptr(),
+                pg_sys::ALLOCSET_DEFAULT_MINSIZE as _,
+                pg_sys::ALLOCSET_DEFAULT_INITSIZE as _,
+                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as _,
+            )
+        };
+        Ok(ScanState {
+            info,
+            parts,
+            next_part: 0,
+            current: None,
+            batch: None,
+            row_context,
+            sample: None,
+            bitmap: None,
+        })
+    }
+
+    pub fn total_rows(&self) -> u64 {
+        self.parts.iter().map(|p| p.row_count).sum()
+    }
+
+    fn columns_with_rows(&self, reader_row_column: usize) -> Vec<usize> {
+        let mut c: Vec<usize> = (0..self.info.columns.len()).collect();
+        c.push(reader_row_column);
+        c
+    }
+
+    /// The next row into `slot`; false at the end.
+    ///
+    /// # Safety
+    /// `rel` open; `slot` a slot of it; `parallel` null or this scan's shared state.
+    unsafe fn next(
+        &mut self,
+        rel: pg_sys::Relation,
+        slot: *mut pg_sys::TupleTableSlot,
+        parallel: *mut ParallelScan,
+    ) -> Result<bool, Error> {
+        loop {
+            if let Some((batch, r, first_row)) = &mut self.batch {
+                if *r < batch.num_rows() {
+                    // SAFETY: per the contract; datums go to the row context.
+                    unsafe {
+                        pg_sys::MemoryContextReset(self.row_context);
+                        let old = pg_sys::MemoryContextSwitchTo(self.row_context);
+                        let stored = store_row(
+                            slot,
+                            &self.info.columns,
+                            batch,
+                            *r,
+                            *first_row,
+                            (*rel).rd_id,
+                        );
+                        pg_sys::MemoryContextSwitchTo(old);
+                        stored?;
+                    }
+                    *r += 1;
+                    return Ok(true);
+                }
+                self.batch = None;
+            }
+            if let Some((part, batches)) = &mut self.current {
+                match batches.next() {
+                    Some(batch) => {
+                        self.batch = Some((batch?, 0, part.row.first_row));
+                        continue;
+                    }
+                    None => self.current = None,
+                }
+            }
+            let index = if parallel.is_null() {
+                let i = self.next_part;
+                self.next_part += 1;
+                i
+            } else {
+                // SAFETY: shared state initialized by parallelscan_initialize.
+                unsafe { (*parallel).next_part.fetch_add(1, Ordering::Relaxed) as usize }
+            };
+            let Some(row) = self.parts.get(index).cloned() else {
+                return Ok(false);
+            };
+            // SAFETY: per the contract.
+            let part = unsafe { OpenPart::open(rel, &self.info.schema, row) }?;
+            let columns = self.columns_with_rows(part.reader.row_column());
+            let granules: Vec<usize> = (0..part.reader.granules()).collect();
+            // SAFETY: per the contract.
+            unsafe { part.fetch(rel, &columns, &granules) }?;
+            let batches = part.reader.read(&columns, &granules, BATCH_ROWS)?;
+            self.current = Some((part, batches));
+        }
+    }
+}
+
+impl Drop for ScanState {
+    fn drop(&mut self) {
+        // SAFETY: created in new(), deleted once.
+        unsafe { pg_sys::MemoryContextDelete(self.row_context) };
+    }
+}
+
+/// # Safety
+/// Called by Postgres as `scan_begin`.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn scan_begin(
+    rel: pg_sys::Relation,
+    snapshot: pg_sys::Snapshot,
+    nkeys: i32,
+    key: *mut pg_sys::ScanKeyData,
+    pscan: pg_sys::ParallelTableScanDesc,
+    flags: u32,
+) -> pg_sys::TableScanDesc {
+    // SAFETY: Postgres passes an open relation and a valid snapshot; the descriptor is
+    // palloc'd in the current context and freed by scan_end.
+    unsafe {
+        if !pg_sys::IsInParallelMode() {
+            crate::writes::flush_relid((*rel).rd_id, true);
+        } else if crate::writes::has_pending((*rel).rd_id) {
+            Error::Internal(
+                "rows buffered by this transaction cannot be read in parallel mode".into(),
+            )
+            .report_now();
+        }
+        let desc = pg_sys::palloc0(std::mem::size_of::<ScanDesc>()) as *mut ScanDesc;
+        (*desc).base.rs_rd = rel;
+        (*desc).base.rs_snapshot = snapshot;
+        (*desc).base.rs_nkeys = nkeys;
+        (*desc).base.rs_key = key;
+        (*desc).base.rs_flags = flags;
+        (*desc).base.rs_parallel = pscan;
+        let state = ScanState::new(rel, snapshot).or_report();
+        (*desc).state = Box::into_raw(Box::new(state));
+        desc as pg_sys::TableScanDesc
+    }
+}
+
+trait ReportNow {
+    fn report_now(&self) -> !;
+}
+
+impl ReportNow for Error {
+    fn report_now(&self) -> ! {
+        epiphany_core::pg::report(self)
+    }
+}
+
+/// # Safety
+/// `scan` must come from [`scan_begin`].
+pub unsafe fn state<'a>(scan: pg_sys::TableScanDesc) -> &'a mut ScanState {
+    // SAFETY: per the contract.
+    unsafe { &mut *(*(scan as *mut ScanDesc)).state }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn scan_end(scan: pg_sys::TableScanDesc) {
+    // SAFETY: a descriptor from scan_begin, ended once.
+    unsafe {
+        let desc = scan as *mut ScanDesc;
+        drop(Box::from_raw((*desc).state));
+        if (*desc).base.rs_flags & pg_sys::ScanOptions::SO_TEMP_SNAPSHOT != 0 {
+            pg_sys::UnregisterSnapshot((*desc).base.rs_snapshot);
+        }
+        pg_sys::pfree(desc as _);
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn scan_rescan(
+    scan: pg_sys::TableScanDesc,
+    _key: *mut pg_sys::ScanKeyData,
+    _set_params: bool,
+    _allow_strat: bool,
+    _allow_sync: bool,
+    _allow_pagemode: bool,
+) {
+    // SAFETY: a descriptor from scan_begin.
+    unsafe {
+        let state = state(scan);
+        state.next_part = 0;
+        state.current = None;
+        state.batch = None;
+        state.bitmap = None;
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn scan_getnextslot(
+    scan: pg_sys::TableScanDesc,
+    direction: pg_sys::ScanDirection::Type,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    if direction == pg_sys::ScanDirection::BackwardScanDirection {
+        Error::NotSupported("backward scans of epiphany_columnar tables (use a SCROLL cursor over a materialized result)".into())
+            .report_now();
+    }
+    // SAFETY: a descriptor from scan_begin and a slot of its relation.
+    unsafe {
+        let rel = (*scan).rs_rd;
+        let parallel = (*scan).rs_parallel as *mut ParallelScan;
+        let found = state(scan).next(rel, slot, parallel).or_report();
+        if !found {
+            pg_sys::ExecClearTuple(slot);
+        }
+        found
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn parallelscan_estimate(_rel: pg_sys::Relation) -> pg_sys::Size {
+    std::mem::size_of::<ParallelScan>()
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn parallelscan_initialize(
+    rel: pg_sys::Relation,
+    pscan: pg_sys::ParallelTableScanDesc,
+) -> pg_sys::Size {
+    // SAFETY: Postgres hands us shared memory of the estimated size.
+    unsafe {
+        let shared = pscan as *mut ParallelScan;
+        #[cfg(not(feature = "pg15"))]
+        {
+            (*shared).base.phs_locator = (*rel).rd_locator;
+        }
+        #[cfg(feature = "pg15")]
+        {
+            (*shared).base.phs_relid = (*rel).rd_id;
+        }
+        (*shared).base.phs_syncscan = false;
+        std::ptr::write(&mut (*shared).next_part, AtomicU64::new(0));
+    }
+    std::mem::size_of::<ParallelScan>()
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn parallelscan_reinitialize(
+    _rel: pg_sys::Relation,
+    pscan: pg_sys::ParallelTableScanDesc,
+) {
+    // SAFETY: initialized by parallelscan_initialize.
+    unsafe {
+        (*(pscan as *mut ParallelScan))
+            .next_part
+            .store(0, Ordering::Relaxed)
+    };
+}
+
+// ANALYZE: Postgres samples blocks of the relation, then rows within each block. Our
+// blocks hold compressed parts, so block `b` of `n` stands for the rows at stored
+// positions `[b·N/n, (b+1)·N/n)` of all N rows (parts in order): every row belongs to
+// exactly one block and the sample stays uniform.
+
+impl ScanState {
+    /// # Safety
+    /// `rel` open.
+    unsafe fn sample_block(&mut self, rel: pg_sys::Relation, block: u32) {
+        let total = self.total_rows();
+        // ANALYZE counted the blocks just before this scan began (rows this transaction
+        // buffered were flushed before ANALYZE started; see `options`).
+        // SAFETY: per the contract.
+        let nblocks = unsafe {
+            pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM)
+        }
+        .max(1);
+        let sample = self.sample.get_or_insert_with(|| SampleState {
+            ranges: Vec::new(),
+            cursor: 0,
+            pos: 0,
+            cache: None,
+            opened: None,
+            total_rows: total,
+            nblocks,
+        });
+        let n = u128::from(sample.nblocks);
+        let start = (u128::from(block) * u128::from(sample.total_rows) / n) as u64;
+        let end = ((u128::from(block) + 1) * u128::from(sample.total_rows) / n) as u64;
+        sample.ranges.clear();
+        sample.cursor = 0;
+        let mut base = 0u64;
+        for (i, p) in self.parts.iter().enumerate() {
+            let (lo, hi) = (base, base + p.row_count);
+            let (s, e) = (start.max(lo), end.min(hi));
+            if s < e {
+                sample.ranges.push((i, s - lo, e - lo));
+            }
+            base = hi;
+        }
+        sample.pos = sample.ranges.first().map_or(0, |r| r.1);
+    }
+
+    /// # Safety
+    /// `rel` open, `slot` a slot of it.
+    unsafe fn sample_next(
+        &mut self,
+        rel: pg_sys::Relation,
+        slot: *mut pg_sys::TupleTableSlot,
+    ) -> Result<bool, Error> {
+        let Some(sample) = self.sample.as_mut() else {
+            return Ok(false);
+        };
+        loop {
+            let Some(&(part_index, _, end)) = sample.ranges.get(sample.cursor) else {
+                return Ok(false);
+            };
+            if sample.pos >= end {
+                sample.cursor += 1;
+                if let Some(r) = sample.ranges.get(sample.cursor) {
+                    sample.pos = r.1;
+                }
+                continue;
+            }
+            let part_row = &self.parts[part_index];
+            if sample.opened.as_ref().map(|o| o.row.part_id) != Some(part_row.part_id) {
+                // SAFETY: per the contract.
+                sample.opened =
+                    Some(unsafe { OpenPart::open(rel, &self.info.schema, part_row.clone()) }?);
+                sample.cache = None;
+            }
+            let part = sample.opened.as_ref().expect("opened");
+            let (g, within) = part.reader.locate(sample.pos).ok_or_else(|| {
+                Error::Corrupted(format!("part {}: short of rows", part.row.part_id))
+            })?;
+            if !matches!(&sample.cache, Some((p, cg, _)) if *p == part_index && *cg == g) {
+                let mut columns: Vec<usize> = (0..self.info.columns.len()).collect();
+                columns.push(part.reader.row_column());
+                // SAFETY: per the contract.
+                let batch = unsafe { part.granule(rel, &columns, g) }?;
+                sample.cache = Some((part_index, g, batch));
+            }
+            let batch = &sample.cache.as_ref().expect("cached").2;
+            // SAFETY: per the contract; datums go to the row context.
+            unsafe {
+                pg_sys::MemoryContextReset(self.row_context);
+                let old = pg_sys::MemoryContextSwitchTo(self.row_context);
+                let stored = store_row(
+                    slot,
+                    &self.info.columns,
+                    batch,
+                    within,
+                    part.row.first_row,
+                    (*rel).rd_id,
+                );
+                pg_sys::MemoryContextSwitchTo(old);
+                stored?;
+            }
+            sample.pos += 1;
+            return Ok(true);
+        }
+    }
+}
+
+#[cfg(not(feature = "pg15"))]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn scan_analyze_next_block(
+    scan: pg_sys::TableScanDesc,
+    stream: *mut pg_sys::ReadStream,
+) -> bool {
+    // SAFETY: a descriptor from scan_begin; the stream yields pinned buffers of the
+    // sampled blocks, released right away (we only need their numbers).
+    unsafe {
+        let buffer = pg_sys::read_stream_next_buffer(stream, std::ptr::null_mut());
+        if buffer == pg_sys::InvalidBuffer as pg_sys::Buffer {
+            return false;
+        }
+        let block = pg_sys::BufferGetBlockNumber(buffer);
+        pg_sys::ReleaseBuffer(buffer);
+        state(scan).sample_block((*scan).rs_rd, block);
+        true
+    }
+}
+
+#[cfg(feature = "pg15")]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn scan_analyze_next_block(
+    scan: pg_sys::TableScanDesc,
+    block: pg_sys::BlockNumber,
+    _strategy: pg_sys::BufferAccessStrategy,
+) -> bool {
+    // SAFETY: a descriptor from scan_begin.
+    unsafe { state(scan).sample_block((*scan).rs_rd, block) };
+    true
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn scan_analyze_next_tuple(
+    scan: pg_sys::TableScanDesc,
+    _oldest_xmin: pg_sys::TransactionId,
+    liverows: *mut f64,
+    _deadrows: *mut f64,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    // SAFETY: a descriptor from scan_begin and a slot of its relation.
+    unsafe {
+        let found = state(scan).sample_next((*scan).rs_rd, slot).or_report();
+        if found {
+            *liverows += 1.0;
+        } else {
+            pg_sys::ExecClearTuple(slot);
+        }
+        found
+    }
+}

@@ -1,0 +1,78 @@
+//! What the access method needs to know about one columnar relation: its columns as the
+//! core sees them, how each converts, and its options.
+
+use epiphany_core::columnar::flush::buffer_schema;
+use epiphany_core::columnar::{TableOptions, TableSchema};
+use epiphany_core::Error;
+use pgrx::pg_sys;
+
+use crate::datum::ColumnInfo;
+
+pub struct TableInfo {
+    pub schema: TableSchema,
+    /// `schema` plus the buffered row number and command.
+    pub buffered: TableSchema,
+    pub columns: Vec<ColumnInfo>,
+    pub options: TableOptions,
+    pub sort_key: Vec<usize>,
+}
+
+impl TableInfo {
+    /// # Safety
+    /// `rel` must be an open relation.
+    pub unsafe fn load(rel: pg_sys::Relation) -> Result<TableInfo, Error> {
+        // SAFETY: per the contract; the tuple descriptor lives as long as the relation.
+        let (names, columns) = unsafe {
+            let desc = (*rel).rd_att;
+            let natts = (*desc).natts as usize;
+            let mut names = Vec::with_capacity(natts);
+            let mut columns = Vec::with_capacity(natts);
+            for i in 0..natts {
+                let attr = tuple_desc_attr(desc, i);
+                if (*attr).attisdropped {
+                    return Err(Error::NotSupported(
+                        "reading an epiphany_columnar table after ALTER TABLE … DROP COLUMN".into(),
+                    ));
+                }
+                names.push(
+                    std::ffi::CStr::from_ptr((*attr).attname.data.as_ptr())
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+                columns.push(ColumnInfo::for_type((*attr).atttypid));
+            }
+            (names, columns)
+        };
+        let schema = TableSchema::new(names.iter().cloned().zip(columns.iter().map(|c| c.ty)));
+        // SAFETY: per the contract.
+        let options = unsafe { crate::options::of_relation((*rel).rd_id) }?;
+        let sort_key = options.resolve_order_by(&schema.names())?;
+        Ok(TableInfo {
+            buffered: buffer_schema(&schema),
+            schema,
+            columns,
+            options,
+            sort_key,
+        })
+    }
+}
+
+/// `TupleDescAttr(desc, i)`.
+///
+/// # Safety
+/// `desc` must be valid and `i < natts`.
+pub unsafe fn tuple_desc_attr(
+    desc: pg_sys::TupleDesc,
+    i: usize,
+) -> *mut pg_sys::FormData_pg_attribute {
+    // SAFETY: per the contract.
+    #[cfg(not(feature = "pg15"))]
+    unsafe {
+        pg_sys::TupleDescAttr(desc, i as i32)
+    }
+    // SAFETY: per the contract: attributes are laid out after the descriptor.
+    #[cfg(feature = "pg15")]
+    unsafe {
+        (*desc).attrs.as_mut_ptr().add(i)
+    }
+}

@@ -1,0 +1,346 @@
+//! Inserts: rows buffered per (sub)transaction, flushed into parts.
+//!
+//! A row gets its row number (so its TID) at insert, from numbers this backend reserved
+//! on the metapage, because indexes are updated right after. Rows wait in the core's
+//! [`WriteSet`] and become parts at pre-commit, when the same transaction is about to
+//! read the table (a query's start, or a scan that begins without one), at the end of a
+//! bulk insert (`COPY`, `CREATE TABLE AS`, table rewrites) or when the buffer passes
+//! `epiphany.columnar_write_buffer`, which bounds the memory of any load.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use epiphany_core::columnar::flush::plan_runs;
+use epiphany_core::columnar::rowid::{row_to_tid, Reservation};
+use epiphany_core::columnar::scan_plan::{encode_stats, summarize};
+use epiphany_core::columnar::write_set::WriteSet;
+use epiphany_core::columnar::{encode_part, Value};
+use epiphany_core::pg::OrReport;
+use epiphany_core::storage::write_extent;
+use epiphany_core::Error;
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::catalog::{self, PartRow};
+use crate::page_store::RelationPageStore;
+use crate::table::TableInfo;
+
+/// Buffered bytes (kB) per table that trigger a flush.
+pub static WRITE_BUFFER_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
+
+#[derive(Default)]
+struct Backend {
+    writes: WriteSet,
+    /// Per table written in this transaction.
+    tables: HashMap<pg_sys::Oid, TableInfo>,
+    /// Per (table, storage id), kept across transactions.
+    reservations: HashMap<(pg_sys::Oid, u64), Reservation>,
+    /// Storage ids of tables written in this transaction.
+    storage: HashMap<pg_sys::Oid, u64>,
+    registered: bool,
+}
+
+thread_local! {
+    static BACKEND: RefCell<Backend> = RefCell::new(Backend::default());
+}
+
+static mut PREVIOUS_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
+
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"epiphany.columnar_write_buffer",
+        c"Rows a transaction inserts into one epiphany_columnar table are buffered up to this much memory before they are written as a part.",
+        c"Larger buffers give larger, better sorted parts; the memory of a COPY stays near this bound.",
+        &WRITE_BUFFER_KB,
+        1024,
+        1024 * 1024,
+        GucContext::Userset,
+        GucFlags::UNIT_KB,
+    );
+    // SAFETY: _PG_init on the main thread; the previous hook is chained.
+    unsafe {
+        PREVIOUS_EXECUTOR_START = pg_sys::ExecutorStart_hook;
+        pg_sys::ExecutorStart_hook = Some(executor_start);
+    }
+}
+
+fn ensure_callbacks() {
+    let register = BACKEND.with(|b| !std::mem::replace(&mut b.borrow_mut().registered, true));
+    if register {
+        // SAFETY: registered once per backend, on the main thread.
+        unsafe {
+            pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
+        }
+    }
+}
+
+/// Buffers the row in `slot` for `rel` and gives the slot its TID.
+///
+/// # Safety
+/// `rel` is an open columnar relation locked for writing; `slot` holds a row of it.
+pub unsafe fn insert(
+    rel: pg_sys::Relation,
+    slot: *mut pg_sys::TupleTableSlot,
+    cid: pg_sys::CommandId,
+) {
+    ensure_callbacks();
+    // SAFETY: per the contract.
+    let relid = unsafe { (*rel).rd_id };
+    let row = unsafe { next_row_number(rel) }.or_report();
+    let level = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let over = BACKEND.with(|b| {
+        let mut b = b.borrow_mut();
+        let b = &mut *b;
+        if let std::collections::hash_map::Entry::Vacant(e) = b.tables.entry(relid) {
+            // SAFETY: per the contract.
+            e.insert(unsafe { TableInfo::load(rel) }.or_report());
+        }
+        let info = &b.tables[&relid];
+        // SAFETY: a slot of this relation; values are read while the slot holds them.
+        let values = unsafe { slot_values(slot, info) };
+        let mut row_values = values;
+        row_values.push(Value::Int64(row as i64));
+        row_values.push(Value::Int32(cid as i32));
+        b.writes
+            .insert(level, relid.to_u32(), &info.buffered, &row_values)
+            .or_report();
+        b.writes.pending_bytes(relid.to_u32()) > WRITE_BUFFER_KB.get() as usize * 1024
+    });
+    // SAFETY: a valid slot.
+    unsafe {
+        let (block, offset) = row_to_tid(row).or_report();
+        pgrx::itemptr::item_pointer_set_all(&mut (*slot).tts_tid, block, offset);
+        (*slot).tts_tableOid = relid;
+    }
+    if over {
+        // SAFETY: per the contract.
+        unsafe { flush(rel, true) }.or_report();
+    }
+}
+
+/// The row's values as the core wants them (borrowed from the slot or detoasted copies).
+///
+/// # Safety
+/// `slot` holds a row of the table `info` describes.
+unsafe fn slot_values<'a>(slot: *mut pg_sys::TupleTableSlot, info: &TableInfo) -> Vec<Value<'a>> {
+    // SAFETY: per the contract; slot_getallattrs fills tts_values/tts_isnull.
+    unsafe {
+        pg_sys::slot_getallattrs(slot);
+        let n = info.columns.len();
+        let values = std::slice::from_raw_parts((*slot).tts_values, n);
+        let nulls = std::slice::from_raw_parts((*slot).tts_isnull, n);
+        (0..n)
+            .map(|i| {
+                if nulls[i] {
+                    Value::Null
+                } else {
+                    crate::datum::to_value(&info.columns[i], values[i])
+                }
+            })
+            .collect()
+    }
+}
+
+/// A row number for a new row of `rel`.
+unsafe fn next_row_number(rel: pg_sys::Relation) -> Result<u64, Error> {
+    // SAFETY: per the caller's contract.
+    let relid = unsafe { (*rel).rd_id };
+    let cached = BACKEND.with(|b| b.borrow().storage.get(&relid).copied());
+    let storage = match cached {
+        Some(s) => s,
+        None => {
+            // SAFETY: per the caller's contract; creates the metapage if needed.
+            let s = unsafe { crate::meta::update(rel, |m| Ok(m.storage_id)) }?;
+            BACKEND.with(|b| b.borrow_mut().storage.insert(relid, s));
+            s
+        }
+    };
+    let (taken, chunk) = BACKEND.with(|b| {
+        let mut b = b.borrow_mut();
+        let r = b.reservations.entry((relid, storage)).or_default();
+        (r.take(), r.next_chunk())
+    });
+    if let Some(n) = taken {
+        return Ok(n);
+    }
+    // SAFETY: per the caller's contract.
+    let first = unsafe { crate::meta::update(rel, |m| m.reserve_rows(chunk)) }?;
+    Ok(BACKEND.with(|b| {
+        let mut b = b.borrow_mut();
+        let r = b.reservations.entry((relid, storage)).or_default();
+        r.refill(first, chunk);
+        r.take().expect("just reserved")
+    }))
+}
+
+/// Whether this transaction has buffered rows for `relid`.
+pub fn has_pending(relid: pg_sys::Oid) -> bool {
+    BACKEND.with(|b| b.borrow().writes.pending_rows(relid.to_u32()) > 0)
+}
+
+/// Writes the buffered rows of `rel` as parts, inserted by the current subtransaction.
+/// `by_command` cuts parts at command boundaries (needed while the transaction goes on).
+///
+/// # Safety
+/// `rel` is an open columnar relation locked for writing.
+pub unsafe fn flush(rel: pg_sys::Relation, by_command: bool) -> Result<(), Error> {
+    // SAFETY: per the contract.
+    let relid = unsafe { (*rel).rd_id };
+    // SAFETY: main thread.
+    let level = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let batches = BACKEND.with(|b| b.borrow_mut().writes.take_for_flush(level, relid.to_u32()));
+    if batches.is_empty() {
+        return Ok(());
+    }
+    let info = match BACKEND.with(|b| b.borrow_mut().tables.remove(&relid)) {
+        Some(info) => info,
+        // SAFETY: per the contract.
+        None => unsafe { TableInfo::load(rel) }?,
+    };
+    let result = (|| {
+        // SAFETY: per the contract.
+        let storage_id = unsafe { crate::meta::update(rel, |m| Ok(m.storage_id)) }?;
+        let runs = plan_runs(&info.schema, &batches, by_command)?;
+        // SAFETY: per the contract; the store lives only during this flush.
+        let mut store = unsafe { RelationPageStore::new(rel) };
+        for run in runs {
+            let part = encode_part(&info.schema, &run.batch, &info.sort_key, &info.options)?;
+            // SAFETY: per the contract.
+            let part_id = unsafe { crate::meta::update(rel, |m| Ok(m.reserve_extent())) }?;
+            let extent = write_extent(&mut store, part_id, &part.bytes)?;
+            catalog::insert(
+                &PartRow {
+                    storage_id,
+                    part_id,
+                    level: 0,
+                    first_row: run.first_row,
+                    row_count: part.rows,
+                    first_block: extent.first_block,
+                    pages: extent.pages,
+                    byte_len: extent.len,
+                    stats: encode_stats(&summarize(&part.granules)),
+                },
+                run.command,
+            )?;
+        }
+        Ok(())
+    })();
+    BACKEND.with(|b| b.borrow_mut().tables.insert(relid, info));
+    result
+}
+
+/// Flushes the buffered rows of relation `relid` if it has any.
+pub fn flush_relid(relid: pg_sys::Oid, by_command: bool) {
+    if !has_pending(relid) {
+        return;
+    }
+    // SAFETY: the transaction holds RowExclusiveLock on a table it inserted into; the
+    // relation is closed again before returning.
+    unsafe {
+        let rel = pg_sys::try_relation_open(relid, pg_sys::RowExclusiveLock as _);
+        if rel.is_null() {
+            discard(relid);
+            return;
+        }
+        let result = flush(rel, by_command);
+        pg_sys::relation_close(rel, pg_sys::RowExclusiveLock as _);
+        result.or_report();
+    }
+}
+
+/// Flushes every table with buffered rows.
+pub fn flush_all() {
+    let tables = BACKEND.with(|b| b.borrow().writes.pending_tables());
+    for t in tables {
+        flush_relid(pg_sys::Oid::from(t), true);
+    }
+}
+
+/// Forgets the buffered rows of `relid` (its storage is being replaced or dropped).
+pub fn discard(relid: pg_sys::Oid) {
+    BACKEND.with(|b| {
+        let mut b = b.borrow_mut();
+        // SAFETY: main thread.
+        let level = unsafe { pg_sys::GetCurrentSubTransactionId() };
+        // Taking them for a flush that never happens drops them; if this subtransaction
+        // aborts, rows of outer levels come back, as the replaced storage does.
+        let _ = b.writes.take_for_flush(level, relid.to_u32());
+        b.storage.remove(&relid);
+        b.tables.remove(&relid);
+    });
+}
+
+/// Flushes before a query reads a table this transaction has buffered rows for; a
+/// parallel query cannot write once it runs.
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags: i32) {
+    let pending = BACKEND.with(|b| !b.borrow().writes.is_empty());
+    if pending {
+        // SAFETY: a valid query descriptor with a planned statement.
+        unsafe {
+            let rtable =
+                pgrx::PgList::<pg_sys::RangeTblEntry>::from_pg((*(*query).plannedstmt).rtable);
+            for rte in rtable.iter_ptr() {
+                if (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION {
+                    flush_relid((*rte).relid, true);
+                }
+            }
+        }
+    }
+    // SAFETY: forwarding to the next hook or the standard implementation.
+    unsafe {
+        match PREVIOUS_EXECUTOR_START {
+            Some(previous) => previous(query, eflags),
+            None => pg_sys::standard_ExecutorStart(query, eflags),
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn xact_callback(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
+            let tables = BACKEND.with(|b| b.borrow().writes.pending_tables());
+            for t in tables {
+                flush_relid(pg_sys::Oid::from(t), false);
+            }
+        }
+        XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE => {
+            BACKEND.with(|b| {
+                let mut b = b.borrow_mut();
+                b.writes.clear();
+                b.tables.clear();
+                b.storage.clear();
+            });
+        }
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn subxact_callback(
+    event: pg_sys::SubXactEvent::Type,
+    sub: pg_sys::SubTransactionId,
+    parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::SubXactEvent::*;
+    match event {
+        SUBXACT_EVENT_COMMIT_SUB => {
+            BACKEND.with(|b| b.borrow_mut().writes.subxact_commit(sub, parent))
+        }
+        SUBXACT_EVENT_ABORT_SUB => BACKEND.with(|b| {
+            let mut b = b.borrow_mut();
+            b.writes.subxact_abort(sub);
+            // A TRUNCATE in the aborted subtransaction may have changed the storage.
+            b.storage.clear();
+        }),
+        _ => {}
+    }
+}
