@@ -115,6 +115,46 @@ impl Cluster {
         self.run_ok(self.server_tool("pg_ctl", &["-D", self.data_str(), "-w", "-m", mode, "stop"]));
     }
 
+    /// `kill -9` of the postmaster and every process it started, as an OOM killer or a
+    /// power cut would leave them; the next [`Cluster::start`] runs crash recovery.
+    pub fn kill9(&self) {
+        let pid_file =
+            std::fs::read_to_string(self.data.join("postmaster.pid")).expect("postmaster.pid");
+        let postmaster: u32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+        let mut victims = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // "pid (comm) state ppid ...": the comm may hold spaces, so split after ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(postmaster) {
+                victims.push(pid);
+            }
+        }
+        for pid in &victims {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
+        }
+        // Gone, or a zombie nobody has reaped yet (it holds no memory or files).
+        let gone = eventually(Duration::from_secs(30), || {
+            victims.iter().all(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .is_none_or(|state| state == "Z")
+            })
+        });
+        assert!(gone, "server processes survived kill -9");
+        // A dead postmaster that nobody reaped still answers kill(pid, 0), and the next
+        // postmaster would take it for a live one: remove its lock file, as an operator
+        // does once the old server is known to be dead.
+        std::fs::remove_file(self.data.join("postmaster.pid")).expect("remove postmaster.pid");
+    }
+
     pub fn restart(&self, how: Stop) {
         self.stop(how);
         self.start();

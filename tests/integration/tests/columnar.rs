@@ -1,0 +1,307 @@
+//! epiphany_columnar against a real server: concurrent writers and `kill -9`, dump and
+//! restore, damaged pages.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Mutex;
+
+use epiphany_integration_tests::Cluster;
+
+/// What a writer's transaction ended as, from the client's side.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Outcome {
+    Committed,
+    RolledBack,
+    /// COMMIT was sent but the server died before answering.
+    InDoubt,
+}
+
+const ROWS_PER_TXN: i64 = 40;
+
+/// One writer: transactions of `ROWS_PER_TXN` rows in two statements with a read in
+/// between (a flush in mid-transaction), plus a batch in a savepoint that is always
+/// rolled back; every third transaction rolls back as a whole.
+fn writer(cluster: &Cluster, session: i32, outcomes: &Mutex<BTreeMap<(i32, i32), Outcome>>) {
+    let Ok(mut c) = std::panic::catch_unwind(|| cluster.connect("app")) else {
+        return;
+    };
+    for txn in 0.. {
+        let half = ROWS_PER_TXN / 2;
+        let work = (|| -> Result<(), postgres::Error> {
+            c.batch_execute("BEGIN")?;
+            c.execute(
+                "INSERT INTO events SELECT $1, $2, g, repeat('x', (g % 50)::int) FROM generate_series(1, $3::int8) g",
+                &[&session, &txn, &half],
+            )?;
+            c.query_one(
+                "SELECT count(*) FROM events WHERE session = $1",
+                &[&session],
+            )?;
+            c.batch_execute("SAVEPOINT s")?;
+            c.execute(
+                "INSERT INTO events SELECT $1, $2, -g, 'discarded' FROM generate_series(1, 5) g",
+                &[&session, &txn],
+            )?;
+            c.batch_execute("ROLLBACK TO SAVEPOINT s")?;
+            c.execute(
+                "INSERT INTO events SELECT $1, $2, g, repeat('y', (g % 50)::int) FROM generate_series($3::int8 + 1, $4::int8) g",
+                &[&session, &txn, &half, &ROWS_PER_TXN],
+            )?;
+            Ok(())
+        })();
+        if work.is_err() {
+            return; // the server went away mid-transaction: nothing of it may survive
+        }
+        if txn % 3 == 2 {
+            outcomes
+                .lock()
+                .unwrap()
+                .insert((session, txn), Outcome::RolledBack);
+            if c.batch_execute("ROLLBACK").is_err() {
+                return;
+            }
+            continue;
+        }
+        outcomes
+            .lock()
+            .unwrap()
+            .insert((session, txn), Outcome::InDoubt);
+        if c.batch_execute("COMMIT").is_err() {
+            return;
+        }
+        outcomes
+            .lock()
+            .unwrap()
+            .insert((session, txn), Outcome::Committed);
+    }
+}
+
+#[test]
+fn committed_rows_survive_kill_9_exactly_once_and_aborted_rows_never_appear() {
+    let cluster = Cluster::start_new("columnar_crash");
+    let mut admin = cluster.create_db_with_suite("app");
+    admin
+        .batch_execute(
+            "CREATE TABLE events (session int, txn int, n int8, payload text)
+                 USING epiphany_columnar WITH (order_by = 'payload, n', granule_rows = 64);
+             CREATE INDEX events_txn ON events (session, txn);",
+        )
+        .unwrap();
+    let outcomes = Mutex::new(BTreeMap::new());
+    std::thread::scope(|s| {
+        for session in 0..4 {
+            let (cluster, outcomes) = (&cluster, &outcomes);
+            s.spawn(move || writer(cluster, session, outcomes));
+        }
+        // Let them work, then pull the plug while they are mid-flight.
+        std::thread::sleep(std::time::Duration::from_secs(4));
+        cluster.kill9();
+    });
+    cluster.start();
+    let mut c = cluster.connect_when_ready("app");
+    let counts: BTreeMap<(i32, i32), i64> = c
+        .query(
+            "SELECT session, txn, count(*) FROM events GROUP BY 1, 2",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect();
+    let outcomes = outcomes.into_inner().unwrap();
+    let committed = outcomes
+        .values()
+        .filter(|o| **o == Outcome::Committed)
+        .count();
+    assert!(
+        committed >= 8,
+        "only {committed} transactions committed before the crash"
+    );
+    for (key, outcome) in &outcomes {
+        let found = counts.get(key).copied().unwrap_or(0);
+        match outcome {
+            Outcome::Committed => assert_eq!(found, ROWS_PER_TXN, "committed {key:?}"),
+            Outcome::RolledBack => assert_eq!(found, 0, "rolled back {key:?}"),
+            Outcome::InDoubt => assert!(
+                found == 0 || found == ROWS_PER_TXN,
+                "in doubt {key:?}: {found}"
+            ),
+        }
+    }
+    for key in counts.keys() {
+        assert!(
+            outcomes.contains_key(key),
+            "rows of a transaction never run: {key:?}"
+        );
+    }
+    let duplicates: i64 = c
+        .query_one(
+            "SELECT count(*) FROM (SELECT session, txn, n FROM events GROUP BY 1, 2, 3 HAVING count(*) > 1) d",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(duplicates, 0);
+    let discarded: i64 = c
+        .query_one("SELECT count(*) FROM events WHERE n < 0", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(discarded, 0, "rows of a rolled-back savepoint survived");
+    // The index agrees with the table after recovery.
+    c.batch_execute("SET enable_seqscan = off").unwrap();
+    for (key, outcome) in outcomes
+        .iter()
+        .filter(|(_, o)| **o == Outcome::Committed)
+        .take(20)
+    {
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM events WHERE session = $1 AND txn = $2",
+                &[&key.0, &key.1],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(n, ROWS_PER_TXN, "{key:?} {outcome:?} through the index");
+    }
+    // And the table takes new rows after recovery.
+    c.batch_execute("INSERT INTO events VALUES (99, 0, 1, 'after')")
+        .unwrap();
+    let after: i64 = c
+        .query_one("SELECT count(*) FROM events WHERE session = 99", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(after, 1);
+}
+
+#[test]
+fn pg_dump_and_restore_keep_access_method_options_indexes_and_rows() {
+    let cluster = Cluster::start_new("columnar_dump");
+    let mut src = cluster.create_db_with_suite("source");
+    src.batch_execute(
+        "CREATE TABLE metrics (id int, at timestamptz, host text, value float8, tags jsonb)
+             USING epiphany_columnar WITH (order_by = 'host, at', granule_rows = 1000, compression = 'lz4');
+         INSERT INTO metrics SELECT g, timestamptz '2024-01-01' + g * interval '1 minute',
+                'host' || (g % 7), g / 3.0, jsonb_build_object('g', g)
+           FROM generate_series(1, 20000) g;
+         CREATE INDEX metrics_id ON metrics (id);
+         CREATE INDEX metrics_host ON metrics USING hash (host);",
+    )
+    .unwrap();
+    cluster
+        .connect("postgres")
+        .batch_execute("CREATE DATABASE restored")
+        .unwrap();
+    let mut pg_dump = cluster.client_tool("pg_dump");
+    let mut dump = pg_dump
+        .args(["-Fc", "source"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pg_restore = cluster.client_tool("pg_restore");
+    pg_restore
+        .args(["--exit-on-error", "-d", "restored"])
+        .stdin(dump.stdout.take().unwrap());
+    cluster.run_ok(pg_restore);
+    assert!(dump.wait().unwrap().success(), "pg_dump failed");
+
+    let describe = |c: &mut postgres::Client| -> Vec<String> {
+        let mut out: Vec<String> = c
+            .query(
+                "SELECT a.amname || ' ' || array_to_string(c.reloptions, ',')
+                   FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE c.relname = 'metrics'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        out.extend(
+            c.query(
+                "SELECT indexdef FROM pg_indexes WHERE tablename = 'metrics' ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0)),
+        );
+        out.push(
+            c.query_one(
+                "SELECT count(*) || ' ' || md5(string_agg(m::text, ',' ORDER BY id)) FROM metrics m",
+                &[],
+            )
+            .unwrap()
+            .get(0),
+        );
+        out
+    };
+    let mut restored = cluster.connect("restored");
+    let before = describe(&mut src);
+    assert_eq!(
+        before[0],
+        "epiphany_columnar order_by=host, at,granule_rows=1000,compression=lz4"
+    );
+    assert_eq!(describe(&mut restored), before);
+    restored.batch_execute("SET enable_seqscan = off").unwrap();
+    let host: String = restored
+        .query_one("SELECT host FROM metrics WHERE id = 777", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(host, "host0");
+}
+
+#[test]
+fn damaged_pages_are_an_error_never_a_crash() {
+    let cluster = Cluster::start_new("columnar_corrupt");
+    let mut c = cluster.create_db_with_suite("app");
+    c.batch_execute(
+        "CREATE TABLE t (id int, s text) USING epiphany_columnar;
+         INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 50000) g;
+         CHECKPOINT;",
+    )
+    .unwrap();
+    let path: String = c
+        .query_one(
+            "SELECT current_setting('data_directory') || '/' || pg_relation_filepath('t')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    drop(c);
+    cluster.stop(epiphany_integration_tests::Stop::Fast);
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 8192 * 4);
+    // A few bytes in the middle of a part page (past the page header and our header).
+    let at = 8192 * 2 + 1000;
+    for b in &mut bytes[at..at + 8] {
+        *b ^= 0x5A;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    cluster.start();
+    let mut c = cluster.connect_when_ready("app");
+    let err = c.query("SELECT sum(id) FROM t", &[]).unwrap_err();
+    let db = err
+        .as_db_error()
+        .expect("a server error, not a lost connection");
+    assert_eq!(db.code().code(), "XX001", "{db}");
+    // PostgreSQL 18 initializes clusters with page checksums, which catch the damage
+    // before our extent checksums do; either way it is a data-corruption error.
+    assert!(
+        db.message().contains("corrupted") || db.message().contains("invalid page"),
+        "{db}"
+    );
+    // Past Postgres's page checksum, our own extent checksums catch it.
+    c.batch_execute("SET ignore_checksum_failure = on").unwrap();
+    let err = c.query("SELECT sum(id) FROM t", &[]).unwrap_err();
+    let db = err
+        .as_db_error()
+        .expect("a server error, not a lost connection");
+    assert_eq!(db.code().code(), "XX001", "{db}");
+    assert!(db.message().starts_with("data corrupted: block 2"), "{db}");
+    // The server is still up and other tables still work.
+    let one: i32 = cluster
+        .connect("app")
+        .query_one("SELECT 1", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 1);
+}
