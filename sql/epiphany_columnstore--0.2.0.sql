@@ -39,7 +39,43 @@ COMMENT ON ACCESS METHOD epiphany_columnar IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- epiphany_columnstore/src/lib.rs:43
+-- epiphany_columnstore/src/introspect.rs:53
+-- epiphany_columnstore::introspect::columnar_part_list
+CREATE  FUNCTION "columnar_part_list"(
+	"rel" regclass /* PgRelation */
+) RETURNS TABLE (
+	"part_id" bigint,  /* i64 */
+	"level" INT,  /* i32 */
+	"first_row" bigint,  /* i64 */
+	"rows" bigint,  /* i64 */
+	"bytes_on_disk" bigint,  /* i64 */
+	"sort_key_min" TEXT,  /* Option < String > */
+	"sort_key_max" TEXT  /* Option < String > */
+)
+STRICT STABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'columnar_part_list_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- epiphany_columnstore/src/introspect.rs:108
+-- epiphany_columnstore::introspect::columnar_stats
+CREATE  FUNCTION "columnar_stats"(
+	"rel" regclass /* PgRelation */
+) RETURNS TABLE (
+	"rows" bigint,  /* i64 */
+	"parts" bigint,  /* i64 */
+	"compressed_bytes" bigint,  /* i64 */
+	"uncompressed_bytes" bigint,  /* i64 */
+	"compression_ratio" double precision  /* Option < f64 > */
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'columnar_stats_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- epiphany_columnstore/src/lib.rs:44
 -- epiphany_columnstore::columnstore_version
 CREATE  FUNCTION "columnstore_version"() RETURNS TEXT /* & '_ str */
 STRICT STABLE PARALLEL SAFE
@@ -48,12 +84,52 @@ AS 'MODULE_PATHNAME', 'columnstore_version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- epiphany_columnstore/src/lib.rs:48
+-- epiphany_columnstore/src/lib.rs:49
 -- requires:
 --   columnstore_version
 
 
 COMMENT ON FUNCTION epiphany.columnstore_version() IS
     'Version of the loaded epiphany_columnstore library (compare with pg_extension.extversion)';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- epiphany_columnstore/src/introspect.rs:142
+-- epiphany_columnstore::introspect::verify_table
+CREATE  FUNCTION "verify_table"(
+	"rel" regclass /* PgRelation */
+) RETURNS TABLE (
+	"part_id" bigint,  /* Option < i64 > */
+	"problem" TEXT  /* String */
+)
+STRICT STABLE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'verify_table_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- epiphany_columnstore/src/introspect.rs:179
+-- requires:
+--   columnar_part_list
+--   columnar_stats
+--   verify_table
+
+
+CREATE VIEW epiphany.parts AS
+SELECT c.oid::regclass AS "table", p.part_id, p.level, p.first_row, p.rows, p.bytes_on_disk,
+       p.sort_key_min, p.sort_key_max
+  FROM pg_class c
+  JOIN pg_am a ON a.oid = c.relam AND a.amname = 'epiphany_columnar'
+  CROSS JOIN LATERAL epiphany.columnar_part_list(c.oid::regclass) p
+ WHERE c.relkind = 'r' AND has_table_privilege(c.oid, 'SELECT');
+GRANT SELECT ON epiphany.parts TO PUBLIC;
+COMMENT ON VIEW epiphany.parts IS
+    'One row per live part of every epiphany_columnar table you can read: rows, bytes on disk, bounds of each sort-key column';
+COMMENT ON FUNCTION epiphany.columnar_part_list(regclass) IS
+    'Parts of one epiphany_columnar table visible to the current snapshot (the rows of epiphany.parts)';
+COMMENT ON FUNCTION epiphany.columnar_stats(regclass) IS
+    'Rows, parts, compressed and uncompressed bytes, and compression ratio of an epiphany_columnar table';
+COMMENT ON FUNCTION epiphany.verify_table(regclass) IS
+    'Reads and checks every part of an epiphany_columnar table (page checksums, part format, row counts, row numbering); one row per problem, none when healthy';
 /* </end connected objects> */
 

@@ -240,4 +240,45 @@ mod tests {
         );
         run("DROP TABLE t5");
     }
+
+    #[pg_test]
+    fn parts_stats_and_verification_describe_the_table() {
+        load("t6", "WITH (order_by = 'day', granule_rows = 1000)");
+        run("INSERT INTO t6 SELECT * FROM t6_heap WHERE id <= 10");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM epiphany.parts WHERE \"table\" = 't6'::regclass"),
+            Some(2)
+        );
+        assert_eq!(
+            one::<i64>(
+                "SELECT sum(rows)::int8 FROM epiphany.parts WHERE \"table\" = 't6'::regclass"
+            ),
+            Some(5010)
+        );
+        let (min, max) = Spi::get_two::<String, String>(
+            "SELECT sort_key_min, sort_key_max FROM epiphany.parts WHERE \"table\" = 't6'::regclass AND rows = 5000",
+        )
+        .unwrap();
+        assert_eq!(
+            (min.as_deref(), max.as_deref()),
+            (Some("2024-01-01"), Some("2024-12-31"))
+        );
+        let (rows, parts) =
+            Spi::get_two::<i64, i64>("SELECT rows, parts FROM epiphany.columnar_stats('t6')")
+                .unwrap();
+        assert_eq!((rows, parts), (Some(5010), Some(2)));
+        let ratio =
+            one::<f64>("SELECT compression_ratio FROM epiphany.columnar_stats('t6')").unwrap();
+        assert!(ratio > 1.5, "{ratio}");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM epiphany.verify_table('t6')"),
+            Some(0)
+        );
+    }
+
+    #[pg_test(error = "invalid value for table: \"t7\" is not an epiphany_columnar table")]
+    fn introspection_refuses_other_tables() {
+        run("CREATE TABLE t7 (x int)");
+        run("SELECT * FROM epiphany.columnar_stats('t7')");
+    }
 }

@@ -18,6 +18,7 @@ mod drop_hook;
 mod fetch;
 mod handler;
 mod index_build;
+mod introspect;
 mod launcher;
 mod meta;
 mod options;

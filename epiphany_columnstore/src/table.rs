@@ -13,6 +13,8 @@ pub struct TableInfo {
     /// `schema` plus the buffered row number and command.
     pub buffered: TableSchema,
     pub columns: Vec<ColumnInfo>,
+    /// Type of each column.
+    pub types: Vec<pg_sys::Oid>,
     pub options: TableOptions,
     pub sort_key: Vec<usize>,
 }
@@ -22,11 +24,12 @@ impl TableInfo {
     /// `rel` must be an open relation.
     pub unsafe fn load(rel: pg_sys::Relation) -> Result<TableInfo, Error> {
         // SAFETY: per the contract; the tuple descriptor lives as long as the relation.
-        let (names, columns) = unsafe {
+        let (names, columns, types) = unsafe {
             let desc = (*rel).rd_att;
             let natts = (*desc).natts as usize;
             let mut names = Vec::with_capacity(natts);
             let mut columns = Vec::with_capacity(natts);
+            let mut types = Vec::with_capacity(natts);
             for i in 0..natts {
                 let attr = tuple_desc_attr(desc, i);
                 if (*attr).attisdropped {
@@ -40,8 +43,9 @@ impl TableInfo {
                         .into_owned(),
                 );
                 columns.push(ColumnInfo::for_type((*attr).atttypid));
+                types.push((*attr).atttypid);
             }
-            (names, columns)
+            (names, columns, types)
         };
         let schema = TableSchema::new(names.iter().cloned().zip(columns.iter().map(|c| c.ty)));
         // SAFETY: per the contract.
@@ -51,9 +55,27 @@ impl TableInfo {
             buffered: buffer_schema(&schema),
             schema,
             columns,
+            types,
             options,
             sort_key,
         })
+    }
+
+    /// `datum` of column `column` as its type's text.
+    ///
+    /// # Safety
+    /// `datum` must be a valid non-null datum of the column's type.
+    pub unsafe fn output(&self, column: usize, datum: pg_sys::Datum) -> String {
+        let mut func = pg_sys::InvalidOid;
+        let mut varlena = false;
+        // SAFETY: per the contract; the returned C string is palloc'd and copied.
+        unsafe {
+            pg_sys::getTypeOutputInfo(self.types[column], &mut func, &mut varlena);
+            let text = pg_sys::OidOutputFunctionCall(func, datum);
+            std::ffi::CStr::from_ptr(text)
+                .to_string_lossy()
+                .into_owned()
+        }
     }
 }
 

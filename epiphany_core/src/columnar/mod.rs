@@ -14,6 +14,7 @@ pub mod prune;
 pub mod rowid;
 pub mod scan_plan;
 pub mod types;
+pub mod verify;
 pub mod write_set;
 
 pub use buffer::RowBuffer;

@@ -16,6 +16,29 @@ pub enum Scalar {
 }
 
 impl Scalar {
+    /// The bound as a value of a column of type `ty`, when it is one.
+    pub fn to_value(
+        &self,
+        ty: crate::columnar::types::ColumnType,
+    ) -> Option<crate::columnar::types::Value<'_>> {
+        use crate::columnar::types::{ColumnType as T, Value as V};
+        Some(match (self, ty) {
+            (Scalar::Int(v), T::Bool) => V::Bool(*v != 0),
+            (Scalar::Int(v), T::Int16) => V::Int16(i16::try_from(*v).ok()?),
+            (Scalar::Int(v), T::Int32) => V::Int32(i32::try_from(*v).ok()?),
+            (Scalar::Int(v), T::Int64) => V::Int64(*v),
+            (Scalar::Int(v), T::Date) => V::Date(i32::try_from(*v).ok()?),
+            (Scalar::Int(v), T::Time) => V::Time(*v),
+            (Scalar::Int(v), T::Timestamp | T::TimestampTz) => V::Timestamp(*v),
+            (Scalar::Float(v), T::Float32) => V::Float32(*v as f32),
+            (Scalar::Float(v), T::Float64) => V::Float64(*v),
+            (Scalar::Bytes(b), T::Text) => V::Text(std::str::from_utf8(b).ok()?),
+            (Scalar::Bytes(b), T::Bytes) => V::Bytes(b),
+            (Scalar::Bytes(b), T::Uuid) => V::Uuid(b.as_slice().try_into().ok()?),
+            _ => return None,
+        })
+    }
+
     fn compare(&self, other: &Scalar) -> Option<Ordering> {
         match (self, other) {
             (Scalar::Int(a), Scalar::Int(b)) => Some(a.cmp(b)),

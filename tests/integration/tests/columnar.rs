@@ -297,6 +297,17 @@ fn damaged_pages_are_an_error_never_a_crash() {
         .expect("a server error, not a lost connection");
     assert_eq!(db.code().code(), "XX001", "{db}");
     assert!(db.message().starts_with("data corrupted: block 2"), "{db}");
+    let problems: Vec<(Option<i64>, String)> = c
+        .query(
+            "SELECT part_id, problem FROM epiphany.verify_table('t')",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].1.contains("block 2"), "{problems:?}");
     // The server is still up and other tables still work.
     let one: i32 = cluster
         .connect("app")
