@@ -281,4 +281,75 @@ mod tests {
         run("CREATE TABLE t7 (x int)");
         run("SELECT * FROM epiphany.columnar_stats('t7')");
     }
+
+    #[pg_test]
+    fn the_custom_scan_reads_few_columns_prunes_and_answers_like_heap() {
+        load("t8", "WITH (order_by = 'day', granule_rows = 200)");
+        run("SET max_parallel_workers_per_gather = 0");
+        let q = "SELECT id, day FROM t8 WHERE day BETWEEN '2024-03-01' AND '2024-03-10'";
+        let plan = explain(q);
+        assert!(
+            plan.contains("Custom Scan (EpiphanyDB Columnar Scan) on t8"),
+            "{plan}"
+        );
+        assert!(plan.contains("Columns Read: 2 of 8"), "{plan}");
+        assert!(plan.contains("Pruning Quals: 2"), "{plan}");
+        let analyzed = Spi::connect(|c| {
+            c.select(
+                &format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {q}"),
+                None,
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get::<String>(1).unwrap().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+        });
+        let skipped: i64 = analyzed
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Granules Skipped: "))
+            .unwrap_or_else(|| panic!("{analyzed}"))
+            .parse()
+            .unwrap();
+        assert!(skipped >= 20, "{analyzed}");
+        for cond in [
+            "day BETWEEN '2024-03-01' AND '2024-03-10'",
+            "day = '2024-07-04'",
+            "day < '2024-01-05'",
+            "day <= '2024-01-05'",
+            "day > '2024-12-25'",
+            "day >= '2024-12-25'",
+            "'2024-12-25' <= day",
+            "day < timestamp '2024-01-05 12:00'",
+            "day >= timestamp '2024-12-25 00:00:01'",
+            "day < date '2024-01-01' + interval '10 days'",
+            "day IN ('2024-02-02', '2024-05-05', NULL)",
+            "price IS NULL",
+            "price IS NOT NULL AND k = 7",
+            "k < 3 OR k > 997",
+            "name = 'name 4242'",
+            "id BETWEEN 100 AND 120 AND flag",
+            "id = ANY(ARRAY[1, 2, 3000])",
+            "day > '2025-06-01'",
+        ] {
+            same(
+                &format!("SELECT * FROM t8 WHERE {cond}"),
+                &format!("SELECT * FROM t8_heap WHERE {cond}"),
+            );
+        }
+        same(
+            "SELECT count(*), sum(id) FROM t8",
+            "SELECT count(*), sum(id) FROM t8_heap",
+        );
+        same(
+            "SELECT t8::text FROM t8 WHERE id < 50",
+            "SELECT t8_heap::text FROM t8_heap WHERE id < 50",
+        );
+        run("SET epiphany.enable_columnar_scan = off");
+        assert!(!explain(q).contains("Custom Scan"), "{}", explain(q));
+        same(
+            q,
+            "SELECT id, day FROM t8_heap WHERE day BETWEEN '2024-03-01' AND '2024-03-10'",
+        );
+    }
 }

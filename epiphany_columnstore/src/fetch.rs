@@ -152,9 +152,11 @@ impl FetchState {
         unsafe {
             pg_sys::MemoryContextReset(self.row_context);
             let old = pg_sys::MemoryContextSwitchTo(self.row_context);
+            let all: Vec<usize> = (0..self.info.columns.len()).collect();
             let stored = store_row(
                 slot,
                 &self.info.columns,
+                &all,
                 batch,
                 within,
                 open.row.first_row,

@@ -59,6 +59,7 @@ fn bound_text(
     }
 }
 
+#[allow(clippy::type_complexity)]
 #[pg_extern(stable, parallel_safe, name = "columnar_part_list")]
 fn columnar_part_list(
     rel: PgRelation,

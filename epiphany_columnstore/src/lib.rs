@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 mod am_tests;
 mod bitmap;
 mod catalog;
+mod custom_scan;
 mod datum;
 mod drop_hook;
 mod fetch;
@@ -37,6 +38,7 @@ pub extern "C-unwind" fn _PG_init() {
     launcher::register();
     options::install();
     writes::init();
+    custom_scan::init();
     drop_hook::install();
 }
 

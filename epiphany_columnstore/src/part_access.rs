@@ -127,15 +127,17 @@ impl OpenPart {
     }
 }
 
-/// Stores row `r` of `batch` (the table's columns in order, then the row-offset column)
-/// into `slot` as a virtual tuple with its TID. By-reference datums are allocated in the
-/// current memory context.
+/// Stores row `r` of `batch` into `slot` as a virtual tuple with its TID. `read` names
+/// the table columns the batch holds, in batch order, and the row-offset column follows
+/// them; columns not read are NULL. By-reference datums are allocated in the current
+/// memory context.
 ///
 /// # Safety
 /// `slot` must be a virtual-compatible slot of the relation `columns` describe.
 pub unsafe fn store_row(
     slot: *mut pg_sys::TupleTableSlot,
     columns: &[ColumnInfo],
+    read: &[usize],
     batch: &RecordBatch,
     r: usize,
     first_row: u64,
@@ -147,8 +149,12 @@ pub unsafe fn store_row(
         let n = columns.len();
         let values = std::slice::from_raw_parts_mut((*slot).tts_values, n);
         let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, n);
-        for (c, info) in columns.iter().enumerate() {
-            match crate::datum::to_datum(info, &value_at(batch.column(c), info.ty, r)) {
+        if read.len() < n {
+            nulls.fill(true);
+        }
+        for (k, &c) in read.iter().enumerate() {
+            let info = &columns[c];
+            match crate::datum::to_datum(info, &value_at(batch.column(k), info.ty, r)) {
                 Some(d) => {
                     values[c] = d;
                     nulls[c] = false;
@@ -159,7 +165,10 @@ pub unsafe fn store_row(
                 }
             }
         }
-        let offset = batch.column(n).as_primitive::<UInt32Type>().value(r);
+        let offset = batch
+            .column(read.len())
+            .as_primitive::<UInt32Type>()
+            .value(r);
         let (block, off) = row_to_tid(first_row + u64::from(offset))?;
         pg_sys::ExecStoreVirtualTuple(slot);
         pgrx::itemptr::item_pointer_set_all(&mut (*slot).tts_tid, block, off);

@@ -7,6 +7,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
+use epiphany_core::columnar::prune::Predicate;
+use epiphany_core::columnar::scan_plan::{decode_stats, prune_granules, prune_parts, ScanCounters};
 use epiphany_core::columnar::PartBatches;
 use epiphany_core::pg::OrReport;
 use epiphany_core::Error;
@@ -36,6 +38,11 @@ pub struct ParallelScan {
 pub struct ScanState {
     pub info: TableInfo,
     pub parts: Vec<PartRow>,
+    /// Table columns read, in order (all, for the access method's own scans).
+    read: Vec<usize>,
+    /// Pruning predicates (the custom scan's quals that statistics can answer).
+    preds: Vec<Predicate>,
+    pub counters: ScanCounters,
     next_part: usize,
     current: Option<(OpenPart, PartBatches)>,
     batch: Option<(RecordBatch, usize, u64)>,
@@ -88,9 +95,13 @@ impl ScanState {
                 pg_sys::ALLOCSET_DEFAULT_MAXSIZE as _,
             )
         };
+        let read = (0..info.columns.len()).collect();
         Ok(ScanState {
             info,
             parts,
+            read,
+            preds: Vec::new(),
+            counters: ScanCounters::default(),
             next_part: 0,
             current: None,
             batch: None,
@@ -104,10 +115,54 @@ impl ScanState {
         self.parts.iter().map(|p| p.row_count).sum()
     }
 
+    /// Reads only the table columns `read` (in ascending order) and skips the parts
+    /// and granules that `preds` rule out.
+    pub fn project_and_prune(
+        &mut self,
+        read: Vec<usize>,
+        preds: Vec<Predicate>,
+    ) -> Result<(), Error> {
+        self.read = read;
+        self.preds = preds;
+        if !self.preds.is_empty() {
+            let summaries = self
+                .parts
+                .iter()
+                .map(|p| decode_stats(&p.stats))
+                .collect::<Result<Vec<_>, Error>>()?;
+            let kept = prune_parts(&summaries, &self.preds, &mut self.counters);
+            let parts = std::mem::take(&mut self.parts);
+            self.parts = kept.into_iter().map(|i| parts[i].clone()).collect();
+        } else {
+            self.counters.parts_scanned = self.parts.len() as u64;
+        }
+        Ok(())
+    }
+
     fn columns_with_rows(&self, reader_row_column: usize) -> Vec<usize> {
-        let mut c: Vec<usize> = (0..self.info.columns.len()).collect();
+        let mut c = self.read.clone();
         c.push(reader_row_column);
         c
+    }
+
+    /// The next row into `slot` (a serial scan); false at the end.
+    ///
+    /// # Safety
+    /// `rel` open; `slot` a slot of it.
+    pub unsafe fn next_row(
+        &mut self,
+        rel: pg_sys::Relation,
+        slot: *mut pg_sys::TupleTableSlot,
+    ) -> Result<bool, Error> {
+        // SAFETY: per the contract.
+        unsafe { self.next(rel, slot, std::ptr::null_mut()) }
+    }
+
+    /// Back to the first part (rescan).
+    pub fn restart(&mut self) {
+        self.next_part = 0;
+        self.current = None;
+        self.batch = None;
     }
 
     /// The next row into `slot`; false at the end.
@@ -130,6 +185,7 @@ impl ScanState {
                         let stored = store_row(
                             slot,
                             &self.info.columns,
+                            &self.read,
                             batch,
                             *r,
                             *first_row,
@@ -166,7 +222,19 @@ impl ScanState {
             // SAFETY: per the contract.
             let part = unsafe { OpenPart::open(rel, &self.info.schema, row) }?;
             let columns = self.columns_with_rows(part.reader.row_column());
-            let granules: Vec<usize> = (0..part.reader.granules()).collect();
+            let granules: Vec<usize> = if self.preds.is_empty() {
+                self.counters.granules_scanned += part.reader.granules() as u64;
+                (0..part.reader.granules()).collect()
+            } else {
+                prune_granules(
+                    &part.reader.granule_stats()?,
+                    &self.preds,
+                    &mut self.counters,
+                )
+            };
+            if granules.is_empty() {
+                continue;
+            }
             // SAFETY: per the contract.
             unsafe { part.fetch(rel, &columns, &granules) }?;
             let batches = part.reader.read(&columns, &granules, BATCH_ROWS)?;
@@ -415,9 +483,11 @@ impl ScanState {
             unsafe {
                 pg_sys::MemoryContextReset(self.row_context);
                 let old = pg_sys::MemoryContextSwitchTo(self.row_context);
+                let all: Vec<usize> = (0..self.info.columns.len()).collect();
                 let stored = store_row(
                     slot,
                     &self.info.columns,
+                    &all,
                     batch,
                     within,
                     part.row.first_row,

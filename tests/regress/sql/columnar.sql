@@ -38,6 +38,15 @@ EXPLAIN (COSTS OFF) SELECT customer FROM orders WHERE id = 1234;
 SELECT customer, placed FROM orders WHERE id = 1234;
 RESET enable_seqscan;
 
+-- The columnar custom scan reads only the columns a query needs and prunes by min/max.
+SET max_parallel_workers_per_gather = 0;
+EXPLAIN (COSTS OFF) SELECT sum(amount) FROM orders WHERE placed BETWEEN '2024-03-01' AND '2024-03-05';
+SELECT sum(amount) FROM orders WHERE placed BETWEEN '2024-03-01' AND '2024-03-05';
+SET epiphany.enable_columnar_scan = off;
+EXPLAIN (COSTS OFF) SELECT sum(amount) FROM orders WHERE placed BETWEEN '2024-03-01' AND '2024-03-05';
+RESET epiphany.enable_columnar_scan;
+RESET max_parallel_workers_per_gather;
+
 -- What the catalog knows.
 SELECT rows, parts FROM epiphany.columnar_stats('orders');
 SELECT rows, sort_key_min, sort_key_max FROM epiphany.parts WHERE "table" = 'orders'::regclass ORDER BY first_row;
