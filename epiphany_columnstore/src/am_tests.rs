@@ -352,4 +352,38 @@ mod tests {
             "SELECT id, day FROM t8_heap WHERE day BETWEEN '2024-03-01' AND '2024-03-10'",
         );
     }
+
+    #[pg_test]
+    fn parallel_scans_share_out_parts_and_return_every_row_once() {
+        run("CREATE TABLE t9_heap AS SELECT g AS id, g % 97 AS k, md5(g::text) AS s FROM generate_series(1, 60000) g");
+        run("CREATE TABLE t9 (id int, k int, s text) USING epiphany_columnar WITH (granule_rows = 1000)");
+        // Many parts: one per statement.
+        for i in 0..12 {
+            run(&format!(
+                "INSERT INTO t9 SELECT * FROM t9_heap WHERE id % 12 = {i}"
+            ));
+        }
+        run("ANALYZE t9");
+        run("SET parallel_setup_cost = 0");
+        run("SET parallel_tuple_cost = 0");
+        run("SET min_parallel_table_scan_size = 0");
+        run("SET max_parallel_workers_per_gather = 2");
+        let q = "SELECT count(*), sum(id), count(DISTINCT s) FROM t9 WHERE k < 50";
+        let plan = explain(q);
+        assert!(
+            plan.contains("Parallel Custom Scan (EpiphanyDB Columnar Scan)"),
+            "{plan}"
+        );
+        same(
+            q,
+            "SELECT count(*), sum(id), count(DISTINCT s) FROM t9_heap WHERE k < 50",
+        );
+        run("SET epiphany.enable_columnar_scan = off");
+        let plan = explain(q);
+        assert!(plan.contains("Parallel Seq Scan on t9"), "{plan}");
+        same(
+            q,
+            "SELECT count(*), sum(id), count(DISTINCT s) FROM t9_heap WHERE k < 50",
+        );
+    }
 }

@@ -7,6 +7,7 @@
 //! leaves the access method's plain scans.
 
 use std::ffi::CStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use epiphany_core::columnar::prune::{Op, Predicate, Scalar};
 use epiphany_core::columnar::ColumnType;
@@ -46,10 +47,10 @@ static EXEC_METHODS: Methods<pg_sys::CustomExecMethods> = Methods(pg_sys::Custom
     ReScanCustomScan: Some(rescan),
     MarkPosCustomScan: None,
     RestrPosCustomScan: None,
-    EstimateDSMCustomScan: None,
-    InitializeDSMCustomScan: None,
-    ReInitializeDSMCustomScan: None,
-    InitializeWorkerCustomScan: None,
+    EstimateDSMCustomScan: Some(estimate_dsm),
+    InitializeDSMCustomScan: Some(initialize_dsm),
+    ReInitializeDSMCustomScan: Some(reinitialize_dsm),
+    InitializeWorkerCustomScan: Some(initialize_worker),
     ShutdownCustomScan: None,
     ExplainCustomScan: Some(explain),
 });
@@ -107,9 +108,43 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
         (*path).path.parallel_safe = (*rel).consider_parallel;
         (*path).path.rows = (*rel).rows;
         (*path).methods = &PATH_METHODS.0;
-        cost(root, rel, &mut (*path).path);
+        cost(root, rel, &mut (*path).path, 0);
         pg_sys::add_path(rel, path as *mut pg_sys::Path);
+
+        // A parallel-aware variant: participants claim whole parts from a shared counter.
+        if (*rel).consider_parallel && (*path).path.param_info.is_null() {
+            let workers = pg_sys::compute_parallel_worker(
+                rel,
+                f64::from((*rel).pages),
+                -1.0,
+                pg_sys::max_parallel_workers_per_gather,
+            );
+            if workers > 0 {
+                let partial = pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomPath>())
+                    as *mut pg_sys::CustomPath;
+                *partial = *path;
+                (*partial).path.parallel_aware = true;
+                (*partial).path.parallel_safe = true;
+                (*partial).path.parallel_workers = workers;
+                cost(root, rel, &mut (*partial).path, workers);
+                pg_sys::add_partial_path(rel, partial as *mut pg_sys::Path);
+            }
+        }
     }
+}
+
+/// `get_parallel_divisor`: the share of rows each participant handles, the leader
+/// helping less as workers are added.
+fn parallel_divisor(workers: i32) -> f64 {
+    let mut divisor = f64::from(workers);
+    // SAFETY: reading a GUC variable on the main thread.
+    if unsafe { pg_sys::parallel_leader_participation } {
+        let leader = 1.0 - 0.3 * f64::from(workers);
+        if leader > 0.0 {
+            divisor += leader;
+        }
+    }
+    divisor
 }
 
 /// Like a sequential scan's cost, with the I/O scaled by the share of columns read:
@@ -118,6 +153,7 @@ unsafe fn cost(
     root: *mut pg_sys::PlannerInfo,
     rel: *mut pg_sys::RelOptInfo,
     path: *mut pg_sys::Path,
+    workers: i32,
 ) {
     // SAFETY: planner structures valid during planning.
     unsafe {
@@ -140,7 +176,13 @@ unsafe fn cost(
         let pages = f64::from((*rel).pages);
         let tuples = (*rel).tuples;
         let io = pg_sys::seq_page_cost * pages * fraction;
-        let cpu = (pg_sys::cpu_tuple_cost + qual.per_tuple) * tuples;
+        let mut cpu = (pg_sys::cpu_tuple_cost + qual.per_tuple) * tuples;
+        if workers > 0 {
+            // As for a parallel sequential scan: CPU is shared, I/O is not.
+            let divisor = parallel_divisor(workers);
+            cpu /= divisor;
+            (*path).rows = (*rel).rows / divisor;
+        }
         (*path).startup_cost = qual.startup;
         // A little below the plain scan when everything is read: same work, plus pruning.
         (*path).total_cost = qual.startup + (io + cpu) * 0.95;
@@ -174,6 +216,8 @@ unsafe extern "C-unwind" fn plan_path(
 struct ColumnarScan {
     css: pg_sys::CustomScanState,
     state: *mut ScanState,
+    /// The shared part counter of a parallel scan (in dynamic shared memory), or null.
+    shared: *const AtomicU64,
     /// Column numbers read (0-based) and the pruning predicates, known at begin.
     read: *mut Vec<usize>,
     preds: usize,
@@ -250,7 +294,8 @@ unsafe extern "C-unwind" fn next(ss: *mut pg_sys::ScanState) -> *mut pg_sys::Tup
         let me = ss as *mut ColumnarScan;
         let slot = (*ss).ss_ScanTupleSlot;
         let rel = (*ss).ss_currentRelation;
-        if !(*(*me).state).next_row(rel, slot).or_report() {
+        let shared = (*me).shared.as_ref();
+        if !(*(*me).state).next_row(rel, slot, shared).or_report() {
             pg_sys::ExecClearTuple(slot);
         }
         slot
@@ -290,6 +335,54 @@ unsafe extern "C-unwind" fn rescan(node: *mut pg_sys::CustomScanState) {
             (*(*me).state).restart();
         }
     }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn estimate_dsm(
+    _node: *mut pg_sys::CustomScanState,
+    _pcxt: *mut pg_sys::ParallelContext,
+) -> pg_sys::Size {
+    std::mem::size_of::<AtomicU64>()
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn initialize_dsm(
+    node: *mut pg_sys::CustomScanState,
+    _pcxt: *mut pg_sys::ParallelContext,
+    coordinate: *mut std::ffi::c_void,
+) {
+    // SAFETY: `coordinate` is our estimated share of dynamic shared memory.
+    unsafe {
+        let counter = coordinate as *mut AtomicU64;
+        std::ptr::write(counter, AtomicU64::new(0));
+        (*(node as *mut ColumnarScan)).shared = counter;
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn reinitialize_dsm(
+    node: *mut pg_sys::CustomScanState,
+    _pcxt: *mut pg_sys::ParallelContext,
+    coordinate: *mut std::ffi::c_void,
+) {
+    // SAFETY: initialized by initialize_dsm; a rescan starts over.
+    unsafe {
+        (*(coordinate as *const AtomicU64)).store(0, Ordering::Relaxed);
+        let me = node as *mut ColumnarScan;
+        if !(*me).state.is_null() {
+            (*(*me).state).restart();
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn initialize_worker(
+    node: *mut pg_sys::CustomScanState,
+    _toc: *mut pg_sys::shm_toc,
+    coordinate: *mut std::ffi::c_void,
+) {
+    // SAFETY: the leader initialized this shared counter.
+    unsafe { (*(node as *mut ColumnarScan)).shared = coordinate as *const AtomicU64 };
 }
 
 #[pg_guard]

@@ -410,6 +410,25 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt) -> Option<bool> {
     // would take for these subcommands.
     unsafe {
         let cmds = pgrx::PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds);
+        let changes_columns = cmds.iter_ptr().any(|cmd| {
+            (*cmd).subtype == pg_sys::AlterTableType::AT_AddColumn
+                || (*cmd).subtype == pg_sys::AlterTableType::AT_DropColumn
+        });
+        if changes_columns {
+            let relid = pg_sys::RangeVarGetRelidExtended(
+                (*stmt).relation,
+                pg_sys::NoLock as _,
+                pg_sys::RVROption::RVR_MISSING_OK,
+                None,
+                std::ptr::null_mut(),
+            );
+            if relid != pg_sys::InvalidOid && is_columnar_relation(relid) {
+                Error::NotSupported(
+                    "ALTER TABLE … ADD COLUMN / DROP COLUMN on epiphany_columnar tables (create a new table with CREATE TABLE … AS)".into(),
+                )
+                .report_now();
+            }
+        }
         let mut ours = Vec::new();
         let mut reset = Vec::new();
         let mut others = false;

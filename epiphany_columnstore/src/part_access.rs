@@ -127,6 +127,148 @@ impl OpenPart {
     }
 }
 
+/// A decoded batch as datums, column by column: what a scan copies into its slot row by
+/// row. By-reference values live in the memory context current while decoding.
+pub struct DatumBatch {
+    pub rows: usize,
+    /// Per column read: values and nulls.
+    values: Vec<Vec<pg_sys::Datum>>,
+    nulls: Vec<Vec<bool>>,
+    offsets: Vec<u32>,
+    first_row: u64,
+}
+
+impl DatumBatch {
+    /// Converts `batch` (columns `read` of the table, then the row-offset column).
+    ///
+    /// # Safety
+    /// Main thread (by-reference values are palloc'd).
+    pub unsafe fn decode(
+        columns: &[ColumnInfo],
+        read: &[usize],
+        batch: &RecordBatch,
+        first_row: u64,
+    ) -> DatumBatch {
+        use arrow_array::types::{
+            Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
+            Time64MicrosecondType,
+        };
+        use epiphany_core::columnar::ColumnType as T;
+        let rows = batch.num_rows();
+        let mut values = Vec::with_capacity(read.len());
+        let mut nulls = Vec::with_capacity(read.len());
+        for (k, &c) in read.iter().enumerate() {
+            let info = &columns[c];
+            let array = batch.column(k);
+            let null: Vec<bool> = (0..rows).map(|i| array.is_null(i)).collect();
+            let word = |w: u64| pg_sys::Datum::from(w as usize);
+            let vals: Vec<pg_sys::Datum> = match info.ty {
+                T::Int16 => array
+                    .as_primitive::<Int16Type>()
+                    .values()
+                    .iter()
+                    .map(|&v| word(v as i64 as u64))
+                    .collect(),
+                T::Int32 => array
+                    .as_primitive::<Int32Type>()
+                    .values()
+                    .iter()
+                    .map(|&v| word(v as i64 as u64))
+                    .collect(),
+                T::Int64 | T::Timestamp | T::TimestampTz => array
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .map(|&v| word(v as u64))
+                    .collect(),
+                T::Time => array
+                    .as_primitive::<Time64MicrosecondType>()
+                    .values()
+                    .iter()
+                    .map(|&v| word(v as u64))
+                    .collect(),
+                T::Float32 => array
+                    .as_primitive::<Float32Type>()
+                    .values()
+                    .iter()
+                    .map(|&v| word(u64::from(v.to_bits())))
+                    .collect(),
+                T::Float64 => array
+                    .as_primitive::<Float64Type>()
+                    .values()
+                    .iter()
+                    .map(|&v| word(v.to_bits()))
+                    .collect(),
+                T::Date => array
+                    .as_primitive::<Date32Type>()
+                    .values()
+                    .iter()
+                    .map(
+                        |&v| word(epiphany_core::columnar::types::date_from_arrow(v) as i64 as u64),
+                    )
+                    .collect(),
+                _ => (0..rows)
+                    .map(|i| {
+                        if null[i] {
+                            pg_sys::Datum::from(0usize)
+                        } else {
+                            // SAFETY: a value of this column's type.
+                            unsafe { crate::datum::to_datum(info, &value_at(array, info.ty, i)) }
+                                .unwrap_or(pg_sys::Datum::from(0usize))
+                        }
+                    })
+                    .collect(),
+            };
+            values.push(vals);
+            nulls.push(null);
+        }
+        let offsets = batch
+            .column(read.len())
+            .as_primitive::<UInt32Type>()
+            .values()
+            .to_vec();
+        DatumBatch {
+            rows,
+            values,
+            nulls,
+            offsets,
+            first_row,
+        }
+    }
+
+    /// Row `r` into `slot` as a virtual tuple with its TID; columns not read are NULL.
+    ///
+    /// # Safety
+    /// `slot` must be a slot of the relation the batch was decoded for.
+    pub unsafe fn store(
+        &self,
+        slot: *mut pg_sys::TupleTableSlot,
+        read: &[usize],
+        r: usize,
+        relid: pg_sys::Oid,
+    ) -> Result<(), Error> {
+        // SAFETY: per the contract; the slot has natts entries.
+        unsafe {
+            pg_sys::ExecClearTuple(slot);
+            let n = (*(*slot).tts_tupleDescriptor).natts as usize;
+            let values = std::slice::from_raw_parts_mut((*slot).tts_values, n);
+            let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, n);
+            if read.len() < n {
+                nulls.fill(true);
+            }
+            for (k, &c) in read.iter().enumerate() {
+                values[c] = self.values[k][r];
+                nulls[c] = self.nulls[k][r];
+            }
+            let (block, off) = row_to_tid(self.first_row + u64::from(self.offsets[r]))?;
+            pg_sys::ExecStoreVirtualTuple(slot);
+            pgrx::itemptr::item_pointer_set_all(&mut (*slot).tts_tid, block, off);
+            (*slot).tts_tableOid = relid;
+        }
+        Ok(())
+    }
+}
+
 /// Stores row `r` of `batch` into `slot` as a virtual tuple with its TID. `read` names
 /// the table columns the batch holds, in batch order, and the row-offset column follows
 /// them; columns not read are NULL. By-reference datums are allocated in the current

@@ -16,7 +16,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::catalog::{self, PartRow};
-use crate::part_access::{store_row, OpenPart};
+use crate::part_access::{store_row, DatumBatch, OpenPart};
 use crate::table::TableInfo;
 
 /// Rows decoded per batch.
@@ -45,7 +45,7 @@ pub struct ScanState {
     pub counters: ScanCounters,
     next_part: usize,
     current: Option<(OpenPart, PartBatches)>,
-    batch: Option<(RecordBatch, usize, u64)>,
+    batch: Option<(DatumBatch, usize)>,
     /// Per-row memory: by-reference datums of the row in the slot.
     row_context: pg_sys::MemoryContext,
     /// ANALYZE: rows of the current sample block, as (part index, first pos, end pos).
@@ -145,7 +145,8 @@ impl ScanState {
         c
     }
 
-    /// The next row into `slot` (a serial scan); false at the end.
+    /// The next row into `slot`; false at the end. `shared` is the part counter of a
+    /// parallel scan (every participant claims whole parts from it).
     ///
     /// # Safety
     /// `rel` open; `slot` a slot of it.
@@ -153,9 +154,10 @@ impl ScanState {
         &mut self,
         rel: pg_sys::Relation,
         slot: *mut pg_sys::TupleTableSlot,
+        shared: Option<&AtomicU64>,
     ) -> Result<bool, Error> {
         // SAFETY: per the contract.
-        unsafe { self.next(rel, slot, std::ptr::null_mut()) }
+        unsafe { self.next(rel, slot, shared) }
     }
 
     /// Back to the first part (rescan).
@@ -168,32 +170,18 @@ impl ScanState {
     /// The next row into `slot`; false at the end.
     ///
     /// # Safety
-    /// `rel` open; `slot` a slot of it; `parallel` null or this scan's shared state.
+    /// `rel` open; `slot` a slot of it; `shared` the part counter of a parallel scan.
     unsafe fn next(
         &mut self,
         rel: pg_sys::Relation,
         slot: *mut pg_sys::TupleTableSlot,
-        parallel: *mut ParallelScan,
+        shared: Option<&AtomicU64>,
     ) -> Result<bool, Error> {
         loop {
-            if let Some((batch, r, first_row)) = &mut self.batch {
-                if *r < batch.num_rows() {
-                    // SAFETY: per the contract; datums go to the row context.
-                    unsafe {
-                        pg_sys::MemoryContextReset(self.row_context);
-                        let old = pg_sys::MemoryContextSwitchTo(self.row_context);
-                        let stored = store_row(
-                            slot,
-                            &self.info.columns,
-                            &self.read,
-                            batch,
-                            *r,
-                            *first_row,
-                            (*rel).rd_id,
-                        );
-                        pg_sys::MemoryContextSwitchTo(old);
-                        stored?;
-                    }
+            if let Some((batch, r)) = &mut self.batch {
+                if *r < batch.rows {
+                    // SAFETY: per the contract.
+                    unsafe { batch.store(slot, &self.read, *r, (*rel).rd_id) }?;
                     *r += 1;
                     return Ok(true);
                 }
@@ -202,19 +190,34 @@ impl ScanState {
             if let Some((part, batches)) = &mut self.current {
                 match batches.next() {
                     Some(batch) => {
-                        self.batch = Some((batch?, 0, part.row.first_row));
+                        let batch = batch?;
+                        // SAFETY: the previous batch's datums are no longer in any slot
+                        // (the slot is cleared before every row stored).
+                        let decoded = unsafe {
+                            pg_sys::MemoryContextReset(self.row_context);
+                            let old = pg_sys::MemoryContextSwitchTo(self.row_context);
+                            let d = DatumBatch::decode(
+                                &self.info.columns,
+                                &self.read,
+                                &batch,
+                                part.row.first_row,
+                            );
+                            pg_sys::MemoryContextSwitchTo(old);
+                            d
+                        };
+                        self.batch = Some((decoded, 0));
                         continue;
                     }
                     None => self.current = None,
                 }
             }
-            let index = if parallel.is_null() {
-                let i = self.next_part;
-                self.next_part += 1;
-                i
-            } else {
-                // SAFETY: shared state initialized by parallelscan_initialize.
-                unsafe { (*parallel).next_part.fetch_add(1, Ordering::Relaxed) as usize }
+            let index = match shared {
+                None => {
+                    let i = self.next_part;
+                    self.next_part += 1;
+                    i
+                }
+                Some(counter) => counter.fetch_add(1, Ordering::Relaxed) as usize,
             };
             let Some(row) = self.parts.get(index).cloned() else {
                 return Ok(false);
@@ -348,7 +351,12 @@ pub unsafe extern "C-unwind" fn scan_getnextslot(
     unsafe {
         let rel = (*scan).rs_rd;
         let parallel = (*scan).rs_parallel as *mut ParallelScan;
-        let found = state(scan).next(rel, slot, parallel).or_report();
+        let shared = if parallel.is_null() {
+            None
+        } else {
+            Some(&(*parallel).next_part)
+        };
+        let found = state(scan).next(rel, slot, shared).or_report();
         if !found {
             pg_sys::ExecClearTuple(slot);
         }

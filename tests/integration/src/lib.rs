@@ -86,6 +86,71 @@ impl Cluster {
         cluster
     }
 
+    /// A streaming standby of `primary`, made with `pg_basebackup -R`, started.
+    pub fn start_standby(primary: &Cluster, name: &str) -> Cluster {
+        let root = PathBuf::from(env("EPIPHANY_TEST_DIR"));
+        let standby = Cluster {
+            name: name.to_string(),
+            data: root.join(name),
+            port: free_port(),
+            bindir: primary.bindir.clone(),
+            user: primary.user.clone(),
+        };
+        let _ = standby.pg_ctl(&["stop", "-m", "immediate"]);
+        if standby.data.exists() {
+            std::fs::remove_dir_all(&standby.data).expect("remove old data directory");
+        }
+        let port = primary.port.to_string();
+        standby.run_ok(standby.server_tool(
+            "pg_basebackup",
+            &[
+                "-D",
+                standby.data_str(),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ],
+        ));
+        let conf_path = standby.data.join("postgresql.conf");
+        standby.run_ok(standby.as_server_user_cmd(
+            "sh",
+            &[
+                "-c",
+                &format!("printf '%s' \"$0\" >> '{}'", conf_path.display()),
+                &format!("port = {}\nhot_standby = on\n", standby.port),
+            ],
+        ));
+        standby.start();
+        standby
+    }
+
+    /// Waits until this standby has replayed everything `primary` has written so far.
+    pub fn wait_for_replay(&self, primary: &Cluster) {
+        let target: String = primary
+            .connect("postgres")
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .unwrap()
+            .get(0);
+        let mut c = self.connect_when_ready("postgres");
+        let caught_up = eventually(Duration::from_secs(60), || {
+            c.query_one(
+                "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                &[&target],
+            )
+            .map(|r| r.get::<_, bool>(0))
+            .unwrap_or(false)
+        });
+        assert!(caught_up, "standby did not replay up to {target}");
+    }
+
     fn data_str(&self) -> &str {
         self.data.to_str().expect("utf-8 path")
     }

@@ -316,3 +316,51 @@ fn damaged_pages_are_an_error_never_a_crash() {
         .get(0);
     assert_eq!(one, 1);
 }
+
+#[test]
+fn a_streaming_standby_answers_like_the_primary() {
+    let primary = Cluster::start_new("columnar_primary");
+    let mut p = primary.create_db_with_suite("app");
+    p.batch_execute(
+        "CREATE TABLE m (id int, at date, v float8, tag text)
+             USING epiphany_columnar WITH (order_by = 'at', granule_rows = 500);
+         INSERT INTO m SELECT g, date '2024-01-01' + g % 300, g * 0.5, 't' || g % 13
+           FROM generate_series(1, 20000) g;",
+    )
+    .unwrap();
+    let standby = Cluster::start_standby(&primary, "columnar_standby");
+    // Work after the base backup reaches the standby through WAL only: inserts, a
+    // TRUNCATE (new storage), more inserts, an index build.
+    p.batch_execute(
+        "INSERT INTO m SELECT g, date '2025-01-01' + g % 10, g, 'late' FROM generate_series(20001, 25000) g;
+         BEGIN; TRUNCATE m;
+         INSERT INTO m SELECT g, date '2024-06-01' + g % 100, -g, 'after truncate' FROM generate_series(1, 30000) g;
+         COMMIT;
+         INSERT INTO m VALUES (99999, '2030-01-01', 1, 'last');
+         CREATE INDEX m_id ON m (id);",
+    )
+    .unwrap();
+    standby.wait_for_replay(&primary);
+    let mut s = standby.connect("app");
+    let queries = [
+        "SELECT count(*)::text || ' ' || sum(id)::text || ' ' || sum(v)::text FROM m",
+        "SELECT string_agg(tag, ',' ORDER BY id) FROM m WHERE at BETWEEN '2024-06-10' AND '2024-06-11' AND id < 500",
+        "SELECT string_agg(rows::text, ',' ORDER BY first_row) FROM epiphany.parts WHERE \"table\" = 'm'::regclass",
+        "SELECT count(*)::text FROM epiphany.verify_table('m')",
+    ];
+    for q in queries {
+        let a: String = p.query_one(q, &[]).unwrap().get(0);
+        let b: String = s.query_one(q, &[]).unwrap().get(0);
+        assert_eq!(a, b, "{q}");
+    }
+    s.batch_execute("SET enable_seqscan = off; SET epiphany.enable_columnar_scan = off")
+        .unwrap();
+    let tag: String = s
+        .query_one("SELECT tag FROM m WHERE id = 99999", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(tag, "last");
+    // The standby is read-only, and says so.
+    let err = s.execute("INSERT INTO m VALUES (1)", &[]).unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("25006"));
+}

@@ -71,6 +71,8 @@ INSERT INTO orders VALUES (1) ON CONFLICT DO NOTHING;
 SELECT * FROM orders FOR UPDATE;
 CREATE UNIQUE INDEX ON orders (id);
 SELECT count(*) FROM orders TABLESAMPLE SYSTEM (10);
+ALTER TABLE orders ADD COLUMN extra int;
+ALTER TABLE orders DROP COLUMN note;
 \set VERBOSITY default
 UPDATE orders SET note = 'x' WHERE id = 1;
 
