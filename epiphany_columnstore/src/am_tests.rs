@@ -386,4 +386,32 @@ mod tests {
             "SELECT count(*), sum(id), count(DISTINCT s) FROM t9_heap WHERE k < 50",
         );
     }
+
+    #[pg_test]
+    fn index_builds_stay_serial_and_index_every_row_once() {
+        run("CREATE TABLE t10 (id int, s text) USING epiphany_columnar WITH (granule_rows = 500)");
+        for i in 0..8 {
+            run(&format!(
+                "INSERT INTO t10 SELECT g, md5(g::text) FROM generate_series({} + 1, {} + 5000) g",
+                i * 5000,
+                i * 5000
+            ));
+        }
+        run("SET max_parallel_maintenance_workers = 2");
+        run("SET min_parallel_table_scan_size = 0");
+        run("SET maintenance_work_mem = '64MB'");
+        run("CREATE INDEX t10_id ON t10 (id)");
+        run("SET enable_seqscan = off");
+        run("SET epiphany.enable_columnar_scan = off");
+        run("SET enable_bitmapscan = off");
+        assert!(explain("SELECT s FROM t10 WHERE id = 17").contains("Index Scan using t10_id"));
+        assert_eq!(
+            one::<String>("SELECT s FROM t10 WHERE id = 31337"),
+            one::<String>("SELECT md5('31337')")
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM t10 WHERE id BETWEEN 1 AND 40000"),
+            Some(40000)
+        );
+    }
 }

@@ -307,6 +307,7 @@ unsafe extern "C-unwind" fn process_utility(
     unsafe {
         let mut pstmt = pstmt;
         let mut after: Option<Box<dyn FnOnce()>> = None;
+        let mut serial_index_build: Option<i32> = None;
         let node = (*pstmt).utilityStmt;
         match (*node).type_ {
             pg_sys::NodeTag::T_CreateStmt => {
@@ -381,6 +382,33 @@ unsafe extern "C-unwind" fn process_utility(
             // ANALYZE counts a table's blocks before it scans: rows this transaction
             // buffered must be in parts by then.
             pg_sys::NodeTag::T_VacuumStmt => crate::writes::flush_all(),
+            pg_sys::NodeTag::T_IndexStmt => {
+                crate::writes::flush_all();
+                // Index builds on columnar tables are serial: a parallel build scans with
+                // SnapshotAny in parallel mode, where no fresh snapshot can be taken to
+                // tell committed parts from aborted ones.
+                let stmt = node as *mut pg_sys::IndexStmt;
+                let relid = pg_sys::RangeVarGetRelidExtended(
+                    (*stmt).relation,
+                    pg_sys::NoLock as _,
+                    pg_sys::RVROption::RVR_MISSING_OK,
+                    None,
+                    std::ptr::null_mut(),
+                );
+                if relid != pg_sys::InvalidOid && is_columnar_relation(relid) {
+                    serial_index_build = Some(pg_sys::NewGUCNestLevel());
+                    pg_sys::set_config_option(
+                        c"max_parallel_maintenance_workers".as_ptr(),
+                        c"0".as_ptr(),
+                        pg_sys::GucContext::PGC_USERSET,
+                        pg_sys::GucSource::PGC_S_SESSION,
+                        pg_sys::GucAction::GUC_ACTION_SAVE,
+                        true,
+                        0,
+                        false,
+                    );
+                }
+            }
             pg_sys::NodeTag::T_AlterTableStmt => {
                 if let Some(done) = alter_table(node as *mut pg_sys::AlterTableStmt) {
                     if done {
@@ -394,6 +422,12 @@ unsafe extern "C-unwind" fn process_utility(
             call_next(pstmt, query, read_only_tree, context, params, env, dest, qc)
         }));
         CREATING.with(|c| *c.borrow_mut() = None);
+        if let Some(level) = serial_index_build {
+            // Restores the setting (on error, transaction abort restores it).
+            if result.is_ok() {
+                pg_sys::AtEOXact_GUC(true, level);
+            }
+        }
         if let Err(panic) = result {
             std::panic::resume_unwind(panic);
         }

@@ -75,8 +75,14 @@ impl ScanState {
         // SAFETY: per the contract.
         let info = unsafe { TableInfo::load(rel) }?;
         let parts = match unsafe { crate::meta::storage_id(rel) }? {
-            // ANALYZE scans without a snapshot: it sees what is committed now.
-            Some(storage) if snapshot.is_null() => unsafe {
+            // ANALYZE scans without a snapshot, and index builds with SnapshotAny (heap
+            // then judges each tuple itself): both see the parts committed now. They hold
+            // locks that keep writers out, so every participant sees the same parts.
+            Some(storage)
+                if snapshot.is_null()
+                    || unsafe { (*snapshot).snapshot_type }
+                        == pg_sys::SnapshotType::SNAPSHOT_ANY =>
+            unsafe {
                 let latest = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
                 let parts = catalog::visible(storage, latest);
                 pg_sys::UnregisterSnapshot(latest);
