@@ -378,6 +378,13 @@ mod tests {
             q,
             "SELECT count(*), sum(id), count(DISTINCT s) FROM t9_heap WHERE k < 50",
         );
+        // With an index that wins, the planner drops our path (a regression test: the
+        // partial path must not be copied from a path add_path has freed).
+        run("CREATE INDEX t9_id ON t9 (id)");
+        same(
+            "SELECT s FROM t9 WHERE id < 10",
+            "SELECT s FROM t9_heap WHERE id < 10",
+        );
         run("SET epiphany.enable_columnar_scan = off");
         let plan = explain(q);
         assert!(plan.contains("Parallel Seq Scan on t9"), "{plan}");
@@ -412,6 +419,38 @@ mod tests {
         assert_eq!(
             one::<i64>("SELECT count(*) FROM t10 WHERE id BETWEEN 1 AND 40000"),
             Some(40000)
+        );
+    }
+
+    #[pg_test]
+    fn large_loads_are_encoded_in_the_background_and_savepoints_still_hold() {
+        run("SET epiphany.columnar_write_buffer = '1MB'");
+        run("CREATE TABLE t11 (id int, s text) USING epiphany_columnar WITH (order_by = 's')");
+        run("INSERT INTO t11 SELECT g, md5(g::text) FROM generate_series(1, 100000) g");
+        // SAFETY: a subtransaction begun and rolled back on the main thread.
+        unsafe {
+            pg_sys::BeginInternalSubTransaction(std::ptr::null());
+            Spi::run("INSERT INTO t11 SELECT g, 'rolled back' FROM generate_series(1, 100000) g")
+                .unwrap();
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        run("INSERT INTO t11 SELECT g, md5(g::text) FROM generate_series(100001, 150000) g");
+        assert_eq!(one::<i64>("SELECT count(*) FROM t11"), Some(150000));
+        assert_eq!(
+            one::<i64>("SELECT count(DISTINCT id) FROM t11"),
+            Some(150000)
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM t11 WHERE s = 'rolled back'"),
+            Some(0)
+        );
+        let parts =
+            one::<i64>("SELECT count(*) FROM epiphany.parts WHERE \"table\" = 't11'::regclass")
+                .unwrap();
+        assert!(parts >= 4, "{parts} parts");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM epiphany.verify_table('t11')"),
+            Some(0)
         );
     }
 }

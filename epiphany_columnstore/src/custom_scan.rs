@@ -109,7 +109,6 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
         (*path).path.rows = (*rel).rows;
         (*path).methods = &PATH_METHODS.0;
         cost(root, rel, &mut (*path).path, 0);
-        pg_sys::add_path(rel, path as *mut pg_sys::Path);
 
         // A parallel-aware variant: participants claim whole parts from a shared counter.
         if (*rel).consider_parallel && (*path).path.param_info.is_null() {
@@ -130,6 +129,8 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
                 pg_sys::add_partial_path(rel, partial as *mut pg_sys::Path);
             }
         }
+        // Last: add_path frees a path it rejects, and the partial path was copied from it.
+        pg_sys::add_path(rel, path as *mut pg_sys::Path);
     }
 }
 

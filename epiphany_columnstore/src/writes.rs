@@ -38,7 +38,47 @@ struct Backend {
     reservations: HashMap<(pg_sys::Oid, u64), Reservation>,
     /// Storage ids of tables written in this transaction.
     storage: HashMap<pg_sys::Oid, u64>,
+    /// Parts being encoded on a helper thread while a load goes on.
+    job: Option<Job>,
     registered: bool,
+}
+
+/// A part encoding running on a helper thread. It works on shared clones of sealed
+/// batches that stay pending in the write set; its result is used only if those very
+/// batches are still there when it is collected, so correctness never depends on it.
+struct Job {
+    relid: pg_sys::Oid,
+    level: pg_sys::SubTransactionId,
+    batches: Vec<arrow_array::RecordBatch>,
+    bytes: usize,
+    handle: std::thread::JoinHandle<Result<Vec<Encoded>, Error>>,
+}
+
+/// One part ready to be written.
+struct Encoded {
+    first_row: u64,
+    command: u32,
+    part: epiphany_core::columnar::EncodedPart,
+}
+
+/// Encodes buffered rows into parts: pure Rust, runs on any thread.
+fn encode(
+    schema: &epiphany_core::columnar::TableSchema,
+    sort_key: &[usize],
+    options: &epiphany_core::columnar::TableOptions,
+    batches: &[arrow_array::RecordBatch],
+    by_command: bool,
+) -> Result<Vec<Encoded>, Error> {
+    plan_runs(schema, batches, by_command)?
+        .into_iter()
+        .map(|run| {
+            Ok(Encoded {
+                first_row: run.first_row,
+                command: run.command,
+                part: encode_part(schema, &run.batch, sort_key, options)?,
+            })
+        })
+        .collect()
 }
 
 thread_local! {
@@ -106,7 +146,15 @@ pub unsafe fn insert(
         b.writes
             .insert(level, relid.to_u32(), &info.buffered, &row_values)
             .or_report();
-        b.writes.pending_bytes(relid.to_u32()) > WRITE_BUFFER_KB.get() as usize * 1024
+        let encoding = b
+            .job
+            .as_ref()
+            .filter(|j| j.relid == relid)
+            .map_or(0, |j| j.bytes);
+        b.writes
+            .pending_bytes(relid.to_u32())
+            .saturating_sub(encoding)
+            > WRITE_BUFFER_KB.get() as usize * 1024
     });
     // SAFETY: a valid slot.
     unsafe {
@@ -116,8 +164,135 @@ pub unsafe fn insert(
     }
     if over {
         // SAFETY: per the contract.
-        unsafe { flush(rel, true) }.or_report();
+        unsafe { flush_in_background(rel) }.or_report();
     }
+}
+
+/// Writes what the helper thread encoded for `rel` (if anything), then hands this
+/// level's buffered rows of `rel` to a new helper thread.
+///
+/// # Safety
+/// `rel` is an open columnar relation locked for writing.
+unsafe fn flush_in_background(rel: pg_sys::Relation) -> Result<(), Error> {
+    // SAFETY: per the contract.
+    let relid = unsafe { (*rel).rd_id };
+    unsafe { collect_job(rel) }?;
+    // SAFETY: main thread.
+    let level = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    BACKEND.with(|b| {
+        let mut b = b.borrow_mut();
+        let b = &mut *b;
+        let batches = b.writes.seal(level, relid.to_u32());
+        let Some(info) = b.tables.get(&relid) else {
+            return;
+        };
+        if batches.is_empty() {
+            return;
+        }
+        let (schema, sort_key, options) = (
+            info.schema.clone(),
+            info.sort_key.clone(),
+            info.options.clone(),
+        );
+        let work = batches.clone();
+        let bytes = batches.iter().map(|x| x.get_array_memory_size()).sum();
+        let handle = std::thread::spawn(move || encode(&schema, &sort_key, &options, &work, true));
+        b.job = Some(Job {
+            relid,
+            level,
+            batches,
+            bytes,
+            handle,
+        });
+    });
+    Ok(())
+}
+
+/// Waits for the helper thread's parts for `rel` and writes them, if the rows they hold
+/// are still pending in this subtransaction; otherwise they are dropped and the rows
+/// stay pending for an ordinary flush.
+///
+/// # Safety
+/// `rel` is an open columnar relation locked for writing.
+unsafe fn collect_job(rel: pg_sys::Relation) -> Result<(), Error> {
+    // SAFETY: per the contract.
+    let relid = unsafe { (*rel).rd_id };
+    let job = BACKEND.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.job.as_ref().is_some_and(|j| j.relid == relid) {
+            b.job.take()
+        } else {
+            None
+        }
+    });
+    let Some(job) = job else {
+        return Ok(());
+    };
+    let encoded = job
+        .handle
+        .join()
+        .unwrap_or_else(|_| Err(Error::Internal("the part encoder thread panicked".into())))?;
+    // SAFETY: main thread.
+    let level = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let taken = level == job.level
+        && BACKEND.with(|b| {
+            b.borrow_mut()
+                .writes
+                .take_sealed(level, relid.to_u32(), &job.batches)
+        });
+    if taken {
+        // SAFETY: per the contract.
+        unsafe { write_parts(rel, encoded) }?;
+    }
+    Ok(())
+}
+
+/// Forgets the helper thread's work (its rows are being discarded or rolled back).
+fn drop_job(relid: Option<pg_sys::Oid>) {
+    BACKEND.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.job
+            .as_ref()
+            .is_some_and(|j| relid.is_none_or(|r| r == j.relid))
+        {
+            // The thread finishes on its own and frees what it holds.
+            b.job = None;
+        }
+    });
+}
+
+/// Writes encoded parts into `rel`'s pages and their catalog rows.
+///
+/// # Safety
+/// `rel` is an open columnar relation locked for writing.
+unsafe fn write_parts(rel: pg_sys::Relation, parts: Vec<Encoded>) -> Result<(), Error> {
+    if parts.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: per the contract.
+    let storage_id = unsafe { crate::meta::update(rel, |m| Ok(m.storage_id)) }?;
+    // SAFETY: per the contract; the store lives only during this call.
+    let mut store = unsafe { RelationPageStore::new(rel) };
+    for e in parts {
+        // SAFETY: per the contract.
+        let part_id = unsafe { crate::meta::update(rel, |m| Ok(m.reserve_extent())) }?;
+        let extent = write_extent(&mut store, part_id, &e.part.bytes)?;
+        catalog::insert(
+            &PartRow {
+                storage_id,
+                part_id,
+                level: 0,
+                first_row: e.first_row,
+                row_count: e.part.rows,
+                first_block: extent.first_block,
+                pages: extent.pages,
+                byte_len: extent.len,
+                stats: encode_stats(&summarize(&e.part.granules)),
+            },
+            e.command,
+        )?;
+    }
+    Ok(())
 }
 
 /// The row's values as the core wants them (borrowed from the slot or detoasted copies).
@@ -187,6 +362,8 @@ pub fn has_pending(relid: pg_sys::Oid) -> bool {
 /// `rel` is an open columnar relation locked for writing.
 pub unsafe fn flush(rel: pg_sys::Relation, by_command: bool) -> Result<(), Error> {
     // SAFETY: per the contract.
+    unsafe { collect_job(rel) }?;
+    // SAFETY: per the contract.
     let relid = unsafe { (*rel).rd_id };
     // SAFETY: main thread.
     let level = unsafe { pg_sys::GetCurrentSubTransactionId() };
@@ -199,34 +376,15 @@ pub unsafe fn flush(rel: pg_sys::Relation, by_command: bool) -> Result<(), Error
         // SAFETY: per the contract.
         None => unsafe { TableInfo::load(rel) }?,
     };
-    let result = (|| {
-        // SAFETY: per the contract.
-        let storage_id = unsafe { crate::meta::update(rel, |m| Ok(m.storage_id)) }?;
-        let runs = plan_runs(&info.schema, &batches, by_command)?;
-        // SAFETY: per the contract; the store lives only during this flush.
-        let mut store = unsafe { RelationPageStore::new(rel) };
-        for run in runs {
-            let part = encode_part(&info.schema, &run.batch, &info.sort_key, &info.options)?;
-            // SAFETY: per the contract.
-            let part_id = unsafe { crate::meta::update(rel, |m| Ok(m.reserve_extent())) }?;
-            let extent = write_extent(&mut store, part_id, &part.bytes)?;
-            catalog::insert(
-                &PartRow {
-                    storage_id,
-                    part_id,
-                    level: 0,
-                    first_row: run.first_row,
-                    row_count: part.rows,
-                    first_block: extent.first_block,
-                    pages: extent.pages,
-                    byte_len: extent.len,
-                    stats: encode_stats(&summarize(&part.granules)),
-                },
-                run.command,
-            )?;
-        }
-        Ok(())
-    })();
+    let result = encode(
+        &info.schema,
+        &info.sort_key,
+        &info.options,
+        &batches,
+        by_command,
+    )
+    // SAFETY: per the contract.
+    .and_then(|parts| unsafe { write_parts(rel, parts) });
     BACKEND.with(|b| b.borrow_mut().tables.insert(relid, info));
     result
 }
@@ -270,6 +428,7 @@ pub fn discard(relid: pg_sys::Oid) {
         b.storage.remove(&relid);
         b.tables.remove(&relid);
     });
+    drop_job(Some(relid));
 }
 
 /// Flushes before a query reads a table this transaction has buffered rows for; a
@@ -317,6 +476,7 @@ unsafe extern "C-unwind" fn xact_callback(
                 b.writes.clear();
                 b.tables.clear();
                 b.storage.clear();
+                b.job = None;
             });
         }
         _ => {}
@@ -340,6 +500,9 @@ unsafe extern "C-unwind" fn subxact_callback(
             b.writes.subxact_abort(sub);
             // A TRUNCATE in the aborted subtransaction may have changed the storage.
             b.storage.clear();
+            if b.job.as_ref().is_some_and(|j| j.level >= sub) {
+                b.job = None;
+            }
         }),
         _ => {}
     }

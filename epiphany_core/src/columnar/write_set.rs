@@ -214,9 +214,86 @@ impl WriteSet {
         }
     }
 
+    /// Seals what `level` buffered for `table` into a batch and returns (cheap, shared)
+    /// clones of all its sealed batches: rows that can be encoded elsewhere while new
+    /// rows keep arriving. The rows stay pending; see [`WriteSet::take_sealed`].
+    pub fn seal(&mut self, level: SubXactId, table: TableId) -> Vec<RecordBatch> {
+        let Some(pending) = self
+            .levels
+            .get_mut(&level)
+            .and_then(|l| l.pending.get_mut(&table))
+        else {
+            return Vec::new();
+        };
+        if let Some(buffer) = pending.buffer.as_mut().filter(|b| !b.is_empty()) {
+            pending.batches.push(buffer.take_batch());
+        }
+        pending.batches.clone()
+    }
+
+    /// Takes the sealed batches `expected` of (`level`, `table`) out, if they are still
+    /// exactly the first sealed batches there; false (and nothing changes) otherwise.
+    pub fn take_sealed(
+        &mut self,
+        level: SubXactId,
+        table: TableId,
+        expected: &[RecordBatch],
+    ) -> bool {
+        let Some(pending) = self
+            .levels
+            .get_mut(&level)
+            .and_then(|l| l.pending.get_mut(&table))
+        else {
+            return false;
+        };
+        let same = expected.len() <= pending.batches.len()
+            && expected.iter().zip(&pending.batches).all(|(a, b)| {
+                a.num_columns() == b.num_columns()
+                    && a.num_rows() == b.num_rows()
+                    && a.columns()
+                        .iter()
+                        .zip(b.columns())
+                        .all(|(x, y)| std::sync::Arc::ptr_eq(x, y))
+            });
+        if same {
+            pending.batches.drain(..expected.len());
+        }
+        same
+    }
+
     /// The end of the top-level transaction, committed (after the pre-commit flush) or not.
     pub fn clear(&mut self) {
         self.levels.clear();
+    }
+}
+
+#[cfg(test)]
+mod sealing_tests {
+    use super::*;
+    use crate::columnar::types::{ColumnType, TableSchema, Value};
+
+    #[test]
+    fn sealed_rows_are_taken_only_while_unchanged() {
+        let schema = TableSchema::new([("x", ColumnType::Int32)]);
+        let mut ws = WriteSet::new();
+        for i in 0..3 {
+            ws.insert(1, 7, &schema, &[Value::Int32(i)]).unwrap();
+        }
+        let sealed = ws.seal(1, 7);
+        assert_eq!(sealed.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+        // New rows arrive while the sealed ones are encoded elsewhere.
+        ws.insert(1, 7, &schema, &[Value::Int32(9)]).unwrap();
+        assert_eq!(ws.pending_rows(7), 4);
+        assert!(ws.take_sealed(1, 7, &sealed));
+        assert_eq!(ws.pending_rows(7), 1);
+        assert!(!ws.take_sealed(1, 7, &sealed), "already taken");
+        // A subtransaction that commits moves its rows: a stale seal no longer matches.
+        ws.insert(2, 7, &schema, &[Value::Int32(5)]).unwrap();
+        let inner = ws.seal(2, 7);
+        ws.subxact_commit(2, 1);
+        assert!(!ws.take_sealed(2, 7, &inner));
+        assert_eq!(ws.pending_rows(7), 2);
+        assert!(ws.seal(3, 7).is_empty());
     }
 }
 
