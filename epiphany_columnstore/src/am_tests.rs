@@ -453,4 +453,47 @@ mod tests {
             Some(0)
         );
     }
+
+    #[pg_test]
+    fn numerics_with_a_precision_are_native_exact_and_pruned() {
+        run("CREATE TABLE n_heap (a numeric(15,2), b numeric(18,0), c numeric(5,5), d numeric, e numeric(20,2))");
+        run("INSERT INTO n_heap VALUES
+            (0, 0, 0, 0, 0), (-0.01, -1, -0.00001, -1e-30, 1), (12.34, 999999999999999999, 0.99999, 1e30, 123456789012345678.99),
+            (9999999999999.99, -999999999999999999, 0.5, 'NaN', -1), ('NaN', 'NaN', 'NaN', 'NaN', 'NaN'), (NULL, NULL, NULL, NULL, NULL),
+            (1.5, 15, 0.15, 1.5, 1.5), (1.50, 2, 0.00002, 2, 2)");
+        run("INSERT INTO n_heap SELECT g / 100.0, g, (g % 100000) / 100000.0, g, g FROM generate_series(-5000, 5000) g");
+        run("CREATE TABLE n (a numeric(15,2), b numeric(18,0), c numeric(5,5), d numeric, e numeric(20,2))
+             USING epiphany_columnar WITH (order_by = 'a', granule_rows = 256)");
+        run("INSERT INTO n SELECT * FROM n_heap");
+        same(
+            "SELECT a::text, b::text, c::text, d::text, e::text FROM n",
+            "SELECT a::text, b::text, c::text, d::text, e::text FROM n_heap",
+        );
+        for cond in [
+            "a < 0.125",
+            "a <= 0.125",
+            "a > 1.005",
+            "a >= 1.005",
+            "a = 1.50",
+            "a = 1.505",
+            "a IN (1.5, 2, 'NaN')",
+            "a > 9000",
+            "a < 'NaN'",
+            "a >= 'NaN'",
+            "a BETWEEN -3 AND -2.999",
+            "b > 999999999999999998",
+            "c < 0.00002",
+            "a IS NULL",
+            "a > 12 AND b < 0",
+        ] {
+            same(
+                &format!("SELECT a::text, b::text FROM n WHERE {cond}"),
+                &format!("SELECT a::text, b::text FROM n_heap WHERE {cond}"),
+            );
+        }
+        same("SELECT sum(a), avg(b), max(c), sum(e) FROM n WHERE a <> 'NaN' AND b <> 'NaN' AND c <> 'NaN' AND e <> 'NaN'",
+             "SELECT sum(a), avg(b), max(c), sum(e) FROM n_heap WHERE a <> 'NaN' AND b <> 'NaN' AND c <> 'NaN' AND e <> 'NaN'");
+        let plan = explain("SELECT a FROM n WHERE a > 40");
+        assert!(plan.contains("Pruning Quals: 1"), "{plan}");
+    }
 }

@@ -10,7 +10,7 @@ use std::ffi::CStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use epiphany_core::columnar::prune::{Op, Predicate, Scalar};
-use epiphany_core::columnar::ColumnType;
+use epiphany_core::columnar::{numeric, ColumnType};
 use epiphany_core::pg::OrReport;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
@@ -700,6 +700,29 @@ unsafe fn scalar(c: *mut pg_sys::Const, ty: ColumnType, op: Op) -> Option<(Op, S
                 int(days * USECS_PER_DAY)
             }
             (ColumnType::Time, B::TIMEOID) => int(word as i64),
+            (ColumnType::Numeric { scale }, B::NUMERICOID) => {
+                let v = pg_sys::pg_detoast_datum_packed((*c).constvalue.cast_mut_ptr());
+                let payload = std::slice::from_raw_parts(
+                    pgrx::varlena::vardata_any(v) as *const u8,
+                    pgrx::varlena::varsize_any_exhdr(v),
+                );
+                let numeric::Decoded::Number { mantissa, dscale } =
+                    numeric::decode(payload).ok()?
+                else {
+                    return None; // NaN and infinities: leave them to Postgres
+                };
+                let (floor, exact) = numeric::rescale(mantissa, dscale, scale);
+                let floor = i64::try_from(floor).ok().filter(|&f| f != numeric::NAN)?;
+                if exact {
+                    return int(floor);
+                }
+                // Between two representable values, as for a timestamp against dates.
+                match op {
+                    Op::Lt | Op::Le => Some((Op::Le, Scalar::Int(floor))),
+                    Op::Gt | Op::Ge => Some((Op::Gt, Scalar::Int(floor))),
+                    Op::Eq => None,
+                }
+            }
             (ColumnType::Text, B::TEXTOID | B::VARCHAROID) | (ColumnType::Bytes, B::BYTEAOID) => {
                 let v = pg_sys::pg_detoast_datum_packed((*c).constvalue.cast_mut_ptr());
                 let bytes = std::slice::from_raw_parts(

@@ -5,7 +5,8 @@
 //! varlena, C string). Types without a native encoding keep their exact in-memory image
 //! as `Opaque` bytes, so every type round-trips, including domains, arrays and composites.
 
-use epiphany_core::columnar::{ColumnType, Value};
+use epiphany_core::columnar::{numeric, ColumnType, Value};
+use epiphany_core::pg::OrReport;
 use pgrx::pg_sys;
 use pgrx::varlena::{set_varsize_4b, vardata_any, varsize_any_exhdr};
 
@@ -18,6 +19,28 @@ pub struct ColumnInfo {
 }
 
 impl ColumnInfo {
+    /// A column of type `typid` with type modifier `typmod` (-1: none).
+    pub fn for_column(typid: pg_sys::Oid, typmod: i32) -> ColumnInfo {
+        let mut info = Self::for_type(typid);
+        // numeric(p, s) with p <= 18 and 0 <= s <= p: a scaled integer.
+        if typid == pg_sys::NUMERICOID && typmod >= pg_sys::VARHDRSZ as i32 {
+            let t = typmod - pg_sys::VARHDRSZ as i32;
+            let precision = ((t >> 16) & 0xffff) as u16;
+            // The scale is an 11-bit signed field (negative scales exist since PG 15).
+            let raw = (t & 0x7ff) as i16;
+            let scale = if raw & 0x400 != 0 { raw | !0x7ff } else { raw };
+            if (1..=numeric::MAX_PRECISION).contains(&precision)
+                && scale >= 0
+                && scale as u16 <= precision
+            {
+                info.ty = ColumnType::Numeric {
+                    scale: scale as u16,
+                };
+            }
+        }
+        info
+    }
+
     pub fn for_type(typid: pg_sys::Oid) -> ColumnInfo {
         let mut typlen = 0i16;
         let mut typbyval = false;
@@ -86,6 +109,10 @@ pub unsafe fn to_value<'a>(info: &ColumnInfo, datum: pg_sys::Datum) -> Value<'a>
             Value::Text(unsafe { std::str::from_utf8_unchecked(bytes) })
         }
         ColumnType::Bytes => Value::Bytes(unsafe { varlena_bytes(datum) }),
+        ColumnType::Numeric { scale } => {
+            // SAFETY: a valid numeric varlena.
+            Value::Int64(numeric::to_scaled(unsafe { varlena_bytes(datum) }, scale).or_report())
+        }
         ColumnType::Opaque => Value::Bytes(unsafe { image(info, datum) }),
     }
 }
@@ -138,7 +165,14 @@ pub unsafe fn to_datum(info: &ColumnInfo, value: &Value<'_>) -> Option<pg_sys::D
         Value::Bool(b) => word(*b as u64),
         Value::Int16(v) => word(*v as i64 as u64),
         Value::Int32(v) | Value::Date(v) => word(*v as i64 as u64),
-        Value::Int64(v) | Value::Time(v) | Value::Timestamp(v) => word(*v as u64),
+        Value::Int64(v) => match info.ty {
+            // SAFETY: palloc on the main thread.
+            ColumnType::Numeric { scale } => {
+                Some(unsafe { new_varlena(&numeric::from_scaled(*v, scale)) })
+            }
+            _ => word(*v as u64),
+        },
+        Value::Time(v) | Value::Timestamp(v) => word(*v as u64),
         Value::Float32(v) => word(u64::from(v.to_bits())),
         Value::Float64(v) => word(v.to_bits()),
         Value::Uuid(bytes) => Some(pg_sys::Datum::from(unsafe { palloc_copy(bytes) })),

@@ -7,9 +7,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
+use epiphany_core::columnar::filter::filter_batch;
 use epiphany_core::columnar::prune::Predicate;
 use epiphany_core::columnar::scan_plan::{decode_stats, prune_granules, prune_parts, ScanCounters};
-use epiphany_core::columnar::PartBatches;
+use epiphany_core::columnar::{ColumnType, PartBatches};
 use epiphany_core::pg::OrReport;
 use epiphany_core::Error;
 use pgrx::pg_sys;
@@ -18,6 +19,16 @@ use pgrx::prelude::*;
 use crate::catalog::{self, PartRow};
 use crate::part_access::{store_row, DatumBatch, OpenPart};
 use crate::table::TableInfo;
+
+/// The table column a predicate is about.
+fn predicate_column(p: &Predicate) -> usize {
+    match p {
+        Predicate::Compare { column, .. }
+        | Predicate::In { column, .. }
+        | Predicate::IsNull { column }
+        | Predicate::IsNotNull { column } => *column,
+    }
+}
 
 /// Rows decoded per batch.
 const BATCH_ROWS: usize = 8192;
@@ -197,6 +208,23 @@ impl ScanState {
                 match batches.next() {
                     Some(batch) => {
                         let batch = batch?;
+                        // Rows that certainly fail a pruning predicate are dropped before
+                        // they are converted (Postgres still checks every qual).
+                        let batch = if self.preds.is_empty() {
+                            batch
+                        } else {
+                            let types: Vec<ColumnType> =
+                                self.read.iter().map(|&c| self.info.columns[c].ty).collect();
+                            let preds: Vec<(usize, &Predicate)> = self
+                                .preds
+                                .iter()
+                                .filter_map(|p| {
+                                    let column = predicate_column(p);
+                                    self.read.iter().position(|&c| c == column).map(|k| (k, p))
+                                })
+                                .collect();
+                            filter_batch(&batch, &types, &preds)?
+                        };
                         // SAFETY: the previous batch's datums are no longer in any slot
                         // (the slot is cleared before every row stored).
                         let decoded = unsafe {

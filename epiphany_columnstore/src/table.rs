@@ -42,7 +42,7 @@ impl TableInfo {
                         .to_string_lossy()
                         .into_owned(),
                 );
-                columns.push(ColumnInfo::for_type((*attr).atttypid));
+                columns.push(ColumnInfo::for_column((*attr).atttypid, (*attr).atttypmod));
                 types.push((*attr).atttypid);
             }
             (names, columns, types)

@@ -36,7 +36,9 @@ impl ColumnBuilder {
             ColumnType::Bool => ColumnBuilder::Bool(BooleanBuilder::new()),
             ColumnType::Int16 => ColumnBuilder::Int16(Int16Builder::new()),
             ColumnType::Int32 => ColumnBuilder::Int32(Int32Builder::new()),
-            ColumnType::Int64 => ColumnBuilder::Int64(Int64Builder::new()),
+            ColumnType::Int64 | ColumnType::Numeric { .. } => {
+                ColumnBuilder::Int64(Int64Builder::new())
+            }
             ColumnType::Float32 => ColumnBuilder::Float32(Float32Builder::new()),
             ColumnType::Float64 => ColumnBuilder::Float64(Float64Builder::new()),
             ColumnType::Date => ColumnBuilder::Date(Date32Builder::new()),
@@ -196,7 +198,10 @@ fn fits(ty: ColumnType, v: &Value<'_>) -> bool {
             | (ColumnType::Bool, Value::Bool(_))
             | (ColumnType::Int16, Value::Int16(_))
             | (ColumnType::Int32, Value::Int32(_))
-            | (ColumnType::Int64, Value::Int64(_))
+            | (
+                ColumnType::Int64 | ColumnType::Numeric { .. },
+                Value::Int64(_)
+            )
             | (ColumnType::Float32, Value::Float32(_))
             | (ColumnType::Float64, Value::Float64(_))
             | (ColumnType::Date, Value::Date(_))

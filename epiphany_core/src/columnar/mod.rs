@@ -7,7 +7,9 @@
 
 pub mod buffer;
 pub mod fetch;
+pub mod filter;
 pub mod flush;
+pub mod numeric;
 pub mod options;
 pub mod part;
 pub mod prune;

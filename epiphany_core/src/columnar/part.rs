@@ -415,7 +415,9 @@ pub fn value_at(array: &ArrayRef, ty: ColumnType, row: usize) -> Value<'_> {
         ColumnType::Bool => Value::Bool(array.as_boolean().value(row)),
         ColumnType::Int16 => Value::Int16(array.as_primitive::<Int16Type>().value(row)),
         ColumnType::Int32 => Value::Int32(array.as_primitive::<Int32Type>().value(row)),
-        ColumnType::Int64 => Value::Int64(array.as_primitive::<Int64Type>().value(row)),
+        ColumnType::Int64 | ColumnType::Numeric { .. } => {
+            Value::Int64(array.as_primitive::<Int64Type>().value(row))
+        }
         ColumnType::Float32 => Value::Float32(array.as_primitive::<Float32Type>().value(row)),
         ColumnType::Float64 => Value::Float64(array.as_primitive::<Float64Type>().value(row)),
         ColumnType::Date => Value::Date(date_from_arrow(
@@ -564,7 +566,9 @@ mod tests {
                     ColumnType::Bool => Value::Bool(strip("b") == "1"),
                     ColumnType::Int16 => Value::Int16(strip("i2").parse().unwrap()),
                     ColumnType::Int32 => Value::Int32(strip("i4").parse().unwrap()),
-                    ColumnType::Int64 => Value::Int64(strip("i8").parse().unwrap()),
+                    ColumnType::Int64 | ColumnType::Numeric { .. } => {
+                        Value::Int64(strip("i8").parse().unwrap())
+                    }
                     ColumnType::Float32 => Value::Float32(strip("f4").parse().unwrap()),
                     ColumnType::Float64 => Value::Float64(strip("f8").parse().unwrap()),
                     ColumnType::Date => Value::Date(strip("d").parse().unwrap()),

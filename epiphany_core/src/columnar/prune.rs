@@ -26,7 +26,7 @@ impl Scalar {
             (Scalar::Int(v), T::Bool) => V::Bool(*v != 0),
             (Scalar::Int(v), T::Int16) => V::Int16(i16::try_from(*v).ok()?),
             (Scalar::Int(v), T::Int32) => V::Int32(i32::try_from(*v).ok()?),
-            (Scalar::Int(v), T::Int64) => V::Int64(*v),
+            (Scalar::Int(v), T::Int64 | T::Numeric { .. }) => V::Int64(*v),
             (Scalar::Int(v), T::Date) => V::Date(i32::try_from(*v).ok()?),
             (Scalar::Int(v), T::Time) => V::Time(*v),
             (Scalar::Int(v), T::Timestamp | T::TimestampTz) => V::Timestamp(*v),

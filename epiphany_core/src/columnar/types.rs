@@ -54,6 +54,11 @@ pub enum ColumnType {
     /// `bytea`, and text in databases whose encoding is not UTF-8.
     Bytes,
     Uuid,
+    /// `numeric(p, s)` with `p <= 18`: the value times `10^scale` as Int64 (see
+    /// `columnar::numeric`).
+    Numeric {
+        scale: u16,
+    },
     /// Any other type, as the bytes of its binary image; never pruned.
     Opaque,
 }
@@ -64,7 +69,7 @@ impl ColumnType {
             ColumnType::Bool => DataType::Boolean,
             ColumnType::Int16 => DataType::Int16,
             ColumnType::Int32 => DataType::Int32,
-            ColumnType::Int64 => DataType::Int64,
+            ColumnType::Int64 | ColumnType::Numeric { .. } => DataType::Int64,
             ColumnType::Float32 => DataType::Float32,
             ColumnType::Float64 => DataType::Float64,
             ColumnType::Date => DataType::Date32,
