@@ -496,4 +496,40 @@ mod tests {
         let plan = explain("SELECT a FROM n WHERE a > 40");
         assert!(plan.contains("Pruning Quals: 1"), "{plan}");
     }
+
+    #[pg_test]
+    fn tablesample_samples_rows_and_blocks() {
+        load("t12", "WITH (granule_rows = 700)");
+        run("INSERT INTO t12 SELECT * FROM t12_heap");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM t12 TABLESAMPLE BERNOULLI (100)"),
+            Some(10000)
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM t12 TABLESAMPLE SYSTEM (100)"),
+            Some(10000)
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM t12 TABLESAMPLE BERNOULLI (0)"),
+            Some(0)
+        );
+        let b = one::<i64>("SELECT count(*) FROM t12 TABLESAMPLE BERNOULLI (10) REPEATABLE (7)")
+            .unwrap();
+        assert!((700..1300).contains(&b), "{b}");
+        let s =
+            one::<i64>("SELECT count(*) FROM t12 TABLESAMPLE SYSTEM (20) REPEATABLE (7)").unwrap();
+        assert!((500..4500).contains(&s), "{s}");
+        same(
+            "SELECT * FROM t12 TABLESAMPLE BERNOULLI (5) REPEATABLE (42)",
+            "SELECT * FROM t12 TABLESAMPLE BERNOULLI (5) REPEATABLE (42)",
+        );
+        // Sampled rows are real rows.
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM (SELECT * FROM t12 TABLESAMPLE SYSTEM (30) REPEATABLE (3)
+                 EXCEPT SELECT * FROM t12_heap) s"
+            ),
+            Some(0)
+        );
+    }
 }

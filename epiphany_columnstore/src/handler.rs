@@ -110,8 +110,8 @@ fn routine() -> &'static pg_sys::TableAmRoutine {
         r.relation_needs_toast_table = Some(rs::needs_toast_table);
         r.relation_estimate_size = Some(relation_estimate_size);
         crate::bitmap::install(&mut r);
-        r.scan_sample_next_block = Some(scan_sample_next_block);
-        r.scan_sample_next_tuple = Some(scan_sample_next_tuple);
+        r.scan_sample_next_block = Some(scan::scan_sample_next_block);
+        r.scan_sample_next_tuple = Some(scan::scan_sample_next_tuple);
         r
     })
 }
@@ -274,21 +274,4 @@ unsafe extern "C-unwind" fn relation_estimate_size(
         *tuples = rows as f64;
         *allvisfrac = 0.0;
     }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn scan_sample_next_block(
-    _scan: pg_sys::TableScanDesc,
-    _state: *mut pg_sys::SampleScanState,
-) -> bool {
-    not_supported("TABLESAMPLE")
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn scan_sample_next_tuple(
-    _scan: pg_sys::TableScanDesc,
-    _state: *mut pg_sys::SampleScanState,
-    _slot: *mut pg_sys::TupleTableSlot,
-) -> bool {
-    not_supported("TABLESAMPLE")
 }

@@ -63,6 +63,9 @@ pub struct ScanState {
     sample: Option<SampleState>,
     /// Bitmap heap scans fetch by TID.
     pub bitmap: Option<crate::bitmap::BitmapState>,
+    /// TABLESAMPLE without its own block order: the next block; and the current one.
+    sample_cursor: u32,
+    sample_block_no: u32,
 }
 
 struct SampleState {
@@ -125,6 +128,8 @@ impl ScanState {
             row_context,
             sample: None,
             bitmap: None,
+            sample_cursor: 0,
+            sample_block_no: 0,
         })
     }
 
@@ -368,6 +373,8 @@ pub unsafe extern "C-unwind" fn scan_rescan(
         state.current = None;
         state.batch = None;
         state.bitmap = None;
+        state.sample = None;
+        state.sample_cursor = 0;
     }
 }
 
@@ -444,10 +451,11 @@ pub unsafe extern "C-unwind" fn parallelscan_reinitialize(
 // exactly one block and the sample stays uniform.
 
 impl ScanState {
+    /// Makes block `block` of the relation's physical blocks the one ANALYZE samples.
+    ///
     /// # Safety
     /// `rel` open.
     unsafe fn sample_block(&mut self, rel: pg_sys::Relation, block: u32) {
-        let total = self.total_rows();
         // ANALYZE counted the blocks just before this scan began (rows this transaction
         // buffered were flushed before ANALYZE started; see `options`).
         // SAFETY: per the contract.
@@ -455,6 +463,12 @@ impl ScanState {
             pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM)
         }
         .max(1);
+        self.select_block(block, nblocks);
+    }
+
+    /// Makes block `block` of `nblocks` (fixed by the first call) the current one.
+    fn select_block(&mut self, block: u32, nblocks: u32) {
+        let total = self.total_rows();
         let sample = self.sample.get_or_insert_with(|| SampleState {
             ranges: Vec::new(),
             cursor: 0,
@@ -464,7 +478,7 @@ impl ScanState {
             total_rows: total,
             nblocks,
         });
-        let n = u128::from(sample.nblocks);
+        let n = u128::from(sample.nblocks.max(1));
         let start = (u128::from(block) * u128::from(sample.total_rows) / n) as u64;
         let end = ((u128::from(block) + 1) * u128::from(sample.total_rows) / n) as u64;
         sample.ranges.clear();
@@ -481,6 +495,15 @@ impl ScanState {
         sample.pos = sample.ranges.first().map_or(0, |r| r.1);
     }
 
+    /// Rows in the current sample block.
+    fn block_rows(&self) -> u64 {
+        self.sample
+            .as_ref()
+            .map_or(0, |s| s.ranges.iter().map(|r| r.2 - r.1).sum())
+    }
+
+    /// The next row of the current sample block into `slot`; false after its last.
+    ///
     /// # Safety
     /// `rel` open, `slot` a slot of it.
     unsafe fn sample_next(
@@ -502,45 +525,153 @@ impl ScanState {
                 }
                 continue;
             }
-            let part_row = &self.parts[part_index];
-            if sample.opened.as_ref().map(|o| o.row.part_id) != Some(part_row.part_id) {
-                // SAFETY: per the contract.
-                sample.opened =
-                    Some(unsafe { OpenPart::open(rel, &self.info.schema, part_row.clone()) }?);
-                sample.cache = None;
-            }
-            let part = sample.opened.as_ref().expect("opened");
-            let (g, within) = part.reader.locate(sample.pos).ok_or_else(|| {
-                Error::Corrupted(format!("part {}: short of rows", part.row.part_id))
-            })?;
-            if !matches!(&sample.cache, Some((p, cg, _)) if *p == part_index && *cg == g) {
-                let mut columns: Vec<usize> = (0..self.info.columns.len()).collect();
-                columns.push(part.reader.row_column());
-                // SAFETY: per the contract.
-                let batch = unsafe { part.granule(rel, &columns, g) }?;
-                sample.cache = Some((part_index, g, batch));
-            }
-            let batch = &sample.cache.as_ref().expect("cached").2;
-            // SAFETY: per the contract; datums go to the row context.
-            unsafe {
-                pg_sys::MemoryContextReset(self.row_context);
-                let old = pg_sys::MemoryContextSwitchTo(self.row_context);
-                let all: Vec<usize> = (0..self.info.columns.len()).collect();
-                let stored = store_row(
-                    slot,
-                    &self.info.columns,
-                    &all,
-                    batch,
-                    within,
-                    part.row.first_row,
-                    (*rel).rd_id,
-                );
-                pg_sys::MemoryContextSwitchTo(old);
-                stored?;
-            }
+            let pos = sample.pos;
             sample.pos += 1;
+            // SAFETY: per the contract.
+            unsafe { self.store_sampled(rel, slot, part_index, pos) }?;
             return Ok(true);
         }
+    }
+
+    /// Row number `offset` (1-based) of the current sample block into `slot`; false when
+    /// the block has no such row.
+    ///
+    /// # Safety
+    /// `rel` open, `slot` a slot of it.
+    unsafe fn sample_offset(
+        &mut self,
+        rel: pg_sys::Relation,
+        slot: *mut pg_sys::TupleTableSlot,
+        offset: u64,
+    ) -> Result<bool, Error> {
+        let Some(sample) = self.sample.as_ref() else {
+            return Ok(false);
+        };
+        let mut skip = offset.saturating_sub(1);
+        for &(part_index, start, end) in &sample.ranges {
+            if skip < end - start {
+                // SAFETY: per the contract.
+                unsafe { self.store_sampled(rel, slot, part_index, start + skip) }?;
+                return Ok(true);
+            }
+            skip -= end - start;
+        }
+        Ok(false)
+    }
+
+    /// Stored position `pos` of part `part_index` into `slot`.
+    ///
+    /// # Safety
+    /// `rel` open, `slot` a slot of it.
+    unsafe fn store_sampled(
+        &mut self,
+        rel: pg_sys::Relation,
+        slot: *mut pg_sys::TupleTableSlot,
+        part_index: usize,
+        pos: u64,
+    ) -> Result<(), Error> {
+        let sample = self.sample.as_mut().expect("a sample block");
+        let part_row = &self.parts[part_index];
+        if sample.opened.as_ref().map(|o| o.row.part_id) != Some(part_row.part_id) {
+            // SAFETY: per the contract.
+            sample.opened =
+                Some(unsafe { OpenPart::open(rel, &self.info.schema, part_row.clone()) }?);
+            sample.cache = None;
+        }
+        let part = sample.opened.as_ref().expect("opened");
+        let (g, within) = part
+            .reader
+            .locate(pos)
+            .ok_or_else(|| Error::Corrupted(format!("part {}: short of rows", part.row.part_id)))?;
+        if !matches!(&sample.cache, Some((p, cg, _)) if *p == part_index && *cg == g) {
+            let mut columns: Vec<usize> = (0..self.info.columns.len()).collect();
+            columns.push(part.reader.row_column());
+            // SAFETY: per the contract.
+            let batch = unsafe { part.granule(rel, &columns, g) }?;
+            sample.cache = Some((part_index, g, batch));
+        }
+        let batch = &sample.cache.as_ref().expect("cached").2;
+        // SAFETY: per the contract; datums go to the row context.
+        unsafe {
+            pg_sys::MemoryContextReset(self.row_context);
+            let old = pg_sys::MemoryContextSwitchTo(self.row_context);
+            let all: Vec<usize> = (0..self.info.columns.len()).collect();
+            let stored = store_row(
+                slot,
+                &self.info.columns,
+                &all,
+                batch,
+                within,
+                part.row.first_row,
+                (*rel).rd_id,
+            );
+            pg_sys::MemoryContextSwitchTo(old);
+            stored
+        }
+    }
+}
+
+// TABLESAMPLE: the sampling method chooses blocks, then offsets within a block. Here a
+// block is a run of `ROWS_PER_TID_BLOCK` rows in stored order (as many as a heap page can
+// hold), so SYSTEM samples runs of rows and BERNOULLI single rows, as on heap tables.
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn scan_sample_next_block(
+    scan: pg_sys::TableScanDesc,
+    scanstate: *mut pg_sys::SampleScanState,
+) -> bool {
+    // SAFETY: a descriptor from scan_begin; the executor's sample scan state.
+    unsafe {
+        let st = state(scan);
+        let per_block = epiphany_core::columnar::rowid::ROWS_PER_TID_BLOCK;
+        let nblocks = st
+            .total_rows()
+            .div_ceil(per_block)
+            .min(u64::from(u32::MAX - 1)) as u32;
+        let tsm = (*scanstate).tsmroutine;
+        let block = match (*tsm).NextSampleBlock {
+            Some(next) => next(scanstate, nblocks),
+            None => {
+                let b = st.sample_cursor;
+                st.sample_cursor += 1;
+                if b < nblocks {
+                    b
+                } else {
+                    pg_sys::InvalidBlockNumber
+                }
+            }
+        };
+        if block == pg_sys::InvalidBlockNumber || block >= nblocks {
+            return false;
+        }
+        st.select_block(block, nblocks);
+        st.sample_block_no = block;
+        true
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn scan_sample_next_tuple(
+    scan: pg_sys::TableScanDesc,
+    scanstate: *mut pg_sys::SampleScanState,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    // SAFETY: a descriptor from scan_begin; the executor's sample scan state and a slot
+    // of the relation.
+    unsafe {
+        let st = state(scan);
+        let rows = st.block_rows() as u16;
+        let tsm = (*scanstate).tsmroutine;
+        let Some(next) = (*tsm).NextSampleTuple else {
+            return false;
+        };
+        let offset = next(scanstate, st.sample_block_no, rows);
+        if offset == pg_sys::InvalidOffsetNumber as u16 || offset > rows {
+            pg_sys::ExecClearTuple(slot);
+            return false;
+        }
+        st.sample_offset((*scan).rs_rd, slot, u64::from(offset))
+            .or_report()
     }
 }
 

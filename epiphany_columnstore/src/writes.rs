@@ -40,6 +40,8 @@ struct Backend {
     storage: HashMap<pg_sys::Oid, u64>,
     /// Parts being encoded on a helper thread while a load goes on.
     job: Option<Job>,
+    /// Rows inserted by this backend (paces the buffer-size checks).
+    inserted: u64,
     registered: bool,
 }
 
@@ -146,6 +148,11 @@ pub unsafe fn insert(
         b.writes
             .insert(level, relid.to_u32(), &info.buffered, &row_values)
             .or_report();
+        // Measuring the buffer walks its batches: do it every few hundred rows.
+        b.inserted += 1;
+        if b.inserted % 256 != 0 {
+            return false;
+        }
         let encoding = b
             .job
             .as_ref()

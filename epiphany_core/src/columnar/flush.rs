@@ -57,12 +57,28 @@ pub fn plan_runs(
     let Some(first) = batches.first() else {
         return Ok(Vec::new());
     };
-    let all = arrow_select::concat::concat_batches(&first.schema(), batches)
-        .map_err(|e| Error::Internal(format!("gathering buffered rows: {e}")))?;
-    let order = arrow_ord::sort::sort_to_indices(all.column(columns), None, None)
-        .map_err(|e| Error::Internal(format!("ordering buffered rows: {e}")))?;
-    let all = arrow_select::take::take_record_batch(&all, &order)
-        .map_err(|e| Error::Internal(format!("ordering buffered rows: {e}")))?;
+    // A single writer's rows usually come as one batch already in row-number order:
+    // then there is nothing to copy.
+    let all = if batches.len() == 1 {
+        first.clone()
+    } else {
+        arrow_select::concat::concat_batches(&first.schema(), batches)
+            .map_err(|e| Error::Internal(format!("gathering buffered rows: {e}")))?
+    };
+    let in_order = all
+        .column(columns)
+        .as_primitive::<Int64Type>()
+        .values()
+        .windows(2)
+        .all(|w| w[0] < w[1]);
+    let all = if in_order {
+        all
+    } else {
+        let order = arrow_ord::sort::sort_to_indices(all.column(columns), None, None)
+            .map_err(|e| Error::Internal(format!("ordering buffered rows: {e}")))?;
+        arrow_select::take::take_record_batch(&all, &order)
+            .map_err(|e| Error::Internal(format!("ordering buffered rows: {e}")))?
+    };
     let numbers = all
         .column(columns)
         .as_primitive::<Int64Type>()

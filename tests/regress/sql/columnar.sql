@@ -47,6 +47,10 @@ EXPLAIN (COSTS OFF) SELECT sum(amount) FROM orders WHERE placed BETWEEN '2024-03
 RESET epiphany.enable_columnar_scan;
 RESET max_parallel_workers_per_gather;
 
+-- TABLESAMPLE.
+SELECT count(*) FROM orders TABLESAMPLE SYSTEM (100);
+SELECT count(*) FROM orders TABLESAMPLE BERNOULLI (0);
+
 -- What the catalog knows.
 SELECT rows, parts FROM epiphany.columnar_stats('orders');
 SELECT rows, sort_key_min, sort_key_max FROM epiphany.parts WHERE "table" = 'orders'::regclass ORDER BY first_row;
@@ -70,7 +74,6 @@ DELETE FROM orders WHERE id = 1;
 INSERT INTO orders VALUES (1) ON CONFLICT DO NOTHING;
 SELECT * FROM orders FOR UPDATE;
 CREATE UNIQUE INDEX ON orders (id);
-SELECT count(*) FROM orders TABLESAMPLE SYSTEM (10);
 ALTER TABLE orders ADD COLUMN extra int;
 ALTER TABLE orders DROP COLUMN note;
 \set VERBOSITY default
