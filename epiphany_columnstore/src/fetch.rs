@@ -6,6 +6,9 @@
 //! decoded granules are kept, so an index scan in key order that stays within a few
 //! granules decodes each once.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use arrow_array::RecordBatch;
 use epiphany_core::columnar::rowid::{find_part, tid_to_row};
 use epiphany_core::pg::OrReport;
@@ -55,7 +58,6 @@ pub struct FetchState {
     storage: Option<u64>,
     snapshot: Option<SnapshotKey>,
     parts: Vec<PartRow>,
-    open: Vec<OpenPart>,
     positions: Option<(u64, usize, RecordBatch)>,
     rows: Option<(u64, usize, RecordBatch)>,
     row_context: pg_sys::MemoryContext,
@@ -75,7 +77,6 @@ impl FetchState {
                 storage: crate::meta::storage_id(rel)?,
                 snapshot: None,
                 parts: Vec::new(),
-                open: Vec::new(),
                 positions: None,
                 rows: None,
                 row_context: pg_sys::AllocSetContextCreateExtended(
@@ -119,19 +120,8 @@ impl FetchState {
         else {
             return Ok(false);
         };
-        let index = match self.open.iter().position(|o| o.row.part_id == part.part_id) {
-            Some(i) => i,
-            None => {
-                if self.open.len() >= 16 {
-                    self.open.remove(0);
-                }
-                // SAFETY: per the contract.
-                self.open
-                    .push(unsafe { OpenPart::open(rel, &self.info.schema, part) }?);
-                self.open.len() - 1
-            }
-        };
-        let open = &self.open[index];
+        // SAFETY: per the contract.
+        let open = unsafe { cached_part(rel, &self.info.schema, &part) }?;
         // SAFETY: per the contract.
         let pos = unsafe { open.position_of(rel, &mut self.positions, row) }?;
         let (g, within) = open.reader.locate(pos).ok_or_else(|| {
@@ -167,6 +157,59 @@ impl FetchState {
         }
         Ok(true)
     }
+}
+
+/// Parts opened by this backend's fetches (footer read, chunks fetched so far), across
+/// queries: parts never change, and (storage id, part id) names one for good. Bounded
+/// by a byte budget; the least recently used go first.
+struct PartCache {
+    parts: Vec<((u64, u64), Rc<OpenPart>)>,
+}
+
+/// Bytes of fetched chunks the cache may hold.
+const CACHE_BYTES: u64 = 64 << 20;
+
+thread_local! {
+    static PARTS: RefCell<PartCache> = const { RefCell::new(PartCache { parts: Vec::new() }) };
+}
+
+/// The cached open part `row` of `rel`, opening it if needed.
+///
+/// # Safety
+/// `rel` open, the relation `row` belongs to.
+unsafe fn cached_part(
+    rel: pg_sys::Relation,
+    schema: &epiphany_core::columnar::TableSchema,
+    row: &PartRow,
+) -> Result<Rc<OpenPart>, Error> {
+    let key = (row.storage_id, row.part_id);
+    let hit = PARTS.with(|c| {
+        let mut c = c.borrow_mut();
+        let i = c.parts.iter().position(|(k, _)| *k == key)?;
+        let entry = c.parts.remove(i);
+        let part = entry.1.clone();
+        c.parts.push(entry);
+        Some(part)
+    });
+    if let Some(part) = hit {
+        return Ok(part);
+    }
+    // SAFETY: per the contract.
+    let part = Rc::new(unsafe { OpenPart::open(rel, schema, row.clone()) }?);
+    PARTS.with(|c| {
+        let mut c = c.borrow_mut();
+        c.parts.push((key, part.clone()));
+        while c.parts.len() > 1
+            && c.parts
+                .iter()
+                .map(|(_, p)| p.reader.source().bytes_held())
+                .sum::<u64>()
+                > CACHE_BYTES
+        {
+            c.parts.remove(0);
+        }
+    });
+    Ok(part)
 }
 
 impl Drop for FetchState {

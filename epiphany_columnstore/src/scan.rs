@@ -666,7 +666,8 @@ pub unsafe extern "C-unwind" fn scan_sample_next_tuple(
             return false;
         };
         let offset = next(scanstate, st.sample_block_no, rows);
-        if offset == pg_sys::InvalidOffsetNumber as u16 || offset > rows {
+        // 0 is InvalidOffsetNumber: the method is done with this block.
+        if offset == 0 || offset > rows {
             pg_sys::ExecClearTuple(slot);
             return false;
         }
