@@ -138,22 +138,17 @@ impl FetchState {
             self.rows = Some((open.row.part_id, g, batch));
         }
         let batch = &self.rows.as_ref().expect("cached").2;
-        // SAFETY: per the contract; datums go to the row context, reset per fetch.
+        // SAFETY: per the contract; datums go to the row context.
         unsafe {
-            pg_sys::MemoryContextReset(self.row_context);
-            let old = pg_sys::MemoryContextSwitchTo(self.row_context);
-            let all: Vec<usize> = (0..self.info.columns.len()).collect();
-            let stored = store_row(
+            store_row(
+                self.row_context,
                 slot,
                 &self.info.columns,
-                &all,
                 batch,
                 within,
                 open.row.first_row,
                 (*rel).rd_id,
-            );
-            pg_sys::MemoryContextSwitchTo(old);
-            stored?;
+            )?
         }
         Ok(true)
     }

@@ -142,6 +142,24 @@ fn parse(pairs: &[(String, String)]) -> TableOptions {
     TableOptions::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).or_report()
 }
 
+/// The relation `rv` names (InvalidOid when missing and `missing_ok`), locked in `lockmode`.
+///
+/// # Safety
+/// `rv` must be a valid RangeVar.
+unsafe fn relid_of(
+    rv: *mut pg_sys::RangeVar,
+    lockmode: pg_sys::LOCKMODE,
+    missing_ok: bool,
+) -> pg_sys::Oid {
+    let flags = if missing_ok {
+        pg_sys::RVROption::RVR_MISSING_OK
+    } else {
+        0
+    };
+    // SAFETY: per the contract; no callback.
+    unsafe { pg_sys::RangeVarGetRelidExtended(rv, lockmode, flags, None, std::ptr::null_mut()) }
+}
+
 /// Whether a table created with access method `am` (NULL: the default) is columnar.
 unsafe fn is_columnar_am(am: *const std::ffi::c_char) -> bool {
     // SAFETY: `am` is NULL or a C string; the GUC value is a C string while set.
@@ -325,22 +343,10 @@ unsafe extern "C-unwind" fn process_utility(
                             pg_sys::copyObjectImpl((*stmt).relation as _) as *mut pg_sys::RangeVar;
                         // IF NOT EXISTS on an existing table changes nothing, options included.
                         let existed = (*stmt).if_not_exists
-                            && pg_sys::RangeVarGetRelidExtended(
-                                relation,
-                                pg_sys::NoLock as _,
-                                pg_sys::RVROption::RVR_MISSING_OK,
-                                None,
-                                std::ptr::null_mut(),
-                            ) != pg_sys::InvalidOid;
+                            && relid_of(relation, pg_sys::NoLock as _, true) != pg_sys::InvalidOid;
                         if !existed {
                             after = Some(Box::new(move || {
-                                let relid = pg_sys::RangeVarGetRelidExtended(
-                                    relation,
-                                    pg_sys::NoLock as _,
-                                    0,
-                                    None,
-                                    std::ptr::null_mut(),
-                                );
+                                let relid = relid_of(relation, pg_sys::NoLock as _, false);
                                 check_columns(relid, &options);
                                 store(relid, &options);
                             }));
@@ -364,13 +370,7 @@ unsafe extern "C-unwind" fn process_utility(
                             as *mut pg_sys::RangeVar;
                         CREATING.with(|c| *c.borrow_mut() = Some(options.clone()));
                         after = Some(Box::new(move || {
-                            let relid = pg_sys::RangeVarGetRelidExtended(
-                                relation,
-                                pg_sys::NoLock as _,
-                                0,
-                                None,
-                                std::ptr::null_mut(),
-                            );
+                            let relid = relid_of(relation, pg_sys::NoLock as _, false);
                             if relid != pg_sys::InvalidOid {
                                 check_columns(relid, &options);
                                 store(relid, &options);
@@ -388,13 +388,7 @@ unsafe extern "C-unwind" fn process_utility(
                 // SnapshotAny in parallel mode, where no fresh snapshot can be taken to
                 // tell committed parts from aborted ones.
                 let stmt = node as *mut pg_sys::IndexStmt;
-                let relid = pg_sys::RangeVarGetRelidExtended(
-                    (*stmt).relation,
-                    pg_sys::NoLock as _,
-                    pg_sys::RVROption::RVR_MISSING_OK,
-                    None,
-                    std::ptr::null_mut(),
-                );
+                let relid = relid_of((*stmt).relation, pg_sys::NoLock as _, true);
                 if relid != pg_sys::InvalidOid && is_columnar_relation(relid) {
                     serial_index_build = Some(pg_sys::NewGUCNestLevel());
                     pg_sys::set_config_option(
@@ -449,13 +443,7 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt) -> Option<bool> {
                 || (*cmd).subtype == pg_sys::AlterTableType::AT_DropColumn
         });
         if changes_columns {
-            let relid = pg_sys::RangeVarGetRelidExtended(
-                (*stmt).relation,
-                pg_sys::NoLock as _,
-                pg_sys::RVROption::RVR_MISSING_OK,
-                None,
-                std::ptr::null_mut(),
-            );
+            let relid = relid_of((*stmt).relation, pg_sys::NoLock as _, true);
             if relid != pg_sys::InvalidOid && is_columnar_relation(relid) {
                 Error::NotSupported(
                     "ALTER TABLE … ADD COLUMN / DROP COLUMN on epiphany_columnar tables (create a new table with CREATE TABLE … AS)".into(),
@@ -487,16 +475,10 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt) -> Option<bool> {
         if ours.is_empty() && reset.is_empty() {
             return None;
         }
-        let relid = pg_sys::RangeVarGetRelidExtended(
+        let relid = relid_of(
             (*stmt).relation,
             pg_sys::AccessExclusiveLock as _,
-            if (*stmt).missing_ok {
-                pg_sys::RVROption::RVR_MISSING_OK
-            } else {
-                0
-            },
-            None,
-            std::ptr::null_mut(),
+            (*stmt).missing_ok,
         );
         if relid == pg_sys::InvalidOid || !is_columnar_relation(relid) {
             return None;

@@ -269,17 +269,17 @@ impl DatumBatch {
     }
 }
 
-/// Stores row `r` of `batch` into `slot` as a virtual tuple with its TID. `read` names
-/// the table columns the batch holds, in batch order, and the row-offset column follows
-/// them; columns not read are NULL. By-reference datums are allocated in the current
-/// memory context.
+/// Stores row `r` of `batch` (every table column in order, then the row-offset column)
+/// into `slot` as a virtual tuple with its TID. By-reference datums are allocated in
+/// `context`, which is reset first: the previous row stored this way is gone.
 ///
 /// # Safety
-/// `slot` must be a virtual-compatible slot of the relation `columns` describe.
+/// `slot` must be a virtual-compatible slot of the relation `columns` describe, and
+/// `context` a memory context nothing else keeps data in.
 pub unsafe fn store_row(
+    context: pg_sys::MemoryContext,
     slot: *mut pg_sys::TupleTableSlot,
     columns: &[ColumnInfo],
-    read: &[usize],
     batch: &RecordBatch,
     r: usize,
     first_row: u64,
@@ -287,30 +287,19 @@ pub unsafe fn store_row(
 ) -> Result<(), Error> {
     // SAFETY: per the contract; the slot has natts entries.
     unsafe {
+        pg_sys::MemoryContextReset(context);
+        let old = pg_sys::MemoryContextSwitchTo(context);
         pg_sys::ExecClearTuple(slot);
         let n = columns.len();
         let values = std::slice::from_raw_parts_mut((*slot).tts_values, n);
         let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, n);
-        if read.len() < n {
-            nulls.fill(true);
+        for (c, info) in columns.iter().enumerate() {
+            let datum = crate::datum::to_datum(info, &value_at(batch.column(c), info.ty, r));
+            values[c] = datum.unwrap_or(pg_sys::Datum::from(0usize));
+            nulls[c] = datum.is_none();
         }
-        for (k, &c) in read.iter().enumerate() {
-            let info = &columns[c];
-            match crate::datum::to_datum(info, &value_at(batch.column(k), info.ty, r)) {
-                Some(d) => {
-                    values[c] = d;
-                    nulls[c] = false;
-                }
-                None => {
-                    values[c] = pg_sys::Datum::from(0usize);
-                    nulls[c] = true;
-                }
-            }
-        }
-        let offset = batch
-            .column(read.len())
-            .as_primitive::<UInt32Type>()
-            .value(r);
+        pg_sys::MemoryContextSwitchTo(old);
+        let offset = batch.column(n).as_primitive::<UInt32Type>().value(r);
         let (block, off) = row_to_tid(first_row + u64::from(offset))?;
         pg_sys::ExecStoreVirtualTuple(slot);
         pgrx::itemptr::item_pointer_set_all(&mut (*slot).tts_tid, block, off);

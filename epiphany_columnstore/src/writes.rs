@@ -71,17 +71,57 @@ fn encode(
     batches: &[arrow_array::RecordBatch],
     by_command: bool,
 ) -> Result<Vec<Encoded>, Error> {
-    plan_runs(schema, batches, by_command)?
-        .into_iter()
-        .map(|run| {
-            Ok(Encoded {
-                first_row: run.first_row,
-                command: run.command,
-                part: encode_part(schema, &run.batch, sort_key, options)?,
-            })
+    // A large run is cut in two and both halves encoded at once: the final flush of a
+    // load then uses a second core instead of leaving it idle.
+    let mut pieces = Vec::new();
+    for run in plan_runs(schema, batches, by_command)? {
+        let rows = run.batch.num_rows();
+        if rows >= 2 * SPLIT_ROWS {
+            let mid = rows / 2;
+            pieces.push((run.first_row, run.command, run.batch.slice(0, mid)));
+            pieces.push((
+                run.first_row + mid as u64,
+                run.command,
+                run.batch.slice(mid, rows - mid),
+            ));
+        } else {
+            pieces.push((run.first_row, run.command, run.batch));
+        }
+    }
+    let encode_one = |(first_row, command, batch): &(u64, u32, arrow_array::RecordBatch)| {
+        Ok(Encoded {
+            first_row: *first_row,
+            command: *command,
+            part: encode_part(schema, batch, sort_key, options)?,
         })
-        .collect()
+    };
+    if pieces.len() < 2 {
+        return pieces.iter().map(encode_one).collect();
+    }
+    let (left, right) = pieces.split_at(pieces.len() / 2);
+    let (a, b) = std::thread::scope(|scope| {
+        let helper = scope.spawn(|| {
+            right
+                .iter()
+                .map(encode_one)
+                .collect::<Result<Vec<_>, Error>>()
+        });
+        let a = left
+            .iter()
+            .map(encode_one)
+            .collect::<Result<Vec<_>, Error>>();
+        let b = helper
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal("the part encoder thread panicked".into())));
+        (a, b)
+    });
+    let mut all = a?;
+    all.extend(b?);
+    Ok(all)
 }
+
+/// Runs of at least twice this many rows are encoded as two parts in parallel.
+const SPLIT_ROWS: usize = 100_000;
 
 thread_local! {
     static BACKEND: RefCell<Backend> = RefCell::new(Backend::default());

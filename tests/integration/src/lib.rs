@@ -330,6 +330,26 @@ impl Cluster {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
+    /// `pg_dump -Fc source | pg_restore -d target` (target created empty first), as a
+    /// user moves a database.
+    pub fn dump_and_restore(&self, source: &str, target: &str) {
+        self.connect("postgres")
+            .batch_execute(&format!("CREATE DATABASE {target}"))
+            .unwrap();
+        let mut dump = self
+            .client_tool("pg_dump")
+            .args(["-Fc", source])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pg_restore = self.client_tool("pg_restore");
+        pg_restore
+            .args(["--exit-on-error", "-d", target])
+            .stdin(dump.stdout.take().unwrap());
+        self.run_ok(pg_restore);
+        assert!(dump.wait().unwrap().success(), "pg_dump failed");
+    }
+
     /// `pg_config --sharedir` of the server under test.
     pub fn sharedir(&self) -> PathBuf {
         let out = self.run_ok({

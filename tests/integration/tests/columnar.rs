@@ -2,7 +2,6 @@
 //! restore, damaged pages.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::Mutex;
 
 use epiphany_integration_tests::Cluster;
@@ -187,22 +186,7 @@ fn pg_dump_and_restore_keep_access_method_options_indexes_and_rows() {
          CREATE INDEX metrics_host ON metrics USING hash (host);",
     )
     .unwrap();
-    cluster
-        .connect("postgres")
-        .batch_execute("CREATE DATABASE restored")
-        .unwrap();
-    let mut pg_dump = cluster.client_tool("pg_dump");
-    let mut dump = pg_dump
-        .args(["-Fc", "source"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut pg_restore = cluster.client_tool("pg_restore");
-    pg_restore
-        .args(["--exit-on-error", "-d", "restored"])
-        .stdin(dump.stdout.take().unwrap());
-    cluster.run_ok(pg_restore);
-    assert!(dump.wait().unwrap().success(), "pg_dump failed");
+    cluster.dump_and_restore("source", "restored");
 
     let describe = |c: &mut postgres::Client| -> Vec<String> {
         let mut out: Vec<String> = c

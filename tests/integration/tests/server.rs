@@ -1,6 +1,5 @@
 //! A real server: several sessions, restarts (fast and immediate), pg_dump | pg_restore.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use epiphany_integration_tests::{eventually, Cluster, Stop};
@@ -160,22 +159,7 @@ fn pg_dump_and_pg_restore_round_trip() {
     .unwrap();
 
     // pg_dump -Fc | pg_restore, as a user would move a database.
-    cluster
-        .connect("postgres")
-        .batch_execute("CREATE DATABASE restored")
-        .unwrap();
-    let mut pg_dump = cluster.client_tool("pg_dump");
-    let mut dump = pg_dump
-        .args(["-Fc", "source"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut pg_restore = cluster.client_tool("pg_restore");
-    pg_restore
-        .args(["--exit-on-error", "-d", "restored"])
-        .stdin(dump.stdout.take().unwrap());
-    cluster.run_ok(pg_restore);
-    assert!(dump.wait().unwrap().success(), "pg_dump failed");
+    cluster.dump_and_restore("source", "restored");
 
     let extensions = |client: &mut postgres::Client| -> Vec<(String, String, String)> {
         client
