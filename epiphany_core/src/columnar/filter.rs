@@ -6,38 +6,14 @@
 //! left alone (NaN ordering differs). Postgres still evaluates every qual on the rows
 //! kept, so this only saves work.
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Date32Type, Int16Type, Int32Type, Int64Type, Time64MicrosecondType};
+use std::sync::Arc;
+
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_buffer::BooleanBuffer;
 
 use crate::columnar::prune::{Op, Predicate, Scalar};
-use crate::columnar::types::{date_from_arrow, ColumnType};
+use crate::columnar::types::{date_to_arrow, ColumnType};
 use crate::error::{Error, Result};
-
-/// The row's value as an integer in Postgres's units, for the integer-like types.
-fn int_at(array: &ArrayRef, ty: ColumnType, i: usize) -> Option<i64> {
-    Some(match ty {
-        ColumnType::Bool => array.as_boolean().value(i) as i64,
-        ColumnType::Int16 => array.as_primitive::<Int16Type>().value(i) as i64,
-        ColumnType::Int32 => array.as_primitive::<Int32Type>().value(i) as i64,
-        ColumnType::Int64
-        | ColumnType::Numeric { .. }
-        | ColumnType::Timestamp
-        | ColumnType::TimestampTz => array.as_primitive::<Int64Type>().value(i),
-        ColumnType::Date => date_from_arrow(array.as_primitive::<Date32Type>().value(i)) as i64,
-        ColumnType::Time => array.as_primitive::<Time64MicrosecondType>().value(i),
-        _ => return None,
-    })
-}
-
-fn bytes_at(array: &ArrayRef, ty: ColumnType, i: usize) -> Option<&[u8]> {
-    Some(match ty {
-        ColumnType::Text => array.as_string::<i32>().value(i).as_bytes(),
-        ColumnType::Bytes => array.as_binary::<i32>().value(i),
-        ColumnType::Uuid => array.as_fixed_size_binary().value(i),
-        _ => return None,
-    })
-}
 
 fn exact(ty: ColumnType) -> bool {
     !matches!(
@@ -46,47 +22,78 @@ fn exact(ty: ColumnType) -> bool {
     )
 }
 
-fn compare(
-    array: &ArrayRef,
-    ty: ColumnType,
-    i: usize,
-    value: &Scalar,
-) -> Option<std::cmp::Ordering> {
-    match value {
-        Scalar::Int(v) => int_at(array, ty, i).map(|x| x.cmp(v)),
-        Scalar::Bytes(v) => bytes_at(array, ty, i).map(|x| x.cmp(v.as_slice())),
-        Scalar::Float(_) => None,
-    }
+/// The constant as a one-value array of the column's Arrow type; `None` when it has no
+/// such value (out of range), and then the predicate is not used here.
+fn scalar_array(ty: ColumnType, value: &Scalar) -> Option<ArrayRef> {
+    use arrow_array::{
+        BinaryArray, Date32Array, FixedSizeBinaryArray, Int16Array, Int32Array, Int64Array,
+        StringArray, Time64MicrosecondArray,
+    };
+    Some(match (ty, value) {
+        (ColumnType::Bool, Scalar::Int(v)) => Arc::new(BooleanArray::from(vec![*v != 0])),
+        (ColumnType::Int16, Scalar::Int(v)) => {
+            Arc::new(Int16Array::from(vec![i16::try_from(*v).ok()?]))
+        }
+        (ColumnType::Int32, Scalar::Int(v)) => {
+            Arc::new(Int32Array::from(vec![i32::try_from(*v).ok()?]))
+        }
+        (
+            ColumnType::Int64
+            | ColumnType::Numeric { .. }
+            | ColumnType::Timestamp
+            | ColumnType::TimestampTz,
+            Scalar::Int(v),
+        ) => Arc::new(Int64Array::from(vec![*v])),
+        (ColumnType::Date, Scalar::Int(v)) => Arc::new(Date32Array::from(vec![date_to_arrow(
+            i32::try_from(*v).ok()?,
+        )])),
+        (ColumnType::Time, Scalar::Int(v)) => Arc::new(Time64MicrosecondArray::from(vec![*v])),
+        (ColumnType::Text, Scalar::Bytes(b)) => {
+            Arc::new(StringArray::from(vec![std::str::from_utf8(b).ok()?]))
+        }
+        (ColumnType::Bytes, Scalar::Bytes(b)) => Arc::new(BinaryArray::from(vec![b.as_slice()])),
+        (ColumnType::Uuid, Scalar::Bytes(b)) => {
+            Arc::new(FixedSizeBinaryArray::try_from_iter(std::iter::once(b.as_slice())).ok()?)
+        }
+        _ => return None,
+    })
 }
 
-/// Whether row `i` may satisfy `pred` (false only when it certainly does not).
-fn may_pass(array: &ArrayRef, ty: ColumnType, i: usize, pred: &Predicate) -> bool {
-    use std::cmp::Ordering::*;
-    let null = array.is_null(i);
+/// Rows that may satisfy `op value` (false for NULLs); `None` when not decidable here.
+fn compare_mask(array: &ArrayRef, ty: ColumnType, op: Op, value: &Scalar) -> Option<BooleanBuffer> {
+    use arrow_ord::cmp;
+    let scalar = arrow_array::Scalar::new(scalar_array(ty, value)?);
+    let result = match op {
+        Op::Eq => cmp::eq(array, &scalar),
+        Op::Lt => cmp::lt(array, &scalar),
+        Op::Le => cmp::lt_eq(array, &scalar),
+        Op::Gt => cmp::gt(array, &scalar),
+        Op::Ge => cmp::gt_eq(array, &scalar),
+    }
+    .ok()?;
+    // NULL compares as unknown: not a match.
+    Some(match result.nulls() {
+        Some(nulls) => result.values() & nulls.inner(),
+        None => result.values().clone(),
+    })
+}
+
+fn mask(array: &ArrayRef, ty: ColumnType, pred: &Predicate) -> Option<BooleanBuffer> {
+    let valid = || match array.logical_nulls() {
+        Some(n) => n.inner().clone(),
+        None => BooleanBuffer::new_set(array.len()),
+    };
     match pred {
-        Predicate::IsNull { .. } => null,
-        Predicate::IsNotNull { .. } => !null,
-        _ if null => false,
-        Predicate::Compare { op, value, .. } => match compare(array, ty, i, value) {
-            None => true,
-            Some(o) => match op {
-                Op::Eq => o == Equal,
-                Op::Lt => o == Less,
-                Op::Le => o != Greater,
-                Op::Gt => o == Greater,
-                Op::Ge => o != Less,
-            },
-        },
+        Predicate::IsNull { .. } => Some(!&valid()),
+        Predicate::IsNotNull { .. } => Some(valid()),
+        _ if !exact(ty) => None,
+        Predicate::Compare { op, value, .. } => compare_mask(array, ty, *op, value),
         Predicate::In { values, .. } => {
-            let mut unknown = false;
+            let mut any = BooleanBuffer::new_unset(array.len());
             for v in values {
-                match compare(array, ty, i, v) {
-                    Some(std::cmp::Ordering::Equal) => return true,
-                    Some(_) => {}
-                    None => unknown = true,
-                }
+                any = &any | &compare_mask(array, ty, Op::Eq, v)?;
             }
-            unknown
+            Some(any)
         }
     }
 }
@@ -98,31 +105,23 @@ pub fn filter_batch(
     types: &[ColumnType],
     preds: &[(usize, &Predicate)],
 ) -> Result<RecordBatch> {
-    let usable: Vec<&(usize, &Predicate)> = preds
-        .iter()
-        .filter(|(c, p)| {
-            types.get(*c).is_some_and(|&t| {
-                exact(t) || matches!(p, Predicate::IsNull { .. } | Predicate::IsNotNull { .. })
-            })
-        })
-        .collect();
-    if usable.is_empty() {
+    let mut keep: Option<BooleanBuffer> = None;
+    for (c, p) in preds {
+        let Some(&ty) = types.get(*c) else { continue };
+        if let Some(m) = mask(batch.column(*c), ty, p) {
+            keep = Some(match keep {
+                None => m,
+                Some(k) => &k & &m,
+            });
+        }
+    }
+    let Some(keep) = keep else {
+        return Ok(batch.clone());
+    };
+    if keep.count_set_bits() == batch.num_rows() {
         return Ok(batch.clone());
     }
-    let rows = batch.num_rows();
-    let mask: BooleanArray = (0..rows)
-        .map(|i| {
-            Some(
-                usable
-                    .iter()
-                    .all(|(c, p)| may_pass(batch.column(*c), types[*c], i, p)),
-            )
-        })
-        .collect();
-    if mask.true_count() == rows {
-        return Ok(batch.clone());
-    }
-    arrow_select::filter::filter_record_batch(batch, &mask)
+    arrow_select::filter::filter_record_batch(batch, &BooleanArray::new(keep, None))
         .map_err(|e| Error::Internal(format!("filtering a batch: {e}")))
 }
 
