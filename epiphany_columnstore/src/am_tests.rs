@@ -532,4 +532,18 @@ mod tests {
             Some(0)
         );
     }
+
+    #[pg_test]
+    fn toasted_and_compressed_values_are_stored_whole() {
+        run("CREATE TABLE big_heap (id int, t text, b bytea)");
+        run("ALTER TABLE big_heap ALTER COLUMN b SET STORAGE EXTERNAL");
+        run("INSERT INTO big_heap SELECT g, repeat(md5(g::text), 2000), decode(repeat(md5(g::text), 3000), 'hex') FROM generate_series(1, 20) g");
+        run("INSERT INTO big_heap VALUES (99, repeat('y', 5000000), NULL)");
+        run("CREATE TABLE big (id int, t text, b bytea) USING epiphany_columnar");
+        run("INSERT INTO big SELECT * FROM big_heap");
+        same(
+            "SELECT id, md5(t), md5(b), length(t) FROM big",
+            "SELECT id, md5(t), md5(b), length(t) FROM big_heap",
+        );
+    }
 }

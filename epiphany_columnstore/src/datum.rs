@@ -122,11 +122,33 @@ pub unsafe fn to_value<'a>(info: &ColumnInfo, datum: pg_sys::Datum) -> Value<'a>
 /// # Safety
 /// `datum` must point at a valid varlena.
 unsafe fn varlena_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
-    // SAFETY: per the contract; pg_detoast_datum_packed returns a plain (maybe short)
-    // varlena that stays valid in the current memory context.
+    // SAFETY: per the contract; a plain varlena is read in place, anything else is
+    // detoasted by pg_detoast_datum_packed into the current memory context.
     unsafe {
-        let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+        let p = datum.cast_mut_ptr::<pg_sys::varlena>();
+        let v = if is_plain_varlena(p) {
+            p
+        } else {
+            pg_sys::pg_detoast_datum_packed(p)
+        };
         std::slice::from_raw_parts(vardata_any(v) as *const u8, varsize_any_exhdr(v))
+    }
+}
+
+/// Whether a varlena is neither compressed nor an external (TOAST) pointer, so it can be
+/// read in place without a call into Postgres (the common case for every row a load
+/// inserts). The header bits are those of little-endian builds.
+///
+/// # Safety
+/// `p` must point at a valid varlena.
+unsafe fn is_plain_varlena(p: *const pg_sys::varlena) -> bool {
+    if cfg!(target_endian = "little") {
+        // SAFETY: a varlena has at least one header byte.
+        let first = unsafe { *(p as *const u8) };
+        // 0x01: 1-byte header of an external pointer; low bits 10: 4-byte compressed.
+        first != 0x01 && first & 0x03 != 0x02
+    } else {
+        false
     }
 }
 

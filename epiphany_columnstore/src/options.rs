@@ -507,7 +507,11 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt) -> Option<bool> {
             .filter(|(k, _)| !reset.iter().any(|r| r.eq_ignore_ascii_case(k)))
             .filter(|(k, _)| !ours.iter().any(|(o, _)| o.eq_ignore_ascii_case(k)))
             .collect();
-        if reset.iter().any(|r| r == "compression") {
+        // A new (or reset) codec starts from its own default level unless one is given.
+        let sets_level = ours.iter().any(|(k, _)| k == "compression_level");
+        if reset.iter().any(|r| r == "compression")
+            || (ours.iter().any(|(k, _)| k == "compression") && !sets_level)
+        {
             pairs.retain(|(k, _)| k != "compression_level");
         }
         pairs.extend(ours);

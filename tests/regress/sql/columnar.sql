@@ -59,6 +59,8 @@ SELECT * FROM epiphany.verify_table('orders');
 -- Options are checked, and changed with ALTER TABLE.
 ALTER TABLE orders SET (granule_rows = 500);
 SELECT reloptions FROM pg_class WHERE oid = 'orders'::regclass;
+ALTER TABLE orders SET (compression = 'lz4');
+SELECT reloptions FROM pg_class WHERE oid = 'orders'::regclass;
 ALTER TABLE orders SET (granule_rows = -1);
 ALTER TABLE orders SET (order_by = 'missing');
 ALTER TABLE orders SET (fillfactor = 50, granule_rows = 10);
