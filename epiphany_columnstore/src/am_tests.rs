@@ -546,4 +546,20 @@ mod tests {
             "SELECT id, md5(t), md5(b), length(t) FROM big_heap",
         );
     }
+
+    #[pg_test]
+    fn many_single_row_inserts_in_a_transaction_make_one_part() {
+        run("CREATE TABLE t13 (id int, s text) USING epiphany_columnar");
+        for i in 0..200 {
+            run(&format!("INSERT INTO t13 VALUES ({i}, 'row {i}')"));
+        }
+        assert_eq!(one::<i64>("SELECT count(*) FROM t13"), Some(200));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM epiphany.parts WHERE \"table\" = 't13'::regclass"),
+            Some(1)
+        );
+        // INSERT … SELECT from the same table reads it: earlier rows are flushed first.
+        run("INSERT INTO t13 SELECT id + 1000, s FROM t13");
+        assert_eq!(one::<i64>("SELECT count(*) FROM t13"), Some(400));
+    }
 }

@@ -486,10 +486,20 @@ unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags
     if pending {
         // SAFETY: a valid query descriptor with a planned statement.
         unsafe {
-            let rtable =
-                pgrx::PgList::<pg_sys::RangeTblEntry>::from_pg((*(*query).plannedstmt).rtable);
-            for rte in rtable.iter_ptr() {
-                if (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION {
+            let stmt = (*query).plannedstmt;
+            // An INSERT's target is written, not read: its rows keep buffering (a
+            // transaction of many single-row INSERTs makes one part, not one per row).
+            let targets = (*stmt).resultRelations;
+            let n_targets = if targets.is_null() {
+                0
+            } else {
+                (*targets).length
+            };
+            let is_target =
+                |index: i32| (0..n_targets).any(|i| pg_sys::list_nth_int(targets, i) == index);
+            let rtable = pgrx::PgList::<pg_sys::RangeTblEntry>::from_pg((*stmt).rtable);
+            for (i, rte) in rtable.iter_ptr().enumerate() {
+                if (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION && !is_target(i as i32 + 1) {
                     flush_relid((*rte).relid, true);
                 }
             }
