@@ -244,6 +244,8 @@ mod tests {
     #[pg_test]
     fn parts_stats_and_verification_describe_the_table() {
         load("t6", "WITH (order_by = 'day', granule_rows = 1000)");
+        // A read between the two inserts writes the first rows as their own part.
+        run("SELECT count(*) FROM t6");
         run("INSERT INTO t6 SELECT * FROM t6_heap WHERE id <= 10");
         assert_eq!(
             one::<i64>("SELECT count(*) FROM epiphany.parts WHERE \"table\" = 't6'::regclass"),
@@ -561,5 +563,19 @@ mod tests {
         // INSERT … SELECT from the same table reads it: earlier rows are flushed first.
         run("INSERT INTO t13 SELECT id + 1000, s FROM t13");
         assert_eq!(one::<i64>("SELECT count(*) FROM t13"), Some(400));
+    }
+
+    #[pg_test]
+    fn a_cursor_sees_the_rows_inserted_before_it_and_no_later_ones() {
+        run("CREATE TABLE t14 (x int) USING epiphany_columnar");
+        run("INSERT INTO t14 VALUES (1)");
+        run("DECLARE c1 CURSOR FOR SELECT sum(x) FROM t14");
+        run("INSERT INTO t14 VALUES (10)");
+        run("DECLARE c2 CURSOR FOR SELECT sum(x) FROM t14");
+        run("INSERT INTO t14 VALUES (100)");
+        // Fetched in reverse order, with rows still buffered.
+        assert_eq!(one::<i64>("FETCH c2"), Some(11));
+        assert_eq!(one::<i64>("FETCH c1"), Some(1));
+        assert_eq!(one::<i64>("SELECT sum(x) FROM t14"), Some(111));
     }
 }

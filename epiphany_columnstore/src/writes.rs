@@ -69,12 +69,12 @@ fn encode(
     sort_key: &[usize],
     options: &epiphany_core::columnar::TableOptions,
     batches: &[arrow_array::RecordBatch],
-    by_command: bool,
+    split_from: Option<u32>,
 ) -> Result<Vec<Encoded>, Error> {
     // A large run is cut in two and both halves encoded at once: the final flush of a
     // load then uses a second core instead of leaving it idle.
     let mut pieces = Vec::new();
-    for run in plan_runs(schema, batches, by_command)? {
+    for run in plan_runs(schema, batches, split_from)? {
         let rows = run.batch.num_rows();
         if rows >= 2 * SPLIT_ROWS {
             let mid = rows / 2;
@@ -243,7 +243,8 @@ unsafe fn flush_in_background(rel: pg_sys::Relation) -> Result<(), Error> {
         );
         let work = batches.clone();
         let bytes = batches.iter().map(|x| x.get_array_memory_size()).sum();
-        let handle = std::thread::spawn(move || encode(&schema, &sort_key, &options, &work, true));
+        let handle =
+            std::thread::spawn(move || encode(&schema, &sort_key, &options, &work, Some(0)));
         b.job = Some(Job {
             relid,
             level,
@@ -423,12 +424,24 @@ pub unsafe fn flush(rel: pg_sys::Relation, by_command: bool) -> Result<(), Error
         // SAFETY: per the contract.
         None => unsafe { TableInfo::load(rel) }?,
     };
+    // Parts are stamped with their rows' latest command. In the middle of a transaction a
+    // cursor opened between two commands must see exactly the rows before it, so parts
+    // are cut where the command changes — unless no cursor is open, when only this
+    // query can read and every earlier command may share a part.
+    let split_from = if !by_command {
+        None
+    // SAFETY: portal and command-counter lookups on the main thread.
+    } else if unsafe { pg_sys::ThereAreNoReadyPortals() } {
+        Some(unsafe { pg_sys::GetCurrentCommandId(false) })
+    } else {
+        Some(0)
+    };
     let result = encode(
         &info.schema,
         &info.sort_key,
         &info.options,
         &batches,
-        by_command,
+        split_from,
     )
     // SAFETY: per the contract.
     .and_then(|parts| unsafe { write_parts(rel, parts) });

@@ -47,11 +47,13 @@ pub struct Run {
 }
 
 /// Orders buffered `batches` (in [`buffer_schema`]) by row number and cuts them into
-/// runs of consecutive numbers, and of one command when `by_command`.
+/// runs of consecutive numbers, and, with `split_from = Some(c)`, where the command
+/// changes — except between two commands that are both below `c` (no snapshot that
+/// could still read the table sits between them).
 pub fn plan_runs(
     table: &TableSchema,
     batches: &[RecordBatch],
-    by_command: bool,
+    split_from: Option<u32>,
 ) -> Result<Vec<Run>> {
     let columns = table.columns.len();
     let Some(first) = batches.first() else {
@@ -100,7 +102,10 @@ pub fn plan_runs(
     for i in 1..=numbers.len() {
         let cut = i == numbers.len()
             || numbers[i] != numbers[i - 1] + 1
-            || (by_command && commands[i] != commands[i - 1]);
+            || split_from.is_some_and(|c| {
+                commands[i] != commands[i - 1]
+                    && !((commands[i] as u32) < c && (commands[i - 1] as u32) < c)
+            });
         if !cut {
             continue;
         }
@@ -160,7 +165,7 @@ mod tests {
         // at 13 (a discarded savepoint), commands 5 and 7.
         let a = buffered(&[(10, 10, 5), (12, 12, 5), (15, 15, 7)]);
         let b = buffered(&[(11, 11, 5), (14, 14, 7), (16, 16, 7)]);
-        let runs = plan_runs(&table, &[a.clone(), b.clone()], false).unwrap();
+        let runs = plan_runs(&table, &[a.clone(), b.clone()], None).unwrap();
         assert_eq!(
             summary(&runs),
             vec![(10, 5, vec![10, 11, 12]), (14, 7, vec![14, 15, 16])]
@@ -168,13 +173,22 @@ mod tests {
         assert_eq!(runs[0].batch.schema().fields().len(), 1);
         let c = buffered(&[(17, 17, 8)]);
         assert_eq!(
-            summary(&plan_runs(&table, &[b, c.clone()], false).unwrap()),
+            summary(&plan_runs(&table, &[b, c.clone()], None).unwrap()),
             vec![(11, 5, vec![11]), (14, 7, vec![14]), (16, 8, vec![16, 17])]
         );
         assert_eq!(
-            summary(&plan_runs(&table, &[buffered(&[(16, 16, 7)]), c], true).unwrap()),
+            summary(&plan_runs(&table, &[buffered(&[(16, 16, 7)]), c.clone()], Some(0)).unwrap()),
             vec![(16, 7, vec![16]), (17, 8, vec![17])]
         );
-        assert!(plan_runs(&table, &[], true).unwrap().is_empty());
+        // Commands 7 and 8 are both below 9: one part, stamped with the later one.
+        assert_eq!(
+            summary(&plan_runs(&table, &[buffered(&[(16, 16, 7)]), c.clone()], Some(9)).unwrap()),
+            vec![(16, 8, vec![16, 17])]
+        );
+        assert_eq!(
+            summary(&plan_runs(&table, &[buffered(&[(16, 16, 7)]), c], Some(8)).unwrap()),
+            vec![(16, 7, vec![16]), (17, 8, vec![17])]
+        );
+        assert!(plan_runs(&table, &[], Some(0)).unwrap().is_empty());
     }
 }
