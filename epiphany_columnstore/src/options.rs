@@ -448,7 +448,7 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt) -> Option<bool> {
                 Error::NotSupported(
                     "ALTER TABLE … ADD COLUMN / DROP COLUMN on epiphany_columnar tables (create a new table with CREATE TABLE … AS)".into(),
                 )
-                .report_now();
+                .report();
             }
         }
         let mut ours = Vec::new();
@@ -488,7 +488,7 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt) -> Option<bool> {
                 "mixing epiphany_columnar options with other ALTER TABLE actions in one statement"
                     .into(),
             )
-            .report_now();
+            .report();
         }
         #[cfg(not(feature = "pg15"))]
         let owner =
@@ -519,16 +519,6 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt) -> Option<bool> {
         check_columns(relid, &options);
         store(relid, &options);
         Some(true)
-    }
-}
-
-trait ReportNow {
-    fn report_now(&self) -> !;
-}
-
-impl ReportNow for Error {
-    fn report_now(&self) -> ! {
-        epiphany_core::pg::report(self)
     }
 }
 

@@ -312,7 +312,7 @@ pub unsafe extern "C-unwind" fn scan_begin(
             Error::Internal(
                 "rows buffered by this transaction cannot be read in parallel mode".into(),
             )
-            .report_now();
+            .report();
         }
         let desc = pg_sys::palloc0(std::mem::size_of::<ScanDesc>()) as *mut ScanDesc;
         (*desc).base.rs_rd = rel;
@@ -324,16 +324,6 @@ pub unsafe extern "C-unwind" fn scan_begin(
         let state = ScanState::new(rel, snapshot).or_report();
         (*desc).state = Box::into_raw(Box::new(state));
         desc as pg_sys::TableScanDesc
-    }
-}
-
-trait ReportNow {
-    fn report_now(&self) -> !;
-}
-
-impl ReportNow for Error {
-    fn report_now(&self) -> ! {
-        epiphany_core::pg::report(self)
     }
 }
 
@@ -386,7 +376,7 @@ pub unsafe extern "C-unwind" fn scan_getnextslot(
 ) -> bool {
     if direction == pg_sys::ScanDirection::BackwardScanDirection {
         Error::NotSupported("backward scans of epiphany_columnar tables (use a SCROLL cursor over a materialized result)".into())
-            .report_now();
+            .report();
     }
     // SAFETY: a descriptor from scan_begin and a slot of its relation.
     unsafe {

@@ -40,8 +40,10 @@ struct Backend {
     storage: HashMap<pg_sys::Oid, u64>,
     /// Parts being encoded on a helper thread while a load goes on.
     job: Option<Job>,
-    /// Rows inserted by this backend (paces the buffer-size checks).
+    /// Rows inserted by this backend, and their bytes since the buffer was last measured
+    /// (they pace the measurements).
     inserted: u64,
+    unmeasured: usize,
     registered: bool,
 }
 
@@ -188,11 +190,22 @@ pub unsafe fn insert(
         b.writes
             .insert(level, relid.to_u32(), &info.buffered, &row_values)
             .or_report();
-        // Measuring the buffer walks its batches: do it every few hundred rows.
+        // Measuring the buffer walks its batches: do it every few hundred rows, or sooner
+        // after large values (so the buffer never grows far past its bound).
+        let row_bytes: usize = row_values
+            .iter()
+            .map(|v| match v {
+                Value::Text(t) => t.len() + 8,
+                Value::Bytes(x) => x.len() + 8,
+                _ => 8,
+            })
+            .sum();
         b.inserted += 1;
-        if b.inserted % 256 != 0 {
+        b.unmeasured += row_bytes;
+        if b.inserted % 256 != 0 && b.unmeasured < 1 << 20 {
             return false;
         }
+        b.unmeasured = 0;
         let encoding = b
             .job
             .as_ref()

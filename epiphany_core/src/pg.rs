@@ -18,6 +18,13 @@ pub fn report(err: &Error) -> ! {
     unreachable!("ereport(ERROR) returned")
 }
 
+impl Error {
+    /// Raises this error as an ERROR with its SQLSTATE; never returns.
+    pub fn report(&self) -> ! {
+        report(self)
+    }
+}
+
 /// `result.or_report()`: the value, or the error raised as an ERROR.
 pub trait OrReport<T> {
     fn or_report(self) -> T;
