@@ -408,11 +408,12 @@ pub unsafe extern "C-unwind" fn parallelscan_initialize(
     // SAFETY: Postgres hands us shared memory of the estimated size.
     unsafe {
         let shared = pscan as *mut ParallelScan;
-        #[cfg(not(feature = "pg15"))]
+        // PostgreSQL 18 names the relation by its storage, earlier versions by oid.
+        #[cfg(feature = "pg18")]
         {
             (*shared).base.phs_locator = (*rel).rd_locator;
         }
-        #[cfg(feature = "pg15")]
+        #[cfg(not(feature = "pg18"))]
         {
             (*shared).base.phs_relid = (*rel).rd_id;
         }
@@ -661,7 +662,8 @@ pub unsafe extern "C-unwind" fn scan_sample_next_tuple(
     }
 }
 
-#[cfg(not(feature = "pg15"))]
+// PostgreSQL 17 hands ANALYZE's blocks over as a read stream; 15 and 16 as numbers.
+#[cfg(not(any(feature = "pg15", feature = "pg16")))]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn scan_analyze_next_block(
     scan: pg_sys::TableScanDesc,
@@ -681,7 +683,7 @@ pub unsafe extern "C-unwind" fn scan_analyze_next_block(
     }
 }
 
-#[cfg(feature = "pg15")]
+#[cfg(any(feature = "pg15", feature = "pg16"))]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn scan_analyze_next_block(
     scan: pg_sys::TableScanDesc,

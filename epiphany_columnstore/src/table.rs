@@ -88,12 +88,13 @@ pub unsafe fn tuple_desc_attr(
     i: usize,
 ) -> *mut pg_sys::FormData_pg_attribute {
     // SAFETY: per the contract.
-    #[cfg(not(feature = "pg15"))]
+    #[cfg(feature = "pg18")]
     unsafe {
         pg_sys::TupleDescAttr(desc, i as i32)
     }
-    // SAFETY: per the contract: attributes are laid out after the descriptor.
-    #[cfg(feature = "pg15")]
+    // SAFETY: per the contract: before PostgreSQL 18 the attributes follow the
+    // descriptor (18 has an accessor function instead).
+    #[cfg(not(feature = "pg18"))]
     unsafe {
         (*desc).attrs.as_mut_ptr().add(i)
     }
