@@ -17,7 +17,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::catalog::{self, PartRow};
-use crate::part_access::{store_row, OpenPart};
+use crate::part_access::{store_row, OpenPart, RowContext};
 use crate::table::TableInfo;
 
 #[repr(C)]
@@ -60,7 +60,7 @@ pub struct FetchState {
     parts: Vec<PartRow>,
     positions: Option<(u64, usize, RecordBatch)>,
     rows: Option<(u64, usize, RecordBatch)>,
-    row_context: pg_sys::MemoryContext,
+    row_context: RowContext,
 }
 
 impl FetchState {
@@ -79,13 +79,7 @@ impl FetchState {
                 parts: Vec::new(),
                 positions: None,
                 rows: None,
-                row_context: pg_sys::AllocSetContextCreateExtended(
-                    pg_sys::CurrentMemoryContext,
-                    c"epiphany_columnar fetch".as_ptr(),
-                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as _,
-                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as _,
-                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as _,
-                ),
+                row_context: RowContext::new(c"epiphany_columnar fetch"),
             })
         }
     }
@@ -141,7 +135,7 @@ impl FetchState {
         // SAFETY: per the contract; datums go to the row context.
         unsafe {
             store_row(
-                self.row_context,
+                self.row_context.get(),
                 slot,
                 &self.info.columns,
                 batch,
@@ -205,13 +199,6 @@ unsafe fn cached_part(
         }
     });
     Ok(part)
-}
-
-impl Drop for FetchState {
-    fn drop(&mut self) {
-        // SAFETY: created in new(), deleted once.
-        unsafe { pg_sys::MemoryContextDelete(self.row_context) };
-    }
 }
 
 #[pg_guard]

@@ -10,10 +10,6 @@ use epiphany_core::Error;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-fn report(e: Error) -> ! {
-    epiphany_core::pg::report(&e)
-}
-
 #[pg_guard]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C-unwind" fn index_build_range_scan(
@@ -33,24 +29,23 @@ pub unsafe extern "C-unwind" fn index_build_range_scan(
     // slot and snapshot made here are released before returning.
     unsafe {
         if (*info).ii_Unique || !(*info).ii_ExclusionOps.is_null() {
-            report(Error::NotSupported(
+            Error::NotSupported(
                 "unique indexes, primary keys and exclusion constraints on epiphany_columnar tables".into(),
-            ));
+            ).report();
         }
         if (*info).ii_Concurrent {
-            report(Error::NotSupported(
-                "CREATE INDEX CONCURRENTLY on epiphany_columnar tables".into(),
-            ));
+            Error::NotSupported("CREATE INDEX CONCURRENTLY on epiphany_columnar tables".into())
+                .report();
         }
         if start_block != 0 || numblocks != pg_sys::InvalidBlockNumber {
-            report(Error::NotSupported(
+            Error::NotSupported(
                 "block-range index builds (BRIN) on epiphany_columnar tables".into(),
-            ));
+            )
+            .report();
         }
         if !scan.is_null() {
-            report(Error::NotSupported(
-                "parallel index builds on epiphany_columnar tables".into(),
-            ));
+            Error::NotSupported("parallel index builds on epiphany_columnar tables".into())
+                .report();
         }
         let _ = index;
         let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
@@ -109,9 +104,7 @@ pub unsafe extern "C-unwind" fn index_validate_scan(
     _snapshot: pg_sys::Snapshot,
     _state: *mut pg_sys::ValidateIndexState,
 ) {
-    report(Error::NotSupported(
-        "CREATE INDEX CONCURRENTLY on epiphany_columnar tables".into(),
-    ))
+    Error::NotSupported("CREATE INDEX CONCURRENTLY on epiphany_columnar tables".into()).report()
 }
 
 /// `VACUUM FULL` / `CLUSTER`: every row into the new storage, in new parts (sorted by

@@ -127,6 +127,37 @@ impl OpenPart {
     }
 }
 
+/// A memory context for the datums of the rows a scan or fetch hands out, deleted with
+/// its owner.
+pub struct RowContext(pg_sys::MemoryContext);
+
+impl RowContext {
+    /// A child of the current memory context.
+    pub fn new(name: &'static std::ffi::CStr) -> RowContext {
+        // SAFETY: main thread; the context is deleted exactly once, on drop.
+        RowContext(unsafe {
+            pg_sys::AllocSetContextCreateExtended(
+                pg_sys::CurrentMemoryContext,
+                name.as_ptr(),
+                pg_sys::ALLOCSET_DEFAULT_MINSIZE as _,
+                pg_sys::ALLOCSET_DEFAULT_INITSIZE as _,
+                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as _,
+            )
+        })
+    }
+
+    pub fn get(&self) -> pg_sys::MemoryContext {
+        self.0
+    }
+}
+
+impl Drop for RowContext {
+    fn drop(&mut self) {
+        // SAFETY: created in new(), deleted once.
+        unsafe { pg_sys::MemoryContextDelete(self.0) };
+    }
+}
+
 /// A decoded batch as datums, column by column: what a scan copies into its slot row by
 /// row. By-reference values live in the memory context current while decoding.
 pub struct DatumBatch {

@@ -17,7 +17,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::catalog::{self, PartRow};
-use crate::part_access::{store_row, DatumBatch, OpenPart};
+use crate::part_access::{store_row, DatumBatch, OpenPart, RowContext};
 use crate::table::TableInfo;
 
 /// The table column a predicate is about.
@@ -58,7 +58,7 @@ pub struct ScanState {
     current: Option<(OpenPart, PartBatches)>,
     batch: Option<(DatumBatch, usize)>,
     /// Per-row memory: by-reference datums of the row in the slot.
-    row_context: pg_sys::MemoryContext,
+    row_context: RowContext,
     /// ANALYZE: rows of the current sample block, as (part index, first pos, end pos).
     sample: Option<SampleState>,
     /// Bitmap heap scans fetch by TID.
@@ -105,16 +105,7 @@ impl ScanState {
             Some(storage) => unsafe { catalog::visible(storage, snapshot) }?,
             None => Vec::new(),
         };
-        // SAFETY: a child of the current context, deleted at the end of the scan.
-        let row_context = unsafe {
-            pg_sys::AllocSetContextCreateExtended(
-                pg_sys::CurrentMemoryContext,
-                c"epiphany_columnar row".as_ptr(),
-                pg_sys::ALLOCSET_DEFAULT_MINSIZE as _,
-                pg_sys::ALLOCSET_DEFAULT_INITSIZE as _,
-                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as _,
-            )
-        };
+        let row_context = RowContext::new(c"epiphany_columnar row");
         let read = (0..info.columns.len()).collect();
         Ok(ScanState {
             info,
@@ -233,8 +224,8 @@ impl ScanState {
                         // SAFETY: the previous batch's datums are no longer in any slot
                         // (the slot is cleared before every row stored).
                         let decoded = unsafe {
-                            pg_sys::MemoryContextReset(self.row_context);
-                            let old = pg_sys::MemoryContextSwitchTo(self.row_context);
+                            pg_sys::MemoryContextReset(self.row_context.get());
+                            let old = pg_sys::MemoryContextSwitchTo(self.row_context.get());
                             let d = DatumBatch::decode(
                                 &self.info.columns,
                                 &self.read,
@@ -282,13 +273,6 @@ impl ScanState {
             let batches = part.reader.read(&columns, &granules, BATCH_ROWS)?;
             self.current = Some((part, batches));
         }
-    }
-}
-
-impl Drop for ScanState {
-    fn drop(&mut self) {
-        // SAFETY: created in new(), deleted once.
-        unsafe { pg_sys::MemoryContextDelete(self.row_context) };
     }
 }
 
@@ -585,7 +569,7 @@ impl ScanState {
         // SAFETY: per the contract; datums go to the row context.
         unsafe {
             store_row(
-                self.row_context,
+                self.row_context.get(),
                 slot,
                 &self.info.columns,
                 batch,
