@@ -1,12 +1,11 @@
-//! Postgres datums to and from the core's [`Value`]s.
+//! Postgres datums into the core's row buffer, and back from its [`Value`]s.
 //!
 //! Which [`ColumnType`] a Postgres type is stored as is decided here, once per column; the
 //! conversions then follow the type's storage (by value, fixed-length by reference,
 //! varlena, C string). Types without a native encoding keep their exact in-memory image
 //! as `Opaque` bytes, so every type round-trips, including domains, arrays and composites.
 
-use epiphany_core::columnar::{numeric, ColumnType, Value};
-use epiphany_core::pg::OrReport;
+use epiphany_core::columnar::{numeric, ColumnType, RowBuffer, Value};
 use pgrx::pg_sys;
 use pgrx::varlena::{set_varsize_4b, vardata_any, varsize_any_exhdr};
 
@@ -81,39 +80,51 @@ impl ColumnInfo {
     }
 }
 
-/// The value of a non-null datum. Borrowed bytes live as long as the datum's memory (a
-/// detoasted copy lives in the current memory context).
+/// Appends a non-null datum to the row `buffer` is building, in the representation the
+/// buffer documents; returns the bytes it took (to pace memory measurements). Borrowed
+/// bytes are copied into the buffer.
 ///
 /// # Safety
 /// `datum` must be a valid, non-null datum of the type `info` was made for.
-pub unsafe fn to_value<'a>(info: &ColumnInfo, datum: pg_sys::Datum) -> Value<'a> {
-    let word = datum.value();
+#[inline]
+pub unsafe fn push_datum(buffer: &mut RowBuffer, info: &ColumnInfo, datum: pg_sys::Datum) -> usize {
     match info.ty {
-        ColumnType::Bool => Value::Bool(word != 0),
-        ColumnType::Int16 => Value::Int16(word as i16),
-        ColumnType::Int32 => Value::Int32(word as i32),
-        ColumnType::Int64 => Value::Int64(word as i64),
-        ColumnType::Float32 => Value::Float32(f32::from_bits(word as u32)),
-        ColumnType::Float64 => Value::Float64(f64::from_bits(word as u64)),
-        ColumnType::Date => Value::Date(word as i32),
-        ColumnType::Time => Value::Time(word as i64),
-        ColumnType::Timestamp | ColumnType::TimestampTz => Value::Timestamp(word as i64),
+        ColumnType::Bool
+        | ColumnType::Int16
+        | ColumnType::Int32
+        | ColumnType::Int64
+        | ColumnType::Float32
+        | ColumnType::Float64
+        | ColumnType::Date
+        | ColumnType::Time
+        | ColumnType::Timestamp
+        | ColumnType::TimestampTz => {
+            buffer.push_word(datum.value() as u64);
+            8
+        }
         ColumnType::Uuid => {
             // SAFETY: a uuid datum points at its 16 bytes.
-            let bytes = unsafe { std::slice::from_raw_parts(datum.cast_mut_ptr::<u8>(), 16) };
-            Value::Uuid(bytes.try_into().expect("16 bytes"))
+            buffer
+                .push_bytes(unsafe { std::slice::from_raw_parts(datum.cast_mut_ptr::<u8>(), 16) });
+            16
         }
-        ColumnType::Text => {
-            // SAFETY: a valid varlena; in a UTF-8 database its bytes are valid UTF-8.
+        ColumnType::Text | ColumnType::Bytes | ColumnType::Numeric { .. } => {
+            // SAFETY: a valid varlena (text in a UTF-8 database is valid UTF-8, checked
+            // again when the buffer is converted).
             let bytes = unsafe { varlena_bytes(datum) };
-            Value::Text(unsafe { std::str::from_utf8_unchecked(bytes) })
+            buffer.push_bytes(bytes);
+            bytes.len() + 8
         }
-        ColumnType::Bytes => Value::Bytes(unsafe { varlena_bytes(datum) }),
-        ColumnType::Numeric { scale } => {
-            // SAFETY: a valid numeric varlena.
-            Value::Int64(numeric::to_scaled(unsafe { varlena_bytes(datum) }, scale).or_report())
+        ColumnType::Opaque if info.typbyval => {
+            buffer.push_bytes(&(datum.value() as u64).to_le_bytes());
+            16
         }
-        ColumnType::Opaque => Value::Bytes(unsafe { image(info, datum) }),
+        ColumnType::Opaque => {
+            // SAFETY: per the contract.
+            let bytes = unsafe { image(info, datum) };
+            buffer.push_bytes(bytes);
+            bytes.len() + 8
+        }
     }
 }
 
@@ -152,21 +163,11 @@ unsafe fn is_plain_varlena(p: *const pg_sys::varlena) -> bool {
     }
 }
 
-/// The bytes that make up a datum of a type without a native encoding.
+/// The bytes that make up a by-reference datum of a type without a native encoding.
 ///
 /// # Safety
-/// `datum` must be a valid datum of the type `info` was made for.
+/// `datum` must be a valid datum of the type `info` was made for, not by value.
 unsafe fn image<'a>(info: &ColumnInfo, datum: pg_sys::Datum) -> &'a [u8] {
-    if info.typbyval {
-        // By value: the datum itself, leaked into the memory context like a detoasted copy.
-        let word = datum.value() as u64;
-        // SAFETY: palloc on the main thread; 8 bytes written before use.
-        unsafe {
-            let p = pg_sys::palloc(8) as *mut u8;
-            std::ptr::copy_nonoverlapping(word.to_le_bytes().as_ptr(), p, 8);
-            return std::slice::from_raw_parts(p, 8);
-        }
-    }
     match info.typlen {
         // SAFETY (all arms): per the contract, the datum points at data of this layout.
         -1 => unsafe { varlena_bytes(datum) },

@@ -81,11 +81,10 @@ mod tests {
         let schema = TableSchema::new([("v", info.ty)]);
         let mut buffer = RowBuffer::new(schema.clone());
         // SAFETY: a non-null datum of its own type, as the function was called with.
-        buffer
-            .push_row(&[unsafe { crate::datum::to_value(&info, v.datum()) }])
-            .unwrap();
-        let part =
-            encode_part(&schema, &buffer.take_batch(), &[], &TableOptions::default()).unwrap();
+        unsafe { crate::datum::push_datum(&mut buffer, &info, v.datum()) };
+        buffer.end_row().unwrap();
+        let batch = buffer.take_batch().unwrap();
+        let part = encode_part(&schema, &batch, &[], &TableOptions::default()).unwrap();
         let reader = PartReader::open(&schema, part.bytes).unwrap();
         let batch = reader
             .read(&[0], &[0], 10)
@@ -275,7 +274,7 @@ mod tests {
                 .unwrap();
         }
         let options = TableOptions::parse([("order_by", "day"), ("granule_rows", "1000")]).unwrap();
-        let part = encode_part(&schema, &buffer.take_batch(), &[0], &options).unwrap();
+        let part = encode_part(&schema, &buffer.take_batch().unwrap(), &[0], &options).unwrap();
         let extent = write_extent(&mut store, 1, &part.bytes).unwrap();
 
         // A scan of `n` for day in [50, 60): the footer, then one column of the granules

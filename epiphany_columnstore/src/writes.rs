@@ -8,13 +8,15 @@
 //! `epiphany.columnar_write_buffer`, which bounds the memory of any load.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
+use rustc_hash::FxHashMap as HashMap;
+
+use epiphany_core::columnar::encode_part;
 use epiphany_core::columnar::flush::plan_runs;
 use epiphany_core::columnar::rowid::{row_to_tid, Reservation};
 use epiphany_core::columnar::scan_plan::{encode_stats, summarize};
-use epiphany_core::columnar::write_set::WriteSet;
-use epiphany_core::columnar::{encode_part, Value};
+use epiphany_core::columnar::write_set::{Batch, WriteSet};
 use epiphany_core::pg::OrReport;
 use epiphany_core::storage::write_extent;
 use epiphany_core::Error;
@@ -53,7 +55,7 @@ struct Backend {
 struct Job {
     relid: pg_sys::Oid,
     level: pg_sys::SubTransactionId,
-    batches: Vec<arrow_array::RecordBatch>,
+    batches: Vec<Batch>,
     bytes: usize,
     handle: std::thread::JoinHandle<Result<Vec<Encoded>, Error>>,
 }
@@ -65,20 +67,28 @@ struct Encoded {
     part: epiphany_core::columnar::EncodedPart,
 }
 
-/// Encodes buffered rows into parts: pure Rust, runs on any thread.
+/// Encodes buffered rows into parts: pure Rust, runs on any thread. With `parallel`, a
+/// large run is cut in two and both halves are encoded at once.
 fn encode(
     schema: &epiphany_core::columnar::TableSchema,
+    buffered: &epiphany_core::columnar::TableSchema,
     sort_key: &[usize],
     options: &epiphany_core::columnar::TableOptions,
-    batches: &[arrow_array::RecordBatch],
+    batches: &[Batch],
     split_from: Option<u32>,
+    parallel: bool,
 ) -> Result<Vec<Encoded>, Error> {
-    // A large run is cut in two and both halves encoded at once: the final flush of a
-    // load then uses a second core instead of leaving it idle.
+    let batches = batches
+        .iter()
+        .map(|b| b.to_batch(buffered))
+        .collect::<Result<Vec<_>, Error>>()?;
+    // The final flush of a load waits for its parts: two threads then use a second core
+    // instead of leaving it idle. In the background a second thread would only take a
+    // core from the backend, which is what a load waits for.
     let mut pieces = Vec::new();
-    for run in plan_runs(schema, batches, split_from)? {
+    for run in plan_runs(schema, &batches, split_from)? {
         let rows = run.batch.num_rows();
-        if rows >= 2 * SPLIT_ROWS {
+        if parallel && rows >= 2 * SPLIT_ROWS {
             let mid = rows / 2;
             pieces.push((run.first_row, run.command, run.batch.slice(0, mid)));
             pieces.push((
@@ -97,7 +107,7 @@ fn encode(
             part: encode_part(schema, batch, sort_key, options)?,
         })
     };
-    if pieces.len() < 2 {
+    if !parallel || pieces.len() < 2 {
         return pieces.iter().map(encode_one).collect();
     }
     let (left, right) = pieces.split_at(pieces.len() / 2);
@@ -177,29 +187,33 @@ pub unsafe fn insert(
     let over = BACKEND.with(|b| {
         let mut b = b.borrow_mut();
         let b = &mut *b;
-        if let std::collections::hash_map::Entry::Vacant(e) = b.tables.entry(relid) {
+        if let Entry::Vacant(e) = b.tables.entry(relid) {
             // SAFETY: per the contract.
             e.insert(unsafe { TableInfo::load(rel) }.or_report());
         }
         let info = &b.tables[&relid];
-        // SAFETY: a slot of this relation; values are read while the slot holds them.
-        let values = unsafe { slot_values(slot, info) };
-        let mut row_values = values;
-        row_values.push(Value::Int64(row as i64));
-        row_values.push(Value::Int32(cid as i32));
-        b.writes
-            .insert(level, relid.to_u32(), &info.buffered, &row_values)
-            .or_report();
+        let buffer = b.writes.buffer(level, relid.to_u32(), &info.buffered);
+        // SAFETY: a slot of this relation; its values are copied while the slot holds them.
+        let mut row_bytes = 16;
+        unsafe {
+            pg_sys::slot_getallattrs(slot);
+            let n = info.columns.len();
+            let values = std::slice::from_raw_parts((*slot).tts_values, n);
+            let nulls = std::slice::from_raw_parts((*slot).tts_isnull, n);
+            for i in 0..n {
+                if nulls[i] {
+                    buffer.push_null();
+                    row_bytes += 8;
+                } else {
+                    row_bytes += crate::datum::push_datum(buffer, &info.columns[i], values[i]);
+                }
+            }
+        }
+        buffer.push_word(row);
+        buffer.push_word(u64::from(cid));
+        buffer.end_row().or_report();
         // Measuring the buffer walks its batches: do it every few hundred rows, or sooner
         // after large values (so the buffer never grows far past its bound).
-        let row_bytes: usize = row_values
-            .iter()
-            .map(|v| match v {
-                Value::Text(t) => t.len() + 8,
-                Value::Bytes(x) => x.len() + 8,
-                _ => 8,
-            })
-            .sum();
         b.inserted += 1;
         b.unmeasured += row_bytes;
         if b.inserted % 256 != 0 && b.unmeasured < 1 << 20 {
@@ -249,15 +263,25 @@ unsafe fn flush_in_background(rel: pg_sys::Relation) -> Result<(), Error> {
         if batches.is_empty() {
             return;
         }
-        let (schema, sort_key, options) = (
+        let (schema, buffered, sort_key, options) = (
             info.schema.clone(),
+            info.buffered.clone(),
             info.sort_key.clone(),
             info.options.clone(),
         );
         let work = batches.clone();
-        let bytes = batches.iter().map(|x| x.get_array_memory_size()).sum();
-        let handle =
-            std::thread::spawn(move || encode(&schema, &sort_key, &options, &work, Some(0)));
+        let bytes = batches.iter().map(|x| x.memory_bytes()).sum();
+        let handle = std::thread::spawn(move || {
+            encode(
+                &schema,
+                &buffered,
+                &sort_key,
+                &options,
+                &work,
+                Some(0),
+                false,
+            )
+        });
         b.job = Some(Job {
             relid,
             level,
@@ -299,7 +323,7 @@ unsafe fn collect_job(rel: pg_sys::Relation) -> Result<(), Error> {
         && BACKEND.with(|b| {
             b.borrow_mut()
                 .writes
-                .take_sealed(level, relid.to_u32(), &job.batches)
+                .take_sealed(level, relid.to_u32(), job.batches)
         });
     if taken {
         // SAFETY: per the contract.
@@ -354,29 +378,6 @@ unsafe fn write_parts(rel: pg_sys::Relation, parts: Vec<Encoded>) -> Result<(), 
         )?;
     }
     Ok(())
-}
-
-/// The row's values as the core wants them (borrowed from the slot or detoasted copies).
-///
-/// # Safety
-/// `slot` holds a row of the table `info` describes.
-unsafe fn slot_values<'a>(slot: *mut pg_sys::TupleTableSlot, info: &TableInfo) -> Vec<Value<'a>> {
-    // SAFETY: per the contract; slot_getallattrs fills tts_values/tts_isnull.
-    unsafe {
-        pg_sys::slot_getallattrs(slot);
-        let n = info.columns.len();
-        let values = std::slice::from_raw_parts((*slot).tts_values, n);
-        let nulls = std::slice::from_raw_parts((*slot).tts_isnull, n);
-        (0..n)
-            .map(|i| {
-                if nulls[i] {
-                    Value::Null
-                } else {
-                    crate::datum::to_value(&info.columns[i], values[i])
-                }
-            })
-            .collect()
-    }
 }
 
 /// A row number for a new row of `rel`.
@@ -451,10 +452,12 @@ pub unsafe fn flush(rel: pg_sys::Relation, by_command: bool) -> Result<(), Error
     };
     let result = encode(
         &info.schema,
+        &info.buffered,
         &info.sort_key,
         &info.options,
         &batches,
         split_from,
+        true,
     )
     // SAFETY: per the contract.
     .and_then(|parts| unsafe { write_parts(rel, parts) });

@@ -153,7 +153,7 @@ mod tests {
             b.push_row(&row).unwrap();
         }
         let types = schema.columns.iter().map(|c| c.ty).collect();
-        (b.take_batch(), types)
+        (b.take_batch().unwrap(), types)
     }
 
     #[test]

@@ -139,7 +139,7 @@ mod tests {
                 .push_row(&[Value::Int32(x), Value::Int64(n), Value::Int32(c as i32)])
                 .unwrap();
         }
-        buffer.take_batch()
+        buffer.take_batch().unwrap()
     }
 
     fn summary(runs: &[Run]) -> Vec<(u64, u32, Vec<i32>)> {

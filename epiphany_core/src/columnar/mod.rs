@@ -19,7 +19,7 @@ pub mod types;
 pub mod verify;
 pub mod write_set;
 
-pub use buffer::RowBuffer;
+pub use buffer::{RawRows, RowBuffer};
 pub use options::{Compression, TableOptions};
 pub use part::{encode_part, value_at, EncodedPart, PartBatches, PartReader};
 pub use types::{ColumnDef, ColumnType, TableSchema, Value};

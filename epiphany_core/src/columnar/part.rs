@@ -630,7 +630,7 @@ mod tests {
         }
         let options = TableOptions::parse(pairs).unwrap();
         let key = options.resolve_order_by(&schema.names()).unwrap();
-        encode_part(&schema, &buffer.take_batch(), &key, &options).unwrap()
+        encode_part(&schema, &buffer.take_batch().unwrap(), &key, &options).unwrap()
     }
 
     fn read_all(part: &EncodedPart, columns: &[usize], granules: &[usize]) -> Vec<Row> {

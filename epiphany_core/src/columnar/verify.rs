@@ -133,7 +133,7 @@ mod tests {
                 .unwrap();
         }
         let options = TableOptions::parse([("order_by", "b"), ("granule_rows", "64")]).unwrap();
-        let part = encode_part(&schema, &buffer.take_batch(), &[1], &options).unwrap();
+        let part = encode_part(&schema, &buffer.take_batch().unwrap(), &[1], &options).unwrap();
         (schema, part)
     }
 

@@ -12,41 +12,43 @@
 //! Subtransaction ids grow with nesting, as Postgres's `SubTransactionId`s do.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use arrow_array::RecordBatch;
-
-use crate::columnar::buffer::RowBuffer;
+use crate::columnar::buffer::{RawRows, RowBuffer};
 use crate::columnar::types::{TableSchema, Value};
 use crate::error::Result;
 
 pub type SubXactId = u32;
 pub type TableId = u32;
 
+/// Rows sealed out of a buffer; shared (not copied) with a thread encoding them.
+pub type Batch = Arc<RawRows>;
+
 #[derive(Default)]
 struct Pending {
-    batches: Vec<RecordBatch>,
+    batches: Vec<Batch>,
     buffer: Option<RowBuffer>,
 }
 
 impl Pending {
-    fn take(&mut self) -> Vec<RecordBatch> {
-        let mut batches = std::mem::take(&mut self.batches);
+    fn seal(&mut self, spare: Option<RawRows>) {
         if let Some(buffer) = self.buffer.as_mut().filter(|b| !b.is_empty()) {
-            batches.push(buffer.take_batch());
+            self.batches.push(Arc::new(buffer.take_rows(spare)));
         }
-        batches
+    }
+
+    fn take(&mut self) -> Vec<Batch> {
+        self.seal(None);
+        std::mem::take(&mut self.batches)
     }
 
     fn bytes(&self) -> usize {
-        self.batches
-            .iter()
-            .map(|b| b.get_array_memory_size())
-            .sum::<usize>()
+        self.batches.iter().map(|b| b.memory_bytes()).sum::<usize>()
             + self.buffer.as_ref().map_or(0, |b| b.memory_bytes())
     }
 
     fn rows(&self) -> usize {
-        self.batches.iter().map(|b| b.num_rows()).sum::<usize>()
+        self.batches.iter().map(|b| b.rows()).sum::<usize>()
             + self.buffer.as_ref().map_or(0, |b| b.rows())
     }
 }
@@ -55,7 +57,7 @@ impl Pending {
 struct Retained {
     owner: SubXactId,
     table: TableId,
-    batches: Vec<RecordBatch>,
+    batches: Vec<Batch>,
 }
 
 #[derive(Default)]
@@ -68,6 +70,8 @@ struct Level {
 #[derive(Default)]
 pub struct WriteSet {
     levels: BTreeMap<SubXactId, Level>,
+    /// Memory of batches written out, for buffers to reuse.
+    spare: Option<RawRows>,
 }
 
 impl WriteSet {
@@ -81,6 +85,24 @@ impl WriteSet {
             .all(|l| l.pending.values().all(|p| p.rows() == 0) && l.retained.is_empty())
     }
 
+    /// The buffer rows `table` gets from subtransaction `level` are appended to
+    /// (`schema` makes it when there is none yet).
+    pub fn buffer(
+        &mut self,
+        level: SubXactId,
+        table: TableId,
+        schema: &TableSchema,
+    ) -> &mut RowBuffer {
+        self.levels
+            .entry(level)
+            .or_default()
+            .pending
+            .entry(table)
+            .or_default()
+            .buffer
+            .get_or_insert_with(|| RowBuffer::new(schema.clone()))
+    }
+
     /// Buffers one row for `table`, inserted by subtransaction `level`.
     pub fn insert(
         &mut self,
@@ -89,17 +111,7 @@ impl WriteSet {
         schema: &TableSchema,
         row: &[Value<'_>],
     ) -> Result<()> {
-        let pending = self
-            .levels
-            .entry(level)
-            .or_default()
-            .pending
-            .entry(table)
-            .or_default();
-        pending
-            .buffer
-            .get_or_insert_with(|| RowBuffer::new(schema.clone()))
-            .push_row(row)
+        self.buffer(level, table, schema).push_row(row)
     }
 
     /// Rows of `table` waiting to be flushed, across all levels.
@@ -139,7 +151,7 @@ impl WriteSet {
 
     /// Takes every pending row of `table` for a part that subtransaction `current` (the
     /// innermost one) is about to insert.
-    pub fn take_for_flush(&mut self, current: SubXactId, table: TableId) -> Vec<RecordBatch> {
+    pub fn take_for_flush(&mut self, current: SubXactId, table: TableId) -> Vec<Batch> {
         let mut all = Vec::new();
         let mut retained = Vec::new();
         for (&level, state) in self.levels.range_mut(..=current) {
@@ -217,7 +229,7 @@ impl WriteSet {
     /// Seals what `level` buffered for `table` into a batch and returns (cheap, shared)
     /// clones of all its sealed batches: rows that can be encoded elsewhere while new
     /// rows keep arriving. The rows stay pending; see [`WriteSet::take_sealed`].
-    pub fn seal(&mut self, level: SubXactId, table: TableId) -> Vec<RecordBatch> {
+    pub fn seal(&mut self, level: SubXactId, table: TableId) -> Vec<Batch> {
         let Some(pending) = self
             .levels
             .get_mut(&level)
@@ -225,20 +237,14 @@ impl WriteSet {
         else {
             return Vec::new();
         };
-        if let Some(buffer) = pending.buffer.as_mut().filter(|b| !b.is_empty()) {
-            pending.batches.push(buffer.take_batch());
-        }
+        pending.seal(self.spare.take());
         pending.batches.clone()
     }
 
     /// Takes the sealed batches `expected` of (`level`, `table`) out, if they are still
     /// exactly the first sealed batches there; false (and nothing changes) otherwise.
-    pub fn take_sealed(
-        &mut self,
-        level: SubXactId,
-        table: TableId,
-        expected: &[RecordBatch],
-    ) -> bool {
+    /// The memory of taken batches no one else holds is kept for new rows.
+    pub fn take_sealed(&mut self, level: SubXactId, table: TableId, expected: Vec<Batch>) -> bool {
         let Some(pending) = self
             .levels
             .get_mut(&level)
@@ -247,16 +253,24 @@ impl WriteSet {
             return false;
         };
         let same = expected.len() <= pending.batches.len()
-            && expected.iter().zip(&pending.batches).all(|(a, b)| {
-                a.num_columns() == b.num_columns()
-                    && a.num_rows() == b.num_rows()
-                    && a.columns()
-                        .iter()
-                        .zip(b.columns())
-                        .all(|(x, y)| std::sync::Arc::ptr_eq(x, y))
-            });
+            && expected
+                .iter()
+                .zip(&pending.batches)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
         if same {
-            pending.batches.drain(..expected.len());
+            let n = expected.len();
+            drop(expected);
+            for batch in pending.batches.drain(..n) {
+                if let Ok(rows) = Arc::try_unwrap(batch) {
+                    if self
+                        .spare
+                        .as_ref()
+                        .is_none_or(|s| s.capacity() < rows.capacity())
+                    {
+                        self.spare = Some(rows);
+                    }
+                }
+            }
         }
         same
     }
@@ -264,6 +278,7 @@ impl WriteSet {
     /// The end of the top-level transaction, committed (after the pre-commit flush) or not.
     pub fn clear(&mut self) {
         self.levels.clear();
+        self.spare = None;
     }
 }
 
@@ -280,18 +295,18 @@ mod sealing_tests {
             ws.insert(1, 7, &schema, &[Value::Int32(i)]).unwrap();
         }
         let sealed = ws.seal(1, 7);
-        assert_eq!(sealed.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+        assert_eq!(sealed.iter().map(|b| b.rows()).sum::<usize>(), 3);
         // New rows arrive while the sealed ones are encoded elsewhere.
         ws.insert(1, 7, &schema, &[Value::Int32(9)]).unwrap();
         assert_eq!(ws.pending_rows(7), 4);
-        assert!(ws.take_sealed(1, 7, &sealed));
+        assert!(ws.take_sealed(1, 7, sealed.clone()));
         assert_eq!(ws.pending_rows(7), 1);
-        assert!(!ws.take_sealed(1, 7, &sealed), "already taken");
+        assert!(!ws.take_sealed(1, 7, sealed), "already taken");
         // A subtransaction that commits moves its rows: a stale seal no longer matches.
         ws.insert(2, 7, &schema, &[Value::Int32(5)]).unwrap();
         let inner = ws.seal(2, 7);
         ws.subxact_commit(2, 1);
-        assert!(!ws.take_sealed(2, 7, &inner));
+        assert!(!ws.take_sealed(2, 7, inner));
         assert_eq!(ws.pending_rows(7), 2);
         assert!(ws.seal(3, 7).is_empty());
     }
@@ -314,9 +329,10 @@ mod tests {
         ws.insert(level, T, &schema(), &[Value::Int64(v)]).unwrap();
     }
 
-    fn values(batches: &[RecordBatch]) -> Vec<i64> {
+    fn values(batches: &[Batch]) -> Vec<i64> {
         let mut out = Vec::new();
         for b in batches {
+            let b = b.to_batch(&schema()).unwrap();
             for r in 0..b.num_rows() {
                 if let Value::Int64(v) = value_at(b.column(0), ColumnType::Int64, r) {
                     out.push(v);
