@@ -30,6 +30,29 @@ mod tests {
         })
     }
 
+    fn explain_analyze(q: &str) -> String {
+        Spi::connect(|c| {
+            c.select(
+                &format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {q}"),
+                None,
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get::<String>(1).unwrap().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+        })
+    }
+
+    /// The value of an EXPLAIN line `label: n`.
+    fn counter(plan: &str, label: &str) -> i64 {
+        plan.lines()
+            .find_map(|l| l.trim().strip_prefix(label)?.strip_prefix(": "))
+            .unwrap_or_else(|| panic!("no {label} in {plan}"))
+            .parse()
+            .unwrap()
+    }
+
     const ROWS: &str = "SELECT i AS id, (i * 7919) % 1000 AS k, 'name ' || i AS name,
         CASE WHEN i % 10 = 0 THEN NULL ELSE i * 1.5 END AS price,
         date '2024-01-01' + (i % 366) AS day, i % 3 = 0 AS flag,
@@ -296,24 +319,8 @@ mod tests {
         );
         assert!(plan.contains("Columns Read: 2 of 8"), "{plan}");
         assert!(plan.contains("Pruning Quals: 2"), "{plan}");
-        let analyzed = Spi::connect(|c| {
-            c.select(
-                &format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {q}"),
-                None,
-                &[],
-            )
-            .unwrap()
-            .map(|r| r.get::<String>(1).unwrap().unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n")
-        });
-        let skipped: i64 = analyzed
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Granules Skipped: "))
-            .unwrap_or_else(|| panic!("{analyzed}"))
-            .parse()
-            .unwrap();
-        assert!(skipped >= 20, "{analyzed}");
+        let analyzed = explain_analyze(q);
+        assert!(counter(&analyzed, "Granules Skipped") >= 20, "{analyzed}");
         for cond in [
             "day BETWEEN '2024-03-01' AND '2024-03-10'",
             "day = '2024-07-04'",
@@ -379,6 +386,21 @@ mod tests {
         same(
             q,
             "SELECT count(*), sum(id), count(DISTINCT s) FROM t9_heap WHERE k < 50",
+        );
+        // EXPLAIN counts the granules of every participant (60 of 1000 rows), not only
+        // the leader's: here the leader scans none itself.
+        run("SET parallel_leader_participation = off");
+        let analyzed = explain_analyze("SELECT count(*) FROM t9 WHERE k >= 0");
+        assert!(analyzed.contains("Workers Launched: 2"), "{analyzed}");
+        assert_eq!(counter(&analyzed, "Granules Scanned"), 60, "{analyzed}");
+        assert_eq!(counter(&analyzed, "Granules Skipped"), 0, "{analyzed}");
+        let analyzed = explain_analyze("SELECT count(*) FROM t9 WHERE id BETWEEN 100 AND 200");
+        let scanned = counter(&analyzed, "Granules Scanned");
+        assert!(scanned > 0, "{analyzed}");
+        assert_eq!(
+            scanned + counter(&analyzed, "Granules Skipped"),
+            60,
+            "{analyzed}"
         );
         // With an index that wins, the planner drops our path (a regression test: the
         // partial path must not be copied from a path add_path has freed).

@@ -7,7 +7,6 @@
 //! leaves the access method's plain scans.
 
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use epiphany_core::columnar::prune::{Op, Predicate, Scalar};
 use epiphany_core::columnar::{numeric, ColumnType};
@@ -17,7 +16,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
-use crate::scan::ScanState;
+use crate::scan::{ScanState, SharedProgress};
 
 pub static ENABLE: GucSetting<bool> = GucSetting::<bool>::new(true);
 
@@ -51,7 +50,7 @@ static EXEC_METHODS: Methods<pg_sys::CustomExecMethods> = Methods(pg_sys::Custom
     InitializeDSMCustomScan: Some(initialize_dsm),
     ReInitializeDSMCustomScan: Some(reinitialize_dsm),
     InitializeWorkerCustomScan: Some(initialize_worker),
-    ShutdownCustomScan: None,
+    ShutdownCustomScan: Some(shutdown),
     ExplainCustomScan: Some(explain),
 });
 
@@ -217,8 +216,8 @@ unsafe extern "C-unwind" fn plan_path(
 struct ColumnarScan {
     css: pg_sys::CustomScanState,
     state: *mut ScanState,
-    /// The shared part counter of a parallel scan (in dynamic shared memory), or null.
-    shared: *const AtomicU64,
+    /// The shared progress of a parallel scan (in dynamic shared memory), or null.
+    shared: *const SharedProgress,
     /// Column numbers read (0-based) and the pruning predicates, known at begin.
     read: *mut Vec<usize>,
     preds: usize,
@@ -343,7 +342,7 @@ unsafe extern "C-unwind" fn estimate_dsm(
     _node: *mut pg_sys::CustomScanState,
     _pcxt: *mut pg_sys::ParallelContext,
 ) -> pg_sys::Size {
-    std::mem::size_of::<AtomicU64>()
+    std::mem::size_of::<SharedProgress>()
 }
 
 #[pg_guard]
@@ -354,9 +353,9 @@ unsafe extern "C-unwind" fn initialize_dsm(
 ) {
     // SAFETY: `coordinate` is our estimated share of dynamic shared memory.
     unsafe {
-        let counter = coordinate as *mut AtomicU64;
-        std::ptr::write(counter, AtomicU64::new(0));
-        (*(node as *mut ColumnarScan)).shared = counter;
+        let shared = coordinate as *mut SharedProgress;
+        std::ptr::write(shared, SharedProgress::default());
+        (*(node as *mut ColumnarScan)).shared = shared;
     }
 }
 
@@ -368,7 +367,7 @@ unsafe extern "C-unwind" fn reinitialize_dsm(
 ) {
     // SAFETY: initialized by initialize_dsm; a rescan starts over.
     unsafe {
-        (*(coordinate as *const AtomicU64)).store(0, Ordering::Relaxed);
+        (*(coordinate as *const SharedProgress)).reset();
         let me = node as *mut ColumnarScan;
         if !(*me).state.is_null() {
             (*(*me).state).restart();
@@ -382,8 +381,27 @@ unsafe extern "C-unwind" fn initialize_worker(
     _toc: *mut pg_sys::shm_toc,
     coordinate: *mut std::ffi::c_void,
 ) {
-    // SAFETY: the leader initialized this shared counter.
-    unsafe { (*(node as *mut ColumnarScan)).shared = coordinate as *const AtomicU64 };
+    // SAFETY: the leader initialized this shared state.
+    unsafe { (*(node as *mut ColumnarScan)).shared = coordinate as *const SharedProgress };
+}
+
+/// The end of a parallel scan, before its shared memory goes away: the leader takes the
+/// granule counts of all participants for EXPLAIN.
+#[pg_guard]
+unsafe extern "C-unwind" fn shutdown(node: *mut pg_sys::CustomScanState) {
+    // SAFETY: our node; `shared` (when set) is still mapped: Gather detaches after its
+    // children shut down.
+    unsafe {
+        let me = node as *mut ColumnarScan;
+        if pg_sys::ParallelWorkerNumber >= 0 || (*me).shared.is_null() || (*me).state.is_null() {
+            return;
+        }
+        let (scanned, skipped) = (*(*me).shared).granules();
+        let counters = &mut (*(*me).state).counters;
+        counters.granules_scanned = scanned;
+        counters.granules_skipped = skipped;
+        (*me).shared = std::ptr::null();
+    }
 }
 
 #[pg_guard]

@@ -150,11 +150,13 @@ unsafe extern "C-unwind" fn multi_insert(
     _options: i32,
     _bistate: *mut pg_sys::BulkInsertStateData,
 ) {
-    // SAFETY: Postgres passes `nslots` valid slots.
+    if nslots <= 0 {
+        return;
+    }
+    // SAFETY: Postgres passes `nslots` valid slots of an open relation locked for insert.
     unsafe {
-        for i in 0..nslots as usize {
-            crate::writes::insert(rel, *slots.add(i), cid);
-        }
+        let slots = std::slice::from_raw_parts(slots, nslots as usize);
+        crate::writes::insert_many(rel, slots, cid);
     }
 }
 

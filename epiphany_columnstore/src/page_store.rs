@@ -44,27 +44,14 @@ impl PageStore for RelationPageStore {
 
     fn extend(&mut self, count: u32) -> Result<BlockNumber, Error> {
         let lockmode = pg_sys::ExclusiveLock as pg_sys::LOCKMODE;
-        let mut first = None;
-        // SAFETY: an open relation; the extension lock is held across the loop so the new
-        // blocks are consecutive, and every buffer is released before it is dropped.
+        // SAFETY: an open relation; the extension lock is held while extending so the new
+        // blocks are consecutive.
         unsafe {
             pg_sys::LockRelationForExtension(self.rel, lockmode);
-            for i in 0..count {
-                let buffer = extend_by_one(self.rel);
-                let block = pg_sys::BufferGetBlockNumber(buffer);
-                pg_sys::ReleaseBuffer(buffer);
-                let start = *first.get_or_insert(block);
-                if block != start + i {
-                    pg_sys::UnlockRelationForExtension(self.rel, lockmode);
-                    return Err(Error::Corrupted(format!(
-                        "extending: got block {block}, expected {}",
-                        start + i
-                    )));
-                }
-            }
+            let result = extend_locked(self.rel, count);
             pg_sys::UnlockRelationForExtension(self.rel, lockmode);
+            result
         }
-        Ok(first.unwrap_or(0))
     }
 
     fn write_pages(&mut self, first: BlockNumber, pages: &[&[u8]]) -> Result<(), Error> {
@@ -143,6 +130,76 @@ pub(crate) unsafe fn read_buffer(rel: pg_sys::Relation, block: BlockNumber) -> p
     }
 }
 
+/// Adds `count` zeroed blocks at the end of the main fork; returns the first. The caller
+/// holds the relation extension lock.
+///
+/// # Safety
+/// `rel` must be open and its extension lock held.
+#[cfg(feature = "pg15")]
+unsafe fn extend_locked(rel: pg_sys::Relation, count: u32) -> Result<BlockNumber, Error> {
+    let mut first = None;
+    for i in 0..count {
+        // SAFETY: per the contract; the pin is released right away.
+        let block = unsafe {
+            let buffer = extend_by_one(rel);
+            let block = pg_sys::BufferGetBlockNumber(buffer);
+            pg_sys::ReleaseBuffer(buffer);
+            block
+        };
+        let start = *first.get_or_insert(block);
+        consecutive(block, start + i)?;
+    }
+    Ok(first.unwrap_or(0))
+}
+
+/// As above; from PostgreSQL 16 the buffer manager extends by many blocks at once (one
+/// `fallocate` instead of a write per block).
+///
+/// # Safety
+/// `rel` must be open and its extension lock held.
+#[cfg(not(feature = "pg15"))]
+unsafe fn extend_locked(rel: pg_sys::Relation, count: u32) -> Result<BlockNumber, Error> {
+    const AT_ONCE: u32 = 64;
+    let bmr = manager_relation(rel);
+    let mut buffers = [0 as pg_sys::Buffer; AT_ONCE as usize];
+    let mut first = None;
+    let mut done = 0;
+    while done < count {
+        let mut got = 0u32;
+        // SAFETY: per the contract (so the buffer manager must not take the lock again);
+        // `buffers` has room for AT_ONCE pins, each released right away.
+        let block = unsafe {
+            let block = pg_sys::ExtendBufferedRelBy(
+                bmr,
+                pg_sys::ForkNumber::MAIN_FORKNUM,
+                std::ptr::null_mut(),
+                pg_sys::ExtendBufferedFlags::EB_SKIP_EXTENSION_LOCK,
+                (count - done).min(AT_ONCE),
+                buffers.as_mut_ptr(),
+                &mut got,
+            );
+            for &buffer in &buffers[..got as usize] {
+                pg_sys::ReleaseBuffer(buffer);
+            }
+            block
+        };
+        let start = *first.get_or_insert(block);
+        consecutive(block, start + done)?;
+        done += got.max(1);
+    }
+    Ok(first.unwrap_or(0))
+}
+
+fn consecutive(got: BlockNumber, expected: BlockNumber) -> Result<(), Error> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(Error::Corrupted(format!(
+            "extending: got block {got}, expected {expected}"
+        )))
+    }
+}
+
 /// A new zeroed block at the end of the main fork, pinned; the caller holds the relation
 /// extension lock.
 ///
@@ -166,19 +223,23 @@ pub(crate) unsafe fn extend_by_one(rel: pg_sys::Relation) -> pg_sys::Buffer {
 /// `rel` must be open and its extension lock held.
 #[cfg(not(feature = "pg15"))]
 pub(crate) unsafe fn extend_by_one(rel: pg_sys::Relation) -> pg_sys::Buffer {
-    let bmr = pg_sys::BufferManagerRelation {
-        rel,
-        smgr: std::ptr::null_mut(),
-        relpersistence: 0,
-    };
     // SAFETY: per the contract; we hold the extension lock, so tell the buffer manager
     // not to take it again.
     unsafe {
         pg_sys::ExtendBufferedRel(
-            bmr,
+            manager_relation(rel),
             pg_sys::ForkNumber::MAIN_FORKNUM,
             std::ptr::null_mut(),
             pg_sys::ExtendBufferedFlags::EB_SKIP_EXTENSION_LOCK,
         )
+    }
+}
+
+#[cfg(not(feature = "pg15"))]
+fn manager_relation(rel: pg_sys::Relation) -> pg_sys::BufferManagerRelation {
+    pg_sys::BufferManagerRelation {
+        rel,
+        smgr: std::ptr::null_mut(),
+        relpersistence: 0,
     }
 }

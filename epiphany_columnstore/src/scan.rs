@@ -39,11 +39,39 @@ pub struct ScanDesc {
     state: *mut ScanState,
 }
 
+/// What the participants of a parallel scan share, in dynamic shared memory: the next
+/// part to claim, and the granules all of them scanned and skipped (so the leader's
+/// EXPLAIN shows the whole scan, not its own share).
+#[repr(C)]
+#[derive(Default)]
+pub struct SharedProgress {
+    next_part: AtomicU64,
+    granules_scanned: AtomicU64,
+    granules_skipped: AtomicU64,
+}
+
+impl SharedProgress {
+    /// Back to the start (a rescan).
+    pub fn reset(&self) {
+        self.next_part.store(0, Ordering::Relaxed);
+        self.granules_scanned.store(0, Ordering::Relaxed);
+        self.granules_skipped.store(0, Ordering::Relaxed);
+    }
+
+    /// Granules scanned and skipped by all participants so far.
+    pub fn granules(&self) -> (u64, u64) {
+        (
+            self.granules_scanned.load(Ordering::Relaxed),
+            self.granules_skipped.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// A parallel scan's shared state, in dynamic shared memory.
 #[repr(C)]
 pub struct ParallelScan {
     base: pg_sys::ParallelTableScanDescData,
-    next_part: AtomicU64,
+    progress: SharedProgress,
 }
 
 pub struct ScanState {
@@ -158,8 +186,8 @@ impl ScanState {
         c
     }
 
-    /// The next row into `slot`; false at the end. `shared` is the part counter of a
-    /// parallel scan (every participant claims whole parts from it).
+    /// The next row into `slot`; false at the end. `shared` is the progress of a parallel
+    /// scan (every participant claims whole parts from it).
     ///
     /// # Safety
     /// `rel` open; `slot` a slot of it.
@@ -167,7 +195,7 @@ impl ScanState {
         &mut self,
         rel: pg_sys::Relation,
         slot: *mut pg_sys::TupleTableSlot,
-        shared: Option<&AtomicU64>,
+        shared: Option<&SharedProgress>,
     ) -> Result<bool, Error> {
         // SAFETY: per the contract.
         unsafe { self.next(rel, slot, shared) }
@@ -183,12 +211,12 @@ impl ScanState {
     /// The next row into `slot`; false at the end.
     ///
     /// # Safety
-    /// `rel` open; `slot` a slot of it; `shared` the part counter of a parallel scan.
+    /// `rel` open; `slot` a slot of it; `shared` the progress of a parallel scan.
     unsafe fn next(
         &mut self,
         rel: pg_sys::Relation,
         slot: *mut pg_sys::TupleTableSlot,
-        shared: Option<&AtomicU64>,
+        shared: Option<&SharedProgress>,
     ) -> Result<bool, Error> {
         loop {
             if let Some((batch, r)) = &mut self.batch {
@@ -247,7 +275,7 @@ impl ScanState {
                     self.next_part += 1;
                     i
                 }
-                Some(counter) => counter.fetch_add(1, Ordering::Relaxed) as usize,
+                Some(shared) => shared.next_part.fetch_add(1, Ordering::Relaxed) as usize,
             };
             let Some(row) = self.parts.get(index).cloned() else {
                 return Ok(false);
@@ -255,6 +283,7 @@ impl ScanState {
             // SAFETY: per the contract.
             let part = unsafe { OpenPart::open(rel, &self.info.schema, row) }?;
             let columns = self.columns_with_rows(part.reader.row_column());
+            let before = self.counters;
             let granules: Vec<usize> = if self.preds.is_empty() {
                 self.counters.granules_scanned += part.reader.granules() as u64;
                 (0..part.reader.granules()).collect()
@@ -265,6 +294,17 @@ impl ScanState {
                     &mut self.counters,
                 )
             };
+            if let Some(shared) = shared {
+                let c = self.counters;
+                shared.granules_scanned.fetch_add(
+                    c.granules_scanned - before.granules_scanned,
+                    Ordering::Relaxed,
+                );
+                shared.granules_skipped.fetch_add(
+                    c.granules_skipped - before.granules_skipped,
+                    Ordering::Relaxed,
+                );
+            }
             if granules.is_empty() {
                 continue;
             }
@@ -369,7 +409,7 @@ pub unsafe extern "C-unwind" fn scan_getnextslot(
         let shared = if parallel.is_null() {
             None
         } else {
-            Some(&(*parallel).next_part)
+            Some(&(*parallel).progress)
         };
         let found = state(scan).next(rel, slot, shared).or_report();
         if !found {
@@ -402,7 +442,7 @@ pub unsafe extern "C-unwind" fn parallelscan_initialize(
             (*shared).base.phs_relid = (*rel).rd_id;
         }
         (*shared).base.phs_syncscan = false;
-        std::ptr::write(&mut (*shared).next_part, AtomicU64::new(0));
+        std::ptr::write(&mut (*shared).progress, SharedProgress::default());
     }
     std::mem::size_of::<ParallelScan>()
 }
@@ -413,11 +453,7 @@ pub unsafe extern "C-unwind" fn parallelscan_reinitialize(
     pscan: pg_sys::ParallelTableScanDesc,
 ) {
     // SAFETY: initialized by parallelscan_initialize.
-    unsafe {
-        (*(pscan as *mut ParallelScan))
-            .next_part
-            .store(0, Ordering::Relaxed)
-    };
+    unsafe { (*(pscan as *mut ParallelScan)).progress.reset() };
 }
 
 // ANALYZE: Postgres samples blocks of the relation, then rows within each block. Our

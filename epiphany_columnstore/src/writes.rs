@@ -42,9 +42,9 @@ struct Backend {
     storage: HashMap<pg_sys::Oid, u64>,
     /// Parts being encoded on a helper thread while a load goes on.
     job: Option<Job>,
-    /// Rows inserted by this backend, and their bytes since the buffer was last measured
-    /// (they pace the measurements).
-    inserted: u64,
+    /// Rows and bytes inserted since the buffer was last measured (they pace the
+    /// measurements).
+    unmeasured_rows: usize,
     unmeasured: usize,
     registered: bool,
 }
@@ -179,46 +179,69 @@ pub unsafe fn insert(
     slot: *mut pg_sys::TupleTableSlot,
     cid: pg_sys::CommandId,
 ) {
+    // SAFETY: per the contract.
+    unsafe { insert_many(rel, &[slot], cid) }
+}
+
+/// Buffers the rows in `slots` for `rel` and gives each slot its TID. What does not
+/// depend on the row is done once for all of them: COPY hands over up to 1000 at a time.
+///
+/// # Safety
+/// `rel` is an open columnar relation locked for writing; each slot holds a row of it.
+pub unsafe fn insert_many(
+    rel: pg_sys::Relation,
+    slots: &[*mut pg_sys::TupleTableSlot],
+    cid: pg_sys::CommandId,
+) {
     ensure_callbacks();
     // SAFETY: per the contract.
     let relid = unsafe { (*rel).rd_id };
-    let row = unsafe { next_row_number(rel) }.or_report();
+    let mut rows = Vec::with_capacity(slots.len());
+    for _ in slots {
+        // SAFETY: per the contract.
+        rows.push(unsafe { next_row_number(rel) }.or_report());
+    }
+    // SAFETY: main thread.
     let level = unsafe { pg_sys::GetCurrentSubTransactionId() };
     let over = BACKEND.with(|b| {
         let mut b = b.borrow_mut();
         let b = &mut *b;
-        if let Entry::Vacant(e) = b.tables.entry(relid) {
+        let info = match b.tables.entry(relid) {
             // SAFETY: per the contract.
-            e.insert(unsafe { TableInfo::load(rel) }.or_report());
-        }
-        let info = &b.tables[&relid];
+            Entry::Vacant(e) => e.insert(unsafe { TableInfo::load(rel) }.or_report()),
+            Entry::Occupied(e) => e.into_mut(),
+        };
         let buffer = b.writes.buffer(level, relid.to_u32(), &info.buffered);
-        // SAFETY: a slot of this relation; its values are copied while the slot holds them.
-        let mut row_bytes = 16;
-        unsafe {
-            pg_sys::slot_getallattrs(slot);
-            let n = info.columns.len();
-            let values = std::slice::from_raw_parts((*slot).tts_values, n);
-            let nulls = std::slice::from_raw_parts((*slot).tts_isnull, n);
-            for i in 0..n {
-                if nulls[i] {
-                    buffer.push_null();
-                    row_bytes += 8;
-                } else {
-                    row_bytes += crate::datum::push_datum(buffer, &info.columns[i], values[i]);
+        let n = info.columns.len();
+        let mut batch_bytes = 0;
+        for (&slot, &row) in slots.iter().zip(&rows) {
+            // SAFETY: a slot of this relation; its values are copied while it holds them.
+            unsafe {
+                pg_sys::slot_getallattrs(slot);
+                let values = std::slice::from_raw_parts((*slot).tts_values, n);
+                let nulls = std::slice::from_raw_parts((*slot).tts_isnull, n);
+                for (i, column) in info.columns.iter().enumerate() {
+                    if nulls[i] {
+                        buffer.push_null();
+                        batch_bytes += 8;
+                    } else {
+                        batch_bytes += crate::datum::push_datum(buffer, column, values[i]);
+                    }
                 }
             }
+            buffer.push_word(row);
+            buffer.push_word(u64::from(cid));
+            buffer.end_row().or_report();
+            batch_bytes += 16;
         }
-        buffer.push_word(row);
-        buffer.push_word(u64::from(cid));
-        buffer.end_row().or_report();
         // Measuring the buffer walks its batches: do it every few hundred rows, or sooner
         // after large values (so the buffer never grows far past its bound).
-        b.inserted += 1;
-        b.unmeasured += row_bytes;
-        if b.inserted % 256 != 0 && b.unmeasured < 1 << 20 {
+        b.unmeasured_rows += slots.len();
+        b.unmeasured += batch_bytes;
+        if b.unmeasured_rows < 256 && b.unmeasured < 1 << 20 {
             return false;
         }
+        b.unmeasured_rows = 0;
         b.unmeasured = 0;
         let encoding = b
             .job
@@ -230,11 +253,13 @@ pub unsafe fn insert(
             .saturating_sub(encoding)
             > WRITE_BUFFER_KB.get() as usize * 1024
     });
-    // SAFETY: a valid slot.
-    unsafe {
-        let (block, offset) = row_to_tid(row).or_report();
-        pgrx::itemptr::item_pointer_set_all(&mut (*slot).tts_tid, block, offset);
-        (*slot).tts_tableOid = relid;
+    for (&slot, &row) in slots.iter().zip(&rows) {
+        // SAFETY: a valid slot.
+        unsafe {
+            let (block, offset) = row_to_tid(row).or_report();
+            pgrx::itemptr::item_pointer_set_all(&mut (*slot).tts_tid, block, offset);
+            (*slot).tts_tableOid = relid;
+        }
     }
     if over {
         // SAFETY: per the contract.
