@@ -15,6 +15,10 @@ impl SqlState {
     pub const DATA_CORRUPTED: SqlState = SqlState("XX001");
     pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
     pub const UNDEFINED_OBJECT: SqlState = SqlState("42704");
+    pub const INVALID_TEXT_REPRESENTATION: SqlState = SqlState("22P02");
+    pub const NUMERIC_VALUE_OUT_OF_RANGE: SqlState = SqlState("22003");
+    pub const DATA_EXCEPTION: SqlState = SqlState("22000");
+    pub const PROGRAM_LIMIT_EXCEEDED: SqlState = SqlState("54000");
 
     /// The code packed the way Postgres's `MAKE_SQLSTATE` packs it: six bits a character.
     pub fn encoded(self) -> i32 {
@@ -39,6 +43,21 @@ pub enum Error {
     /// A broken invariant of our own code, not of the data or the input.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A literal that does not parse as its type.
+    #[error("invalid input syntax for type {ty}: \"{input}\" ({detail})")]
+    InvalidText {
+        ty: &'static str,
+        input: String,
+        detail: String,
+    },
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A value its operation cannot take (NaN in a vector, mismatched dimensions, …).
+    #[error("{0}")]
+    Data(String),
+    /// Beyond what the implementation supports (too many dimensions, …).
+    #[error("{0}")]
+    Limit(String),
 }
 
 impl Error {
@@ -49,6 +68,10 @@ impl Error {
             Error::UnknownComponent(_) => SqlState::UNDEFINED_OBJECT,
             Error::Corrupted(_) => SqlState::DATA_CORRUPTED,
             Error::Internal(_) => SqlState::INTERNAL_ERROR,
+            Error::InvalidText { .. } => SqlState::INVALID_TEXT_REPRESENTATION,
+            Error::OutOfRange(_) => SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+            Error::Data(_) => SqlState::DATA_EXCEPTION,
+            Error::Limit(_) => SqlState::PROGRAM_LIMIT_EXCEEDED,
         }
     }
 }
@@ -70,6 +93,14 @@ mod tests {
             Error::UnknownComponent("nope".into()),
             Error::Corrupted("bad checksum".into()),
             Error::Internal("broken".into()),
+            Error::InvalidText {
+                ty: "vector",
+                input: "[".into(),
+                detail: "no end".into(),
+            },
+            Error::OutOfRange("overflow".into()),
+            Error::Data("NaN".into()),
+            Error::Limit("too many".into()),
         ];
         for e in errors {
             let code = e.sqlstate().0;

@@ -10,6 +10,7 @@ pub mod component;
 pub mod error;
 pub mod preload;
 pub mod storage;
+pub mod vector;
 
 #[cfg(feature = "pg")]
 pub mod pg;
