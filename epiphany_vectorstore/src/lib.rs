@@ -1,7 +1,10 @@
 //! epiphany_vectorstore: the vector type and the HNSW and IVF-PQ index access methods.
 //!
-//! The storage and search code arrives with its own issue; this crate already installs
-//! as an extension in schema `epiphany` and reports the version of its library.
+//! The `vector` type (pgvector's SQL surface) is here; the index access methods follow.
+//! Algorithms live in `epiphany_core::vector`.
+
+mod datum;
+mod functions;
 
 use pgrx::prelude::*;
 
