@@ -2,6 +2,7 @@
 //! (in later modules) the index algorithms. Pure Rust; `epiphany_vectorstore` is the glue.
 
 pub mod distance;
+pub mod hnsw;
 pub mod text;
 
 use std::cmp::Ordering;

@@ -1,0 +1,487 @@
+//! HNSW (Malkov & Yashunin): a layered proximity graph searched greedily from the top.
+//!
+//! The search runs over any [`GraphView`] — the in-memory [`Graph`] an index build fills,
+//! or (in the glue) the graph as stored in index pages — so there is one search to test.
+//! Node ids are dense `u32`s handed out by the caller; levels come from a seeded
+//! generator, so a build is deterministic.
+
+use std::borrow::Cow;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashSet};
+
+use crate::error::{Error, Result};
+use crate::vector::distance;
+
+/// How distances are measured; each orders like its SQL operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Squared Euclidean distance (orders like `<->`).
+    L2,
+    /// Negative inner product (`<#>`).
+    InnerProduct,
+    /// Cosine distance (`<=>`).
+    Cosine,
+}
+
+impl Metric {
+    pub fn distance(self, a: &[f32], b: &[f32]) -> f32 {
+        match self {
+            Metric::L2 => distance::l2_squared(a, b),
+            Metric::InnerProduct => -distance::dot(a, b),
+            Metric::Cosine => {
+                let c = distance::cosine(a, b) as f32;
+                // A zero vector has no direction: it goes last, never first.
+                if c.is_nan() {
+                    f32::INFINITY
+                } else {
+                    c
+                }
+            }
+        }
+    }
+}
+
+/// Build parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    /// Neighbours per node above layer 0 (twice as many on layer 0).
+    pub m: usize,
+    /// Candidates kept while linking a new node.
+    pub ef_construction: usize,
+    pub metric: Metric,
+    pub seed: u64,
+}
+
+impl Params {
+    pub fn new(m: usize, ef_construction: usize, metric: Metric) -> Result<Self> {
+        if !(2..=100).contains(&m) {
+            return Err(Error::InvalidParameter {
+                name: "m".into(),
+                detail: format!("{m} is outside 2..100"),
+            });
+        }
+        if !(4..=1000).contains(&ef_construction) || ef_construction < m {
+            return Err(Error::InvalidParameter {
+                name: "ef_construction".into(),
+                detail: format!("{ef_construction} must be in 4..1000 and at least m ({m})"),
+            });
+        }
+        Ok(Params {
+            m,
+            ef_construction,
+            metric,
+            seed: 0x5eed,
+        })
+    }
+
+    /// Most neighbours a node keeps on `level`.
+    pub fn max_neighbors(&self, level: usize) -> usize {
+        if level == 0 {
+            2 * self.m
+        } else {
+            self.m
+        }
+    }
+}
+
+/// What a search needs from a graph.
+pub trait GraphView {
+    /// The top node and its level, or `None` while the graph is empty.
+    fn entry(&self) -> Option<(u32, usize)>;
+    /// The neighbours of `node` on `level`.
+    fn neighbors(&self, node: u32, level: usize) -> Cow<'_, [u32]>;
+    /// The distance from `node` to `query`.
+    fn distance_to(&self, node: u32, query: &[f32]) -> f32;
+}
+
+/// A node and its distance, ordered by distance (then id, for determinism).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    pub distance: f32,
+    pub node: u32,
+}
+
+impl Eq for Scored {}
+
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.distance
+            .total_cmp(&other.distance)
+            .then(self.node.cmp(&other.node))
+    }
+}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The `ef` nodes nearest to `query` on `level` reachable greedily from `entries`,
+/// nearest first.
+pub fn search_layer(
+    graph: &impl GraphView,
+    query: &[f32],
+    entries: &[Scored],
+    ef: usize,
+    level: usize,
+) -> Vec<Scored> {
+    let mut visited: HashSet<u32> = entries.iter().map(|e| e.node).collect();
+    let mut candidates: BinaryHeap<Reverse<Scored>> =
+        entries.iter().copied().map(Reverse).collect();
+    let mut best: BinaryHeap<Scored> = entries.iter().copied().collect();
+    while best.len() > ef {
+        best.pop();
+    }
+    while let Some(Reverse(c)) = candidates.pop() {
+        let worst = best.peek().map_or(f32::INFINITY, |w| w.distance);
+        if c.distance > worst && best.len() >= ef {
+            break;
+        }
+        for &n in graph.neighbors(c.node, level).iter() {
+            if !visited.insert(n) {
+                continue;
+            }
+            let d = graph.distance_to(n, query);
+            let worst = best.peek().map_or(f32::INFINITY, |w| w.distance);
+            if best.len() < ef || d < worst {
+                let s = Scored {
+                    distance: d,
+                    node: n,
+                };
+                candidates.push(Reverse(s));
+                best.push(s);
+                if best.len() > ef {
+                    best.pop();
+                }
+            }
+        }
+    }
+    let mut out = best.into_vec();
+    out.sort();
+    out
+}
+
+/// The `k` nearest nodes to `query` found with `ef` candidates, nearest first.
+pub fn search(graph: &impl GraphView, query: &[f32], k: usize, ef: usize) -> Vec<Scored> {
+    let Some((entry, top)) = graph.entry() else {
+        return Vec::new();
+    };
+    let mut nearest = vec![Scored {
+        distance: graph.distance_to(entry, query),
+        node: entry,
+    }];
+    for level in (1..=top).rev() {
+        nearest = search_layer(graph, query, &nearest, 1, level);
+    }
+    let mut found = search_layer(graph, query, &nearest, ef.max(k), 0);
+    found.truncate(k);
+    found
+}
+
+/// A graph in memory, as an index build makes it.
+pub struct Graph {
+    params: Params,
+    dims: usize,
+    vectors: Vec<f32>,
+    /// Per node, its neighbours on each of its levels (0 first).
+    links: Vec<Vec<Vec<u32>>>,
+    entry: Option<(u32, usize)>,
+    rng: u64,
+}
+
+impl GraphView for Graph {
+    fn entry(&self) -> Option<(u32, usize)> {
+        self.entry
+    }
+
+    fn neighbors(&self, node: u32, level: usize) -> Cow<'_, [u32]> {
+        Cow::Borrowed(
+            self.links[node as usize]
+                .get(level)
+                .map_or(&[][..], |l| l.as_slice()),
+        )
+    }
+
+    fn distance_to(&self, node: u32, query: &[f32]) -> f32 {
+        self.params.metric.distance(self.vector(node), query)
+    }
+}
+
+impl Graph {
+    pub fn new(params: Params, dims: usize) -> Self {
+        Graph {
+            params,
+            dims,
+            vectors: Vec::new(),
+            links: Vec::new(),
+            entry: None,
+            rng: params.seed ^ 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    pub fn vector(&self, node: u32) -> &[f32] {
+        let i = node as usize * self.dims;
+        &self.vectors[i..i + self.dims]
+    }
+
+    /// The level of node `node`'s top layer.
+    pub fn level(&self, node: u32) -> usize {
+        self.links[node as usize].len() - 1
+    }
+
+    /// Bytes the graph holds (vectors and links), to keep a build within its memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.vectors.len() * 4
+            + self
+                .links
+                .iter()
+                .map(|l| l.iter().map(|n| n.capacity() * 4 + 24).sum::<usize>() + 24)
+                .sum::<usize>()
+    }
+
+    fn next_random(&mut self) -> f64 {
+        // splitmix64
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    fn random_level(&mut self) -> usize {
+        let ml = 1.0 / (self.params.m as f64).ln();
+        ((-self.next_random().ln() * ml) as usize).min(16)
+    }
+
+    /// Adds `v` as the next node (its id is the number of nodes before it).
+    pub fn insert(&mut self, v: &[f32]) -> Result<u32> {
+        if v.len() != self.dims {
+            return Err(Error::Data(format!(
+                "expected {} dimensions, not {}",
+                self.dims,
+                v.len()
+            )));
+        }
+        let id = u32::try_from(self.links.len())
+            .map_err(|_| Error::Limit("more than 2^32 vectors in one graph".into()))?;
+        let level = self.random_level();
+        self.vectors.extend_from_slice(v);
+        self.links.push(vec![Vec::new(); level + 1]);
+        let Some((entry, top)) = self.entry else {
+            self.entry = Some((id, level));
+            return Ok(id);
+        };
+        let mut nearest = vec![Scored {
+            distance: self.distance_to(entry, v),
+            node: entry,
+        }];
+        for l in (level + 1..=top).rev() {
+            nearest = search_layer(self, v, &nearest, 1, l);
+        }
+        for l in (0..=level.min(top)).rev() {
+            let found = search_layer(self, v, &nearest, self.params.ef_construction, l);
+            let chosen = self.select(&found, self.params.m);
+            self.links[id as usize][l] = chosen.iter().map(|s| s.node).collect();
+            for s in &chosen {
+                self.link(s.node, id, s.distance, l);
+            }
+            nearest = found;
+        }
+        if level > top {
+            self.entry = Some((id, level));
+        }
+        Ok(id)
+    }
+
+    /// The heuristic of the paper (algorithm 4): a candidate is kept only if it is not
+    /// nearer to a neighbour kept so far than to the base, so links spread in all
+    /// directions; free places are then filled with the nearest of the rest.
+    fn select(&self, candidates: &[Scored], max: usize) -> Vec<Scored> {
+        let mut kept: Vec<Scored> = Vec::with_capacity(max);
+        let mut pruned = Vec::new();
+        for &c in candidates {
+            if kept.len() >= max {
+                break;
+            }
+            let v = self.vector(c.node);
+            if kept
+                .iter()
+                .all(|k| self.params.metric.distance(self.vector(k.node), v) >= c.distance)
+            {
+                kept.push(c);
+            } else {
+                pruned.push(c);
+            }
+        }
+        for c in pruned {
+            if kept.len() >= max {
+                break;
+            }
+            kept.push(c);
+        }
+        kept
+    }
+
+    /// Adds `new` to the neighbours of `node` on `level`, pruning them if too many.
+    fn link(&mut self, node: u32, new: u32, distance: f32, level: usize) {
+        let max = self.params.max_neighbors(level);
+        let list = &mut self.links[node as usize][level];
+        if list.len() < max {
+            list.push(new);
+            return;
+        }
+        let base = self.vector(node).to_vec();
+        let mut scored: Vec<Scored> = self.links[node as usize][level]
+            .iter()
+            .map(|&n| Scored {
+                distance: self.params.metric.distance(self.vector(n), &base),
+                node: n,
+            })
+            .collect();
+        scored.push(Scored {
+            distance,
+            node: new,
+        });
+        scored.sort();
+        let chosen = self.select(&scored, max);
+        self.links[node as usize][level] = chosen.iter().map(|s| s.node).collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Clustered points: `clusters` centres, points spread around them.
+    fn data(n: usize, dims: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut g = Graph::new(Params::new(16, 64, Metric::L2).unwrap(), 1);
+        g.rng = seed;
+        let centres: Vec<Vec<f32>> = (0..clusters)
+            .map(|_| {
+                (0..dims)
+                    .map(|_| (g.next_random() * 20.0 - 10.0) as f32)
+                    .collect()
+            })
+            .collect();
+        (0..n)
+            .map(|i| {
+                let c = &centres[i % clusters];
+                c.iter()
+                    .map(|&x| x + (g.next_random() * 2.0 - 1.0) as f32)
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn exact(points: &[Vec<f32>], q: &[f32], k: usize, metric: Metric) -> Vec<u32> {
+        let mut all: Vec<Scored> = points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Scored {
+                distance: metric.distance(p, q),
+                node: i as u32,
+            })
+            .collect();
+        all.sort();
+        all.truncate(k);
+        all.iter().map(|s| s.node).collect()
+    }
+
+    fn recall(metric: Metric) -> f64 {
+        // Queries are held-out points of the same distribution.
+        let mut points = data(3100, 24, 30, 7);
+        let queries = points.split_off(3000);
+        let mut g = Graph::new(Params::new(12, 64, metric).unwrap(), 24);
+        for p in &points {
+            g.insert(p).unwrap();
+        }
+        let mut hits = 0;
+        for q in &queries {
+            let want: HashSet<u32> = exact(&points, q, 10, metric).into_iter().collect();
+            hits += search(&g, q, 10, 40)
+                .iter()
+                .filter(|s| want.contains(&s.node))
+                .count();
+        }
+        hits as f64 / (10 * queries.len()) as f64
+    }
+
+    #[test]
+    fn recall_at_10_is_high_for_every_metric() {
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+            let r = recall(metric);
+            assert!(r >= 0.95, "{metric:?}: recall@10 {r}");
+        }
+    }
+
+    #[test]
+    fn builds_are_deterministic_and_links_bounded() {
+        let points = data(500, 8, 5, 3);
+        let build = || {
+            let mut g = Graph::new(Params::new(8, 32, Metric::L2).unwrap(), 8);
+            for p in &points {
+                g.insert(p).unwrap();
+            }
+            g
+        };
+        let (a, b) = (build(), build());
+        assert_eq!(a.links, b.links);
+        assert_eq!(a.entry, b.entry);
+        for node in 0..a.len() as u32 {
+            for level in 0..=a.level(node) {
+                let n = a.neighbors(node, level);
+                assert!(n.len() <= a.params.max_neighbors(level));
+                assert!(!n.contains(&node));
+            }
+        }
+        assert!(a.memory_bytes() > 500 * 8 * 4);
+    }
+
+    #[test]
+    fn small_and_degenerate_graphs() {
+        let mut g = Graph::new(Params::new(4, 8, Metric::L2).unwrap(), 2);
+        assert!(search(&g, &[0.0, 0.0], 3, 10).is_empty());
+        g.insert(&[1.0, 1.0]).unwrap();
+        let found = search(&g, &[0.0, 0.0], 3, 10);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].distance, 2.0);
+        // Many equal vectors still make a searchable graph. (A point added after them
+        // may lose every link into it when the lists fill with ties: an index stores
+        // equal vectors as one node with many rows, as pgvector does.)
+        for _ in 0..50 {
+            g.insert(&[1.0, 1.0]).unwrap();
+        }
+        let found = search(&g, &[1.0, 1.0], 5, 10);
+        assert_eq!(found.len(), 5);
+        assert!(found.iter().all(|s| s.distance == 0.0));
+        assert!(g.insert(&[1.0]).is_err());
+    }
+
+    #[test]
+    fn zero_vectors_come_last_under_cosine() {
+        let mut g = Graph::new(Params::new(4, 8, Metric::Cosine).unwrap(), 2);
+        g.insert(&[0.0, 0.0]).unwrap();
+        g.insert(&[1.0, 0.0]).unwrap();
+        g.insert(&[0.0, 1.0]).unwrap();
+        let found = search(&g, &[1.0, 0.1], 3, 10);
+        assert_eq!(found.last().unwrap().node, 0);
+    }
+
+    #[test]
+    fn bad_parameters_are_errors() {
+        assert!(Params::new(1, 64, Metric::L2).is_err());
+        assert!(Params::new(101, 200, Metric::L2).is_err());
+        assert!(Params::new(16, 8, Metric::L2).is_err());
+        assert!(Params::new(16, 2000, Metric::L2).is_err());
+    }
+}
