@@ -3,6 +3,8 @@
 
 pub mod distance;
 pub mod hnsw;
+pub mod kmeans;
+pub mod pq;
 pub mod text;
 
 use std::cmp::Ordering;
