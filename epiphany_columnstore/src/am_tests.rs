@@ -432,6 +432,10 @@ mod tests {
         run("SET min_parallel_table_scan_size = 0");
         run("SET maintenance_work_mem = '64MB'");
         run("CREATE INDEX t10_id ON t10 (id)");
+        // Rebuilds are serial too (a parallel one would fail).
+        run("REINDEX INDEX t10_id");
+        run("REINDEX TABLE t10");
+        run("CLUSTER t10 USING t10_id");
         run("SET enable_seqscan = off");
         run("SET epiphany.enable_columnar_scan = off");
         run("SET enable_bitmapscan = off");

@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use arrow_array::RecordBatch;
+use epiphany_core::columnar::part::PAGE_ROWS;
 use epiphany_core::columnar::rowid::{find_part, tid_to_row};
 use epiphany_core::pg::OrReport;
 use epiphany_core::Error;
@@ -59,7 +60,8 @@ pub struct FetchState {
     snapshot: Option<SnapshotKey>,
     parts: Vec<PartRow>,
     positions: Option<(u64, usize, RecordBatch)>,
-    rows: Option<(u64, usize, RecordBatch)>,
+    /// Decoded rows: (part, granule, window of PAGE_ROWS rows) and the batch.
+    rows: Option<((u64, usize, usize), RecordBatch)>,
     row_context: RowContext,
 }
 
@@ -124,14 +126,22 @@ impl FetchState {
                 open.row.part_id
             ))
         })?;
-        if !matches!(&self.rows, Some((p, cg, _)) if *p == open.row.part_id && *cg == g) {
+        // One page's worth of rows around the one asked for is decoded and kept: the next
+        // fetch of an index scan is often nearby.
+        let granule_rows = open.reader.granule_rows()[g] as usize;
+        let window = within / PAGE_ROWS;
+        let first = window * PAGE_ROWS;
+        let count = PAGE_ROWS.min(granule_rows - first);
+        let key = (open.row.part_id, g, window);
+        if !matches!(&self.rows, Some((k, _)) if *k == key) {
             let mut columns: Vec<usize> = (0..self.info.columns.len()).collect();
             columns.push(open.reader.row_column());
             // SAFETY: per the contract.
-            let batch = unsafe { open.granule(rel, &columns, g) }?;
-            self.rows = Some((open.row.part_id, g, batch));
+            let batch = unsafe { open.rows(rel, &columns, g, first, count) }?;
+            self.rows = Some((key, batch));
         }
-        let batch = &self.rows.as_ref().expect("cached").2;
+        let batch = &self.rows.as_ref().expect("cached").1;
+        let within = within - first;
         // SAFETY: per the contract; datums go to the row context.
         unsafe {
             store_row(
@@ -184,7 +194,7 @@ unsafe fn cached_part(
         return Ok(part);
     }
     // SAFETY: per the contract.
-    let part = Rc::new(unsafe { OpenPart::open(rel, schema, row.clone()) }?);
+    let part = Rc::new(unsafe { OpenPart::open_for_fetch(rel, schema, row.clone()) }?);
     PARTS.with(|c| {
         let mut c = c.borrow_mut();
         c.parts.push((key, part.clone()));

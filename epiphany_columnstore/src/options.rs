@@ -381,15 +381,17 @@ unsafe extern "C-unwind" fn process_utility(
             }
             // ANALYZE counts a table's blocks before it scans: rows this transaction
             // buffered must be in parts by then.
-            pg_sys::NodeTag::T_VacuumStmt => crate::writes::flush_all(),
-            pg_sys::NodeTag::T_IndexStmt => {
+            pg_sys::NodeTag::T_VacuumStmt
+            | pg_sys::NodeTag::T_IndexStmt
+            | pg_sys::NodeTag::T_ReindexStmt
+            | pg_sys::NodeTag::T_ClusterStmt => {
                 crate::writes::flush_all();
                 // Index builds on columnar tables are serial: a parallel build scans with
                 // SnapshotAny in parallel mode, where no fresh snapshot can be taken to
-                // tell committed parts from aborted ones.
-                let stmt = node as *mut pg_sys::IndexStmt;
-                let relid = relid_of((*stmt).relation, pg_sys::NoLock as _, true);
-                if relid != pg_sys::InvalidOid && is_columnar_relation(relid) {
+                // tell committed parts from aborted ones. Statements that build indexes
+                // of many tables (REINDEX SCHEMA, VACUUM FULL of a database, …) build
+                // them all serially.
+                if builds_columnar_indexes(node) {
                     serial_index_build = Some(pg_sys::NewGUCNestLevel());
                     pg_sys::set_config_option(
                         c"max_parallel_maintenance_workers".as_ptr(),
@@ -549,6 +551,53 @@ unsafe fn call_next(
                 dest,
                 qc,
             ),
+        }
+    }
+}
+
+/// Whether `node` (a utility statement that may build indexes) may build an index of a
+/// columnar table.
+///
+/// # Safety
+/// `node` is a parsed utility statement; main thread, in a transaction.
+unsafe fn builds_columnar_indexes(node: *mut pg_sys::Node) -> bool {
+    let columnar = |rv: *mut pg_sys::RangeVar| {
+        if rv.is_null() {
+            return false;
+        }
+        // SAFETY: a RangeVar of the statement; a missing relation is not ours.
+        let relid = unsafe { relid_of(rv, pg_sys::NoLock as _, true) };
+        relid != pg_sys::InvalidOid && is_columnar_relation(relid)
+    };
+    // SAFETY (all arms): the node's tag says which statement it is.
+    unsafe {
+        match (*node).type_ {
+            pg_sys::NodeTag::T_IndexStmt => columnar((*(node as *mut pg_sys::IndexStmt)).relation),
+            pg_sys::NodeTag::T_ReindexStmt => {
+                let stmt = node as *mut pg_sys::ReindexStmt;
+                match (*stmt).kind {
+                    pg_sys::ReindexObjectType::REINDEX_OBJECT_TABLE => columnar((*stmt).relation),
+                    pg_sys::ReindexObjectType::REINDEX_OBJECT_INDEX => {
+                        let index = relid_of((*stmt).relation, pg_sys::NoLock as _, true);
+                        index != pg_sys::InvalidOid && {
+                            let table = pg_sys::IndexGetRelation(index, true);
+                            table != pg_sys::InvalidOid && is_columnar_relation(table)
+                        }
+                    }
+                    _ => true,
+                }
+            }
+            pg_sys::NodeTag::T_ClusterStmt => {
+                let rv = (*(node as *mut pg_sys::ClusterStmt)).relation;
+                rv.is_null() || columnar(rv)
+            }
+            pg_sys::NodeTag::T_VacuumStmt => {
+                let rels = pgrx::PgList::<pg_sys::VacuumRelation>::from_pg(
+                    (*(node as *mut pg_sys::VacuumStmt)).rels,
+                );
+                rels.is_empty() || rels.iter_ptr().any(|r| columnar((*r).relation))
+            }
+            _ => false,
         }
     }
 }

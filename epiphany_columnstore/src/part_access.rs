@@ -30,10 +30,42 @@ impl OpenPart {
         row: PartRow,
     ) -> Result<Self, Error> {
         // SAFETY: per the contract.
+        unsafe { Self::open_with(rel, schema, row, false) }
+    }
+
+    /// As [`OpenPart::open`], with the offset index loaded for [`OpenPart::rows`]: for
+    /// fetches by TID, which read a few rows of a granule.
+    ///
+    /// # Safety
+    /// As [`OpenPart::open`].
+    pub unsafe fn open_for_fetch(
+        rel: pg_sys::Relation,
+        schema: &TableSchema,
+        row: PartRow,
+    ) -> Result<Self, Error> {
+        // SAFETY: per the contract.
+        unsafe { Self::open_with(rel, schema, row, true) }
+    }
+
+    /// # Safety
+    /// As [`OpenPart::open`].
+    unsafe fn open_with(
+        rel: pg_sys::Relation,
+        schema: &TableSchema,
+        row: PartRow,
+        offsets: bool,
+    ) -> Result<Self, Error> {
+        // SAFETY: per the contract.
         let store = unsafe { RelationPageStore::new(rel) };
         let extent = ExtentReader::new(&store, row.extent())?;
-        let sparse = SparsePart::with_tail(row.byte_len, &mut |off, len| extent.read(off, len))?;
-        let reader = PartReader::open(schema, sparse)?;
+        let mut fetch = |off, len| extent.read(off, len);
+        let sparse = SparsePart::with_tail(row.byte_len, &mut fetch)?;
+        let reader = if offsets {
+            sparse.fetch_offset_indexes(&mut fetch)?;
+            PartReader::open_with_offsets(schema, sparse)?
+        } else {
+            PartReader::open(schema, sparse)?
+        };
         if reader.rows() != row.row_count {
             return Err(Error::Corrupted(format!(
                 "part {} holds {} rows, its catalog row says {}",
@@ -90,6 +122,23 @@ impl OpenPart {
             )));
         }
         Ok(batch)
+    }
+
+    /// Rows `first .. first + count` of granule `g`, columns `columns`.
+    ///
+    /// # Safety
+    /// As [`OpenPart::fetch`].
+    pub unsafe fn rows(
+        &self,
+        rel: pg_sys::Relation,
+        columns: &[usize],
+        g: usize,
+        first: usize,
+        count: usize,
+    ) -> Result<RecordBatch, Error> {
+        // SAFETY: per the contract.
+        unsafe { self.fetch(rel, columns, &[g]) }?;
+        self.reader.read_rows(columns, g, first, count)
     }
 
     /// The stored position of row number `row` of this part.

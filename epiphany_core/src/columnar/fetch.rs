@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::ParquetMetaData;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::reader::{ChunkReader, Length};
 
 use crate::error::{Error, Result};
@@ -104,6 +104,45 @@ impl SparsePart {
             if !self.holds(start, len) {
                 self.add(start, fetch(start, len as usize)?)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Fetches the offset indexes of every column chunk (one range: Parquet writes them
+    /// together, before the footer), for [`PartReader::open_with_offsets`].
+    ///
+    /// [`PartReader::open_with_offsets`]: crate::columnar::PartReader::open_with_offsets
+    pub fn fetch_offset_indexes(
+        &self,
+        fetch: &mut impl FnMut(u64, usize) -> Result<Vec<u8>>,
+    ) -> Result<()> {
+        let parse = || ParquetMetaDataReader::new().parse_and_finish(self);
+        let metadata = std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
+            .map_err(|_| Error::Corrupted("a part's footer cannot be read".into()))?
+            .map_err(|e| Error::Corrupted(format!("reading a part's footer: {e}")))?;
+        let (mut lo, mut hi) = (u64::MAX, 0u64);
+        for rg in metadata.row_groups() {
+            for c in rg.columns() {
+                if let (Some(off), Some(len)) = (c.offset_index_offset(), c.offset_index_length()) {
+                    let (Ok(off), Ok(len)) = (u64::try_from(off), u64::try_from(len)) else {
+                        return Err(Error::Corrupted("a negative offset index range".into()));
+                    };
+                    lo = lo.min(off);
+                    hi = hi.max(off.saturating_add(len));
+                }
+            }
+        }
+        if lo >= hi {
+            return Ok(());
+        }
+        if hi > self.len {
+            return Err(Error::Corrupted(format!(
+                "offset indexes {lo}..{hi} outside a part of {} bytes",
+                self.len
+            )));
+        }
+        if !self.holds(lo, hi - lo) {
+            self.add(lo, fetch(lo, (hi - lo) as usize)?)?;
         }
         Ok(())
     }

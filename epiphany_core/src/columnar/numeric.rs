@@ -137,37 +137,80 @@ pub fn rescale(mantissa: i128, dscale: u16, scale: u16) -> (i128, bool) {
     }
 }
 
+/// A numeric payload built on the stack (at most a 4-byte header and 6 digits of a
+/// 64-bit integer scaled by up to 3 more decimals): scans make one per value.
+#[derive(Clone, Copy)]
+pub struct Payload {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+impl Payload {
+    fn push(&mut self, b: [u8; 2]) {
+        self.bytes[self.len..self.len + 2].copy_from_slice(&b);
+        self.len += 2;
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::ops::Deref::deref(self).fmt(f)
+    }
+}
+
 /// The payload Postgres would make for the stored integer `value` of a column with
 /// `scale` (short header when it fits, as Postgres writes it; trailing and leading zero
 /// digits stripped; display scale = `scale`).
-pub fn from_scaled(value: i64, scale: u16) -> Vec<u8> {
+pub fn from_scaled(value: i64, scale: u16) -> Payload {
+    let mut out = Payload {
+        bytes: [0; 24],
+        len: 0,
+    };
     if value == NAN {
-        return NAN_HEADER.to_ne_bytes().to_vec();
+        out.push(NAN_HEADER.to_ne_bytes());
+        return out;
     }
     let negative = value < 0;
-    let mut abs = (value as i128).abs();
     // Align the decimal point to a digit boundary: pad to a multiple of 4 fractional digits.
     let pad = (4 - scale % 4) % 4;
-    abs *= 10i128.pow(u32::from(pad));
+    let mut abs = u128::from(value.unsigned_abs()) * 10u128.pow(u32::from(pad));
     let frac_groups = i32::from((scale + pad) / 4);
-    let mut groups: Vec<i16> = Vec::new();
-    while abs > 0 {
-        groups.push((abs % NBASE) as i16);
-        abs /= NBASE;
+    // Base-10000 digits, least significant first (u64 arithmetic when it fits).
+    let mut groups = [0i16; 8];
+    let mut n = 0;
+    if let Ok(mut small) = u64::try_from(abs) {
+        while small > 0 {
+            groups[n] = (small % NBASE as u64) as i16;
+            small /= NBASE as u64;
+            n += 1;
+        }
+    } else {
+        while abs > 0 {
+            groups[n] = (abs % NBASE as u128) as i16;
+            abs /= NBASE as u128;
+            n += 1;
+        }
     }
     // groups[0] is the least significant; its weight is -frac_groups.
     let mut low = 0;
-    while low < groups.len() && groups[low] == 0 {
+    while low < n && groups[low] == 0 {
         low += 1;
     }
-    let digits: Vec<i16> = groups[low..].iter().rev().copied().collect();
+    let digits = &groups[low..n];
     let weight = if digits.is_empty() {
         0
     } else {
-        groups.len() as i32 - 1 - frac_groups
+        n as i32 - 1 - frac_groups
     };
     let negative = negative && !digits.is_empty();
-    let mut out = Vec::with_capacity(4 + 2 * digits.len());
     let short_ok =
         scale <= (SHORT_DSCALE_MASK >> SHORT_DSCALE_SHIFT) && (-64..=63).contains(&weight);
     if short_ok {
@@ -179,14 +222,14 @@ pub fn from_scaled(value: i64, scale: u16) -> Vec<u8> {
             header |= SHORT_WEIGHT_SIGN_MASK;
         }
         header |= (weight as u16) & SHORT_WEIGHT_MASK;
-        out.extend_from_slice(&header.to_ne_bytes());
+        out.push(header.to_ne_bytes());
     } else {
         let header = (if negative { NEG } else { POS }) | (scale & DSCALE_MASK);
-        out.extend_from_slice(&header.to_ne_bytes());
-        out.extend_from_slice(&(weight as i16).to_ne_bytes());
+        out.push(header.to_ne_bytes());
+        out.push((weight as i16).to_ne_bytes());
     }
-    for d in digits {
-        out.extend_from_slice(&d.to_ne_bytes());
+    for d in digits.iter().rev() {
+        out.push(d.to_ne_bytes());
     }
     out
 }
@@ -216,7 +259,7 @@ mod tests {
         // 12.34 as numeric(15,2): short header, dscale 2, weight 0, digits 12, 3400.
         let p = from_scaled(1234, 2);
         assert_eq!(
-            p,
+            p.to_vec(),
             [0x8000u16 | (2 << 7), 12, 3400]
                 .iter()
                 .flat_map(|x| x.to_ne_bytes())
@@ -225,7 +268,7 @@ mod tests {
         assert_eq!(to_scaled(&p, 2).unwrap(), 1234);
         // Zero: no digits.
         assert_eq!(
-            from_scaled(0, 2),
+            from_scaled(0, 2).to_vec(),
             (0x8000u16 | (2 << 7)).to_ne_bytes().to_vec()
         );
         assert_eq!(to_scaled(&from_scaled(NAN, 3), 3).unwrap(), NAN);

@@ -26,11 +26,11 @@ use bytes::Bytes;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
-    ParquetRecordBatchReaderBuilder,
+    ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
 };
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression as PqCompression, Encoding, ZstdLevel};
-use parquet::file::metadata::ParquetMetaData;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::ChunkReader;
 use parquet::schema::types::ColumnPath;
@@ -47,6 +47,10 @@ const POSTGRES_ASC: arrow_schema::SortOptions = arrow_schema::SortOptions {
 };
 
 /// Text bounds in granule statistics are cut to this many bytes (still valid bounds).
+/// Rows per data page (at most; a page also ends at Parquet's byte limit).
+pub const PAGE_ROWS: usize = 1024;
+/// Largest dictionary page of a column chunk.
+const DICTIONARY_BYTES: usize = 16 * 1024;
 const STATS_TRUNCATE: usize = 64;
 
 fn format_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -126,6 +130,14 @@ pub fn encode_part(
     let props = WriterProperties::builder()
         .set_compression(compression)
         .set_max_row_group_row_count(Some(options.granule_rows as usize))
+        // Pages of PAGE_ROWS rows: a fetch by TID decodes one page per column, not the
+        // whole granule.
+        .set_write_batch_size(PAGE_ROWS)
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        // A column with many distinct values gives up its dictionary early (zstd
+        // compresses the plain values as well): a fetch then decompresses a small
+        // dictionary page, not one as large as the granule.
+        .set_dictionary_page_size_limit(DICTIONARY_BYTES)
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_statistics_truncate_length(Some(STATS_TRUNCATE))
         .set_created_by(format!("EpiphanyDB {}", crate::SUITE_VERSION));
@@ -166,7 +178,19 @@ pub struct PartReader<R: ChunkReader + Clone + 'static = Bytes> {
 
 impl<R: ChunkReader + Clone + 'static> PartReader<R> {
     pub fn open(schema: &TableSchema, source: R) -> Result<Self> {
-        let load = || ArrowReaderMetadata::load(&source, ArrowReaderOptions::new());
+        Self::open_with(schema, source, ArrowReaderOptions::new())
+    }
+
+    /// As [`PartReader::open`], also loading the offset index (where each data page of
+    /// each column chunk starts), so [`PartReader::read_rows`] decodes only the pages it
+    /// needs. The source must hold the index bytes (see `SparsePart::fetch_offset_indexes`).
+    pub fn open_with_offsets(schema: &TableSchema, source: R) -> Result<Self> {
+        let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
+        Self::open_with(schema, source, options)
+    }
+
+    fn open_with(schema: &TableSchema, source: R, options: ArrowReaderOptions) -> Result<Self> {
+        let load = || ArrowReaderMetadata::load(&source, options);
         let metadata = std::panic::catch_unwind(std::panic::AssertUnwindSafe(load))
             .unwrap_or_else(|panic| {
                 Err(parquet::errors::ParquetError::General(panic_message(
@@ -314,6 +338,58 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
                     .collect(),
             })
             .collect())
+    }
+
+    /// Rows `first .. first + count` of granule `g`, columns `columns`, in one batch. With
+    /// the offset index loaded only the data pages holding them are decompressed.
+    pub fn read_rows(
+        &self,
+        columns: &[usize],
+        g: usize,
+        first: usize,
+        count: usize,
+    ) -> Result<RecordBatch> {
+        let rows = *self
+            .granule_rows()
+            .get(g)
+            .ok_or_else(|| Error::Corrupted(format!("granule {g} does not exist")))?
+            as usize;
+        if count == 0 || first + count > rows {
+            return Err(Error::Internal(format!(
+                "rows {first}+{count} of a granule of {rows}"
+            )));
+        }
+        let selectors: Vec<RowSelector> = [
+            RowSelector::skip(first),
+            RowSelector::select(count),
+            RowSelector::skip(rows - first - count),
+        ]
+        .into_iter()
+        .filter(|s| s.row_count > 0)
+        .collect();
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            self.source.clone(),
+            self.metadata.clone(),
+        );
+        let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
+        let mut reader = builder
+            .with_projection(mask)
+            .with_row_groups(vec![g])
+            .with_row_selection(RowSelection::from(selectors))
+            .with_batch_size(count)
+            .build()
+            .map_err(|e| format_error("reading a part", e))?;
+        let batch = reader
+            .next()
+            .ok_or_else(|| Error::Corrupted(format!("granule {g}: rows {first}+{count} missing")))?
+            .map_err(|e| format_error("reading a part", e))?;
+        if batch.num_rows() != count {
+            return Err(Error::Corrupted(format!(
+                "granule {g}: {} rows read, expected {count}",
+                batch.num_rows()
+            )));
+        }
+        Ok(batch)
     }
 
     /// Batches of the chosen `columns` (positions) from the chosen `granules`, in order.
@@ -903,6 +979,43 @@ mod tests {
             batches.next().is_none(),
             "iteration ends at the first error"
         );
+    }
+
+    #[test]
+    fn rows_read_by_page_match_the_granule() {
+        use crate::columnar::fetch::SparsePart;
+        use crate::storage::{write_extent, ExtentReader, MemoryPageStore};
+
+        let input = rows(6000, 5);
+        let part = encode(&input, "i8", 5000);
+        let mut store = MemoryPageStore::new(8168);
+        let extent = write_extent(&mut store, 1, &part.bytes).unwrap();
+        let extent_reader = ExtentReader::new(&store, extent).unwrap();
+        let mut fetch = |off: u64, len: usize| extent_reader.read(off, len);
+        let sparse = SparsePart::with_tail(extent.len, &mut fetch).unwrap();
+        sparse.fetch_offset_indexes(&mut fetch).unwrap();
+        let reader = PartReader::open_with_offsets(&schema(), sparse).unwrap();
+        let columns: Vec<usize> = (0..schema().columns.len()).collect();
+        reader
+            .source()
+            .fetch_chunks(reader.metadata(), &columns, &[0, 1], &mut fetch)
+            .unwrap();
+        let whole = PartReader::open(&schema(), part.bytes.clone()).unwrap();
+        let granule = whole
+            .read(&columns, &[0], 5000)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        for (first, count) in [(0, 1), (1023, 2), (2048, 1024), (4999, 1), (3000, 2000)] {
+            let rows = reader.read_rows(&columns, 0, first, count).unwrap();
+            assert_eq!(rows, granule.slice(first, count), "{first}+{count}");
+            assert_eq!(whole.read_rows(&columns, 0, first, count).unwrap(), rows);
+        }
+        let last = reader.read_rows(&columns, 1, 999, 1).unwrap();
+        assert_eq!(last.num_rows(), 1);
+        assert!(reader.read_rows(&columns, 0, 4999, 2).is_err());
+        assert!(reader.read_rows(&columns, 2, 0, 1).is_err());
     }
 
     #[test]
