@@ -354,6 +354,12 @@ mod tests {
             "SELECT t8::text FROM t8 WHERE id < 50",
             "SELECT t8_heap::text FROM t8_heap WHERE id < 50",
         );
+        // A query that reads ctid gets every row's own TID (others skip reading them).
+        assert!(explain("SELECT count(DISTINCT ctid) FROM t8").contains("Columnar Scan"));
+        same(
+            "SELECT count(DISTINCT ctid) FROM t8",
+            "SELECT count(*) FROM t8",
+        );
         run("SET epiphany.enable_columnar_scan = off");
         assert!(!explain(q).contains("Custom Scan"), "{}", explain(q));
         same(

@@ -275,6 +275,10 @@ unsafe extern "C-unwind" fn begin(
         }
         let mut state = ScanState::new(rel, (*estate).es_snapshot).or_report();
         state.project_and_prune(read, preds).or_report();
+        let ctid = pg_sys::SelfItemPointerAttributeNumber as i32 - offset;
+        if !pg_sys::bms_is_member(ctid, attrs) && (*estate).es_rowmarks.is_null() {
+            state.without_tids();
+        }
         (*me).state = Box::into_raw(Box::new(state));
     }
 }

@@ -205,6 +205,15 @@ pub unsafe fn to_datum(info: &ColumnInfo, value: &Value<'_>) -> Option<pg_sys::D
     }
 }
 
+/// The `numeric` datum (palloc'd) of a column with `scale` whose stored integer is `v`.
+///
+/// # Safety
+/// Main thread only (palloc).
+pub unsafe fn numeric_datum(v: i64, scale: u16) -> pg_sys::Datum {
+    // SAFETY: per the contract.
+    unsafe { new_varlena(&numeric::from_scaled(v, scale)) }
+}
+
 /// # Safety
 /// Main thread only (palloc).
 unsafe fn palloc_copy(bytes: &[u8]) -> *mut u8 {

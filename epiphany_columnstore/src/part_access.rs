@@ -219,7 +219,8 @@ pub struct DatumBatch {
 }
 
 impl DatumBatch {
-    /// Converts `batch` (columns `read` of the table, then the row-offset column).
+    /// Converts `batch` (columns `read` of the table, then the row-offset column if the
+    /// rows are to get TIDs).
     ///
     /// # Safety
     /// Main thread (by-reference values are palloc'd).
@@ -287,6 +288,20 @@ impl DatumBatch {
                         |&v| word(epiphany_core::columnar::types::date_from_arrow(v) as i64 as u64),
                     )
                     .collect(),
+                T::Numeric { scale } => array
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .zip(&null)
+                    .map(|(&v, &is_null)| {
+                        if is_null {
+                            word(0)
+                        } else {
+                            // SAFETY: main thread (palloc).
+                            unsafe { crate::datum::numeric_datum(v, scale) }
+                        }
+                    })
+                    .collect(),
                 _ => (0..rows)
                     .map(|i| {
                         if null[i] {
@@ -302,11 +317,15 @@ impl DatumBatch {
             values.push(vals);
             nulls.push(null);
         }
-        let offsets = batch
-            .column(read.len())
-            .as_primitive::<UInt32Type>()
-            .values()
-            .to_vec();
+        let offsets = if batch.num_columns() > read.len() {
+            batch
+                .column(read.len())
+                .as_primitive::<UInt32Type>()
+                .values()
+                .to_vec()
+        } else {
+            Vec::new()
+        };
         DatumBatch {
             rows,
             values,
@@ -340,9 +359,18 @@ impl DatumBatch {
                 values[c] = self.values[k][r];
                 nulls[c] = self.nulls[k][r];
             }
-            let (block, off) = row_to_tid(self.first_row + u64::from(self.offsets[r]))?;
             pg_sys::ExecStoreVirtualTuple(slot);
-            pgrx::itemptr::item_pointer_set_all(&mut (*slot).tts_tid, block, off);
+            match self.offsets.get(r) {
+                Some(&offset) => {
+                    let (block, off) = row_to_tid(self.first_row + u64::from(offset))?;
+                    pgrx::itemptr::item_pointer_set_all(&mut (*slot).tts_tid, block, off);
+                }
+                None => pgrx::itemptr::item_pointer_set_all(
+                    &mut (*slot).tts_tid,
+                    pg_sys::InvalidBlockNumber,
+                    pg_sys::InvalidOffsetNumber as u16,
+                ),
+            }
             (*slot).tts_tableOid = relid;
         }
         Ok(())

@@ -82,6 +82,8 @@ pub struct ScanState {
     /// Pruning predicates (the custom scan's quals that statistics can answer).
     preds: Vec<Predicate>,
     pub counters: ScanCounters,
+    /// Whether rows get their TIDs (read from the part's row-number column).
+    need_tids: bool,
     next_part: usize,
     current: Option<(OpenPart, PartBatches)>,
     batch: Option<(DatumBatch, usize)>,
@@ -141,6 +143,7 @@ impl ScanState {
             read,
             preds: Vec::new(),
             counters: ScanCounters::default(),
+            need_tids: true,
             next_part: 0,
             current: None,
             batch: None,
@@ -182,8 +185,16 @@ impl ScanState {
 
     fn columns_with_rows(&self, reader_row_column: usize) -> Vec<usize> {
         let mut c = self.read.clone();
-        c.push(reader_row_column);
+        if self.need_tids {
+            c.push(reader_row_column);
+        }
         c
+    }
+
+    /// Rows are returned without TIDs (the custom scan of a query that does not read
+    /// `ctid`): the row-number column is then not read at all.
+    pub fn without_tids(&mut self) {
+        self.need_tids = false;
     }
 
     /// The next row into `slot`; false at the end. `shared` is the progress of a parallel
