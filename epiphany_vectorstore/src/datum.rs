@@ -30,7 +30,7 @@ pub unsafe fn elements<'a>(datum: pg_sys::Datum) -> &'a [f32] {
         }
         let data = p.add(HEADER);
         let n = dims as usize;
-        if (data as usize) % std::mem::align_of::<f32>() == 0 {
+        if (data as usize).is_multiple_of(std::mem::align_of::<f32>()) {
             std::slice::from_raw_parts(data as *const f32, n)
         } else {
             let copy = pg_sys::palloc(4 * n.max(1)) as *mut f32;

@@ -51,7 +51,7 @@ pub fn train(
     iterations: usize,
     seed: u64,
 ) -> Result<Vec<f32>> {
-    if dims == 0 || data.len() % dims != 0 {
+    if dims == 0 || !data.len().is_multiple_of(dims) {
         return Err(Error::Internal(format!(
             "k-means over {} values of {dims} dimensions",
             data.len()

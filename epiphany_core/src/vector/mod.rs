@@ -3,6 +3,7 @@
 
 pub mod distance;
 pub mod hnsw;
+pub mod hnsw_node;
 pub mod kmeans;
 pub mod pq;
 pub mod text;

@@ -33,7 +33,7 @@ impl ProductQuantizer {
 
     /// Checks the shape: `m` divides `dims`, `bits` in 1..=8.
     pub fn check_shape(dims: usize, m: usize, bits: u32) -> Result<()> {
-        if m == 0 || dims % m != 0 {
+        if m == 0 || !dims.is_multiple_of(m) {
             return Err(Error::InvalidParameter {
                 name: "pq_m".into(),
                 detail: format!("{m} must divide the {dims} dimensions"),
