@@ -11,6 +11,7 @@ use std::collections::{BinaryHeap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::vector::distance;
+use crate::vector::kmeans::Rng;
 
 /// How distances are measured; each orders like its SQL operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +188,7 @@ pub struct Graph {
     /// Per node, its neighbours on each of its levels (0 first).
     links: Vec<Vec<Vec<u32>>>,
     entry: Option<(u32, usize)>,
-    rng: u64,
+    rng: Rng,
 }
 
 impl GraphView for Graph {
@@ -216,7 +217,7 @@ impl Graph {
             vectors: Vec::new(),
             links: Vec::new(),
             entry: None,
-            rng: params.seed ^ 0x9e37_79b9_7f4a_7c15,
+            rng: Rng::new(params.seed),
         }
     }
 
@@ -248,19 +249,10 @@ impl Graph {
                 .sum::<usize>()
     }
 
-    fn next_random(&mut self) -> f64 {
-        // splitmix64
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
     fn random_level(&mut self) -> usize {
         let ml = 1.0 / (self.params.m as f64).ln();
-        ((-self.next_random().ln() * ml) as usize).min(16)
+        // 1 - u is in (0, 1]: its logarithm is finite.
+        ((-(1.0 - self.rng.next_f64()).ln() * ml) as usize).min(16)
     }
 
     /// Adds `v` as the next node (its id is the number of nodes before it).
@@ -364,12 +356,11 @@ mod tests {
 
     /// Clustered points: `clusters` centres, points spread around them.
     fn data(n: usize, dims: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut g = Graph::new(Params::new(16, 64, Metric::L2).unwrap(), 1);
-        g.rng = seed;
+        let mut rng = Rng::new(seed);
         let centres: Vec<Vec<f32>> = (0..clusters)
             .map(|_| {
                 (0..dims)
-                    .map(|_| (g.next_random() * 20.0 - 10.0) as f32)
+                    .map(|_| (rng.next_f64() * 20.0 - 10.0) as f32)
                     .collect()
             })
             .collect();
@@ -377,7 +368,7 @@ mod tests {
             .map(|i| {
                 let c = &centres[i % clusters];
                 c.iter()
-                    .map(|&x| x + (g.next_random() * 2.0 - 1.0) as f32)
+                    .map(|&x| x + (rng.next_f64() * 2.0 - 1.0) as f32)
                     .collect()
             })
             .collect()
