@@ -2,12 +2,13 @@
 //!
 //! The search runs over any [`GraphView`] — the in-memory [`Graph`] an index build fills,
 //! or (in the glue) the graph as stored in index pages — so there is one search to test.
-//! Node ids are dense `u32`s handed out by the caller; levels come from a seeded
-//! generator, so a build is deterministic.
+//! Node ids are `u64`s chosen by the graph (dense numbers in memory, packed page
+//! addresses on disk); levels come from a seeded generator, so a build is deterministic.
 
-use std::borrow::Cow;
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::BinaryHeap;
+
+use rustc_hash::FxHashSet;
 
 use crate::error::{Error, Result};
 use crate::vector::distance;
@@ -51,6 +52,8 @@ pub struct Params {
     pub ef_construction: usize,
     pub metric: Metric,
     pub seed: u64,
+    /// Highest level a node may get (an index caps it so every node fits a page).
+    pub max_level: usize,
 }
 
 impl Params {
@@ -72,6 +75,7 @@ impl Params {
             ef_construction,
             metric,
             seed: 0x5eed,
+            max_level: 16,
         })
     }
 
@@ -85,21 +89,25 @@ impl Params {
     }
 }
 
-/// What a search needs from a graph.
+/// A node's id: the graph's own numbering.
+pub type NodeId = u64;
+
+/// What a search needs from a graph. Methods take `&mut self` so a graph kept in pages
+/// can cache what it has read.
 pub trait GraphView {
     /// The top node and its level, or `None` while the graph is empty.
-    fn entry(&self) -> Option<(u32, usize)>;
-    /// The neighbours of `node` on `level`.
-    fn neighbors(&self, node: u32, level: usize) -> Cow<'_, [u32]>;
+    fn entry(&mut self) -> Option<(NodeId, usize)>;
+    /// Replaces `out` with the neighbours of `node` on `level`.
+    fn neighbors(&mut self, node: NodeId, level: usize, out: &mut Vec<NodeId>);
     /// The distance from `node` to `query`.
-    fn distance_to(&self, node: u32, query: &[f32]) -> f32;
+    fn distance_to(&mut self, node: NodeId, query: &[f32]) -> f32;
 }
 
 /// A node and its distance, ordered by distance (then id, for determinism).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scored {
     pub distance: f32,
-    pub node: u32,
+    pub node: NodeId,
 }
 
 impl Eq for Scored {}
@@ -121,13 +129,14 @@ impl PartialOrd for Scored {
 /// The `ef` nodes nearest to `query` on `level` reachable greedily from `entries`,
 /// nearest first.
 pub fn search_layer(
-    graph: &impl GraphView,
+    graph: &mut impl GraphView,
     query: &[f32],
     entries: &[Scored],
     ef: usize,
     level: usize,
 ) -> Vec<Scored> {
-    let mut visited: HashSet<u32> = entries.iter().map(|e| e.node).collect();
+    let mut visited: FxHashSet<NodeId> = entries.iter().map(|e| e.node).collect();
+    let mut neighbors = Vec::new();
     let mut candidates: BinaryHeap<Reverse<Scored>> =
         entries.iter().copied().map(Reverse).collect();
     let mut best: BinaryHeap<Scored> = entries.iter().copied().collect();
@@ -139,7 +148,8 @@ pub fn search_layer(
         if c.distance > worst && best.len() >= ef {
             break;
         }
-        for &n in graph.neighbors(c.node, level).iter() {
+        graph.neighbors(c.node, level, &mut neighbors);
+        for &n in &neighbors {
             if !visited.insert(n) {
                 continue;
             }
@@ -164,7 +174,7 @@ pub fn search_layer(
 }
 
 /// The `k` nearest nodes to `query` found with `ef` candidates, nearest first.
-pub fn search(graph: &impl GraphView, query: &[f32], k: usize, ef: usize) -> Vec<Scored> {
+pub fn search(graph: &mut impl GraphView, query: &[f32], k: usize, ef: usize) -> Vec<Scored> {
     let Some((entry, top)) = graph.entry() else {
         return Vec::new();
     };
@@ -180,6 +190,36 @@ pub fn search(graph: &impl GraphView, query: &[f32], k: usize, ef: usize) -> Vec
     found
 }
 
+/// The heuristic of the paper (algorithm 4): from `candidates` (nearest first, distances
+/// to the base), a candidate is kept only if it is not nearer to a neighbour kept so far
+/// than to the base, so links spread in all directions; free places are then filled with
+/// the nearest of the rest. `between` measures two candidates.
+pub fn select_neighbors(
+    candidates: &[Scored],
+    max: usize,
+    mut between: impl FnMut(NodeId, NodeId) -> f32,
+) -> Vec<Scored> {
+    let mut kept: Vec<Scored> = Vec::with_capacity(max);
+    let mut pruned = Vec::new();
+    for &c in candidates {
+        if kept.len() >= max {
+            break;
+        }
+        if kept.iter().all(|k| between(k.node, c.node) >= c.distance) {
+            kept.push(c);
+        } else {
+            pruned.push(c);
+        }
+    }
+    for c in pruned {
+        if kept.len() >= max {
+            break;
+        }
+        kept.push(c);
+    }
+    kept
+}
+
 /// A graph in memory, as an index build makes it.
 pub struct Graph {
     params: Params,
@@ -192,20 +232,19 @@ pub struct Graph {
 }
 
 impl GraphView for Graph {
-    fn entry(&self) -> Option<(u32, usize)> {
-        self.entry
+    fn entry(&mut self) -> Option<(NodeId, usize)> {
+        self.entry.map(|(n, l)| (NodeId::from(n), l))
     }
 
-    fn neighbors(&self, node: u32, level: usize) -> Cow<'_, [u32]> {
-        Cow::Borrowed(
-            self.links[node as usize]
-                .get(level)
-                .map_or(&[][..], |l| l.as_slice()),
-        )
+    fn neighbors(&mut self, node: NodeId, level: usize, out: &mut Vec<NodeId>) {
+        out.clear();
+        if let Some(list) = self.links[node as usize].get(level) {
+            out.extend(list.iter().map(|&n| NodeId::from(n)));
+        }
     }
 
-    fn distance_to(&self, node: u32, query: &[f32]) -> f32 {
-        self.params.metric.distance(self.vector(node), query)
+    fn distance_to(&mut self, node: NodeId, query: &[f32]) -> f32 {
+        self.params.metric.distance(self.vector(node as u32), query)
     }
 }
 
@@ -252,7 +291,7 @@ impl Graph {
     fn random_level(&mut self) -> usize {
         let ml = 1.0 / (self.params.m as f64).ln();
         // 1 - u is in (0, 1]: its logarithm is finite.
-        ((-(1.0 - self.rng.next_f64()).ln() * ml) as usize).min(16)
+        ((-(1.0 - self.rng.next_f64()).ln() * ml) as usize).min(self.params.max_level)
     }
 
     /// Adds `v` as the next node (its id is the number of nodes before it).
@@ -274,8 +313,8 @@ impl Graph {
             return Ok(id);
         };
         let mut nearest = vec![Scored {
-            distance: self.distance_to(entry, v),
-            node: entry,
+            distance: self.distance_to(entry.into(), v),
+            node: entry.into(),
         }];
         for l in (level + 1..=top).rev() {
             nearest = search_layer(self, v, &nearest, 1, l);
@@ -283,9 +322,9 @@ impl Graph {
         for l in (0..=level.min(top)).rev() {
             let found = search_layer(self, v, &nearest, self.params.ef_construction, l);
             let chosen = self.select(&found, self.params.m);
-            self.links[id as usize][l] = chosen.iter().map(|s| s.node).collect();
+            self.links[id as usize][l] = chosen.iter().map(|s| s.node as u32).collect();
             for s in &chosen {
-                self.link(s.node, id, s.distance, l);
+                self.link(s.node as u32, id, s.distance, l);
             }
             nearest = found;
         }
@@ -295,33 +334,12 @@ impl Graph {
         Ok(id)
     }
 
-    /// The heuristic of the paper (algorithm 4): a candidate is kept only if it is not
-    /// nearer to a neighbour kept so far than to the base, so links spread in all
-    /// directions; free places are then filled with the nearest of the rest.
     fn select(&self, candidates: &[Scored], max: usize) -> Vec<Scored> {
-        let mut kept: Vec<Scored> = Vec::with_capacity(max);
-        let mut pruned = Vec::new();
-        for &c in candidates {
-            if kept.len() >= max {
-                break;
-            }
-            let v = self.vector(c.node);
-            if kept
-                .iter()
-                .all(|k| self.params.metric.distance(self.vector(k.node), v) >= c.distance)
-            {
-                kept.push(c);
-            } else {
-                pruned.push(c);
-            }
-        }
-        for c in pruned {
-            if kept.len() >= max {
-                break;
-            }
-            kept.push(c);
-        }
-        kept
+        select_neighbors(candidates, max, |a, b| {
+            self.params
+                .metric
+                .distance(self.vector(a as u32), self.vector(b as u32))
+        })
     }
 
     /// Adds `new` to the neighbours of `node` on `level`, pruning them if too many.
@@ -337,16 +355,16 @@ impl Graph {
             .iter()
             .map(|&n| Scored {
                 distance: self.params.metric.distance(self.vector(n), &base),
-                node: n,
+                node: n.into(),
             })
             .collect();
         scored.push(Scored {
             distance,
-            node: new,
+            node: new.into(),
         });
         scored.sort();
         let chosen = self.select(&scored, max);
-        self.links[node as usize][level] = chosen.iter().map(|s| s.node).collect();
+        self.links[node as usize][level] = chosen.iter().map(|s| s.node as u32).collect();
     }
 }
 
@@ -374,13 +392,13 @@ mod tests {
             .collect()
     }
 
-    fn exact(points: &[Vec<f32>], q: &[f32], k: usize, metric: Metric) -> Vec<u32> {
+    fn exact(points: &[Vec<f32>], q: &[f32], k: usize, metric: Metric) -> Vec<NodeId> {
         let mut all: Vec<Scored> = points
             .iter()
             .enumerate()
             .map(|(i, p)| Scored {
                 distance: metric.distance(p, q),
-                node: i as u32,
+                node: i as NodeId,
             })
             .collect();
         all.sort();
@@ -398,8 +416,8 @@ mod tests {
         }
         let mut hits = 0;
         for q in &queries {
-            let want: HashSet<u32> = exact(&points, q, 10, metric).into_iter().collect();
-            hits += search(&g, q, 10, 40)
+            let want: FxHashSet<NodeId> = exact(&points, q, 10, metric).into_iter().collect();
+            hits += search(&mut g, q, 10, 40)
                 .iter()
                 .filter(|s| want.contains(&s.node))
                 .count();
@@ -425,14 +443,15 @@ mod tests {
             }
             g
         };
-        let (a, b) = (build(), build());
+        let (mut a, b) = (build(), build());
         assert_eq!(a.links, b.links);
         assert_eq!(a.entry, b.entry);
+        let mut n = Vec::new();
         for node in 0..a.len() as u32 {
             for level in 0..=a.level(node) {
-                let n = a.neighbors(node, level);
+                a.neighbors(node.into(), level, &mut n);
                 assert!(n.len() <= a.params.max_neighbors(level));
-                assert!(!n.contains(&node));
+                assert!(!n.contains(&node.into()));
             }
         }
         assert!(a.memory_bytes() > 500 * 8 * 4);
@@ -441,9 +460,9 @@ mod tests {
     #[test]
     fn small_and_degenerate_graphs() {
         let mut g = Graph::new(Params::new(4, 8, Metric::L2).unwrap(), 2);
-        assert!(search(&g, &[0.0, 0.0], 3, 10).is_empty());
+        assert!(search(&mut g, &[0.0, 0.0], 3, 10).is_empty());
         g.insert(&[1.0, 1.0]).unwrap();
-        let found = search(&g, &[0.0, 0.0], 3, 10);
+        let found = search(&mut g, &[0.0, 0.0], 3, 10);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].distance, 2.0);
         // Many equal vectors still make a searchable graph. (A point added after them
@@ -452,7 +471,7 @@ mod tests {
         for _ in 0..50 {
             g.insert(&[1.0, 1.0]).unwrap();
         }
-        let found = search(&g, &[1.0, 1.0], 5, 10);
+        let found = search(&mut g, &[1.0, 1.0], 5, 10);
         assert_eq!(found.len(), 5);
         assert!(found.iter().all(|s| s.distance == 0.0));
         assert!(g.insert(&[1.0]).is_err());
@@ -464,7 +483,7 @@ mod tests {
         g.insert(&[0.0, 0.0]).unwrap();
         g.insert(&[1.0, 0.0]).unwrap();
         g.insert(&[0.0, 1.0]).unwrap();
-        let found = search(&g, &[1.0, 0.1], 3, 10);
+        let found = search(&mut g, &[1.0, 0.1], 3, 10);
         assert_eq!(found.last().unwrap().node, 0);
     }
 

@@ -8,12 +8,27 @@
 //! damaged page is an error, never a panic.
 
 use crate::error::{Error, Result};
+use crate::vector::hnsw::{Metric, NodeId};
 
 /// A node's address in the index: block and item number (1-based, as in a TID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeAddr {
     pub block: u32,
     pub item: u16,
+}
+
+impl NodeAddr {
+    /// The address as a graph node id.
+    pub fn pack(self) -> NodeId {
+        (u64::from(self.block) << 16) | u64::from(self.item)
+    }
+
+    pub fn unpack(id: NodeId) -> NodeAddr {
+        NodeAddr {
+            block: (id >> 16) as u32,
+            item: id as u16,
+        }
+    }
 }
 
 /// A table row: its TID.
@@ -40,6 +55,229 @@ impl Shape {
     /// Bytes of a node of `level`.
     pub fn node_size(&self, level: usize) -> usize {
         HEADER + MAX_ROWS * ADDR + 4 * self.dims + (level + 1) * 2 + self.slots(level) * ADDR
+    }
+
+    /// The highest level whose node fits in `capacity` bytes (at most 16), or `None` when
+    /// even a level-2 node does not fit: too many dimensions for one page.
+    pub fn max_level(&self, capacity: usize) -> Option<usize> {
+        let top = (0..=16).rev().find(|&l| self.node_size(l) <= capacity)?;
+        (top >= 2).then_some(top)
+    }
+
+    /// Offset of the vector inside a node's bytes (a multiple of 4).
+    pub const VECTOR_OFFSET: usize = HEADER + MAX_ROWS * ADDR;
+}
+
+/// A node's bytes, checked once, read in place: what a search reads per visited node.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeRef<'a> {
+    bytes: &'a [u8],
+    shape: Shape,
+}
+
+impl<'a> NodeRef<'a> {
+    /// Checks the header, the length and the neighbour counts.
+    pub fn parse(bytes: &'a [u8], shape: Shape) -> Result<Self> {
+        if bytes.len() < HEADER {
+            return Err(corrupt("shorter than its header"));
+        }
+        if bytes[0] != VERSION {
+            return Err(corrupt(&format!("unknown version {}", bytes[0])));
+        }
+        let level = bytes[1] as usize;
+        if bytes[2] > 1 {
+            return Err(corrupt(&format!("flag {}", bytes[2])));
+        }
+        let nrows = bytes[3] as usize;
+        let dims = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
+        if dims != shape.dims || nrows > MAX_ROWS {
+            return Err(corrupt(&format!("{dims} dimensions, {nrows} rows")));
+        }
+        if bytes.len() != shape.node_size(level) {
+            return Err(corrupt(&format!(
+                "{} bytes for level {level}, expected {}",
+                bytes.len(),
+                shape.node_size(level)
+            )));
+        }
+        let node = NodeRef { bytes, shape };
+        for l in 0..=level {
+            let n = node.count(l);
+            if n > room(shape, l) {
+                return Err(corrupt(&format!(
+                    "{n} neighbours on level {l}, room for {}",
+                    room(shape, l)
+                )));
+            }
+        }
+        Ok(node)
+    }
+
+    pub fn level(&self) -> usize {
+        self.bytes[1] as usize
+    }
+
+    pub fn deleted(&self) -> bool {
+        self.bytes[2] == 1
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = RowId> + '_ {
+        (0..self.bytes[3] as usize).map(move |i| addr_at(self.bytes, HEADER + i * ADDR))
+    }
+
+    /// The vector's little-endian bytes.
+    pub fn vector_bytes(&self) -> &'a [u8] {
+        &self.bytes[Shape::VECTOR_OFFSET..Shape::VECTOR_OFFSET + 4 * self.shape.dims]
+    }
+
+    pub fn vector(&self) -> Vec<f32> {
+        self.vector_bytes()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect()
+    }
+
+    fn counts_at(&self) -> usize {
+        Shape::VECTOR_OFFSET + 4 * self.shape.dims
+    }
+
+    fn count(&self, level: usize) -> usize {
+        let at = self.counts_at() + 2 * level;
+        u16::from_le_bytes([self.bytes[at], self.bytes[at + 1]]) as usize
+    }
+
+    /// Replaces `out` with the neighbours on `level` (none above the node's level).
+    pub fn neighbors(&self, level: usize, out: &mut Vec<NodeId>) {
+        out.clear();
+        if level > self.level() {
+            return;
+        }
+        let mut at = self.counts_at() + 2 * (self.level() + 1);
+        for l in 0..level {
+            at += room(self.shape, l) * ADDR;
+        }
+        out.extend((0..self.count(level)).map(|i| addr_at(self.bytes, at + i * ADDR).pack()));
+    }
+
+    pub fn to_node(&self) -> Node {
+        let mut list = Vec::new();
+        let neighbors = (0..=self.level())
+            .map(|l| {
+                self.neighbors(l, &mut list);
+                list.iter().map(|&n| NodeAddr::unpack(n)).collect()
+            })
+            .collect();
+        Node {
+            level: self.level(),
+            deleted: self.deleted(),
+            rows: self.rows().collect(),
+            vector: self.vector(),
+            neighbors,
+        }
+    }
+}
+
+fn room(shape: Shape, level: usize) -> usize {
+    if level == 0 {
+        2 * shape.m
+    } else {
+        shape.m
+    }
+}
+
+fn addr_at(bytes: &[u8], at: usize) -> NodeAddr {
+    NodeAddr {
+        block: u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")),
+        item: u16::from_le_bytes(bytes[at + 4..at + 6].try_into().expect("2 bytes")),
+    }
+}
+
+/// What an HNSW index's metapage holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Meta {
+    pub shape: Shape,
+    pub ef_construction: usize,
+    pub metric: Metric,
+    pub max_level: usize,
+    /// The top node and its level; `None` while the index is empty.
+    pub entry: Option<(NodeAddr, usize)>,
+    /// The page new nodes go to first.
+    pub insert_block: u32,
+}
+
+const META_MAGIC: u32 = 0x4550_4857; // "EPHW"
+const META_SIZE: usize = 32;
+
+impl Meta {
+    pub fn encode(&self) -> [u8; META_SIZE] {
+        let mut out = [0u8; META_SIZE];
+        out[0..4].copy_from_slice(&META_MAGIC.to_le_bytes());
+        out[4] = VERSION;
+        out[5] = match self.metric {
+            Metric::L2 => 0,
+            Metric::InnerProduct => 1,
+            Metric::Cosine => 2,
+        };
+        out[6] = self.max_level as u8;
+        out[7] = u8::from(self.entry.is_some());
+        out[8..12].copy_from_slice(&(self.shape.dims as u32).to_le_bytes());
+        out[12..14].copy_from_slice(&(self.shape.m as u16).to_le_bytes());
+        out[14..16].copy_from_slice(&(self.ef_construction as u16).to_le_bytes());
+        let (entry, level) = self.entry.unwrap_or((NodeAddr { block: 0, item: 0 }, 0));
+        out[16..20].copy_from_slice(&entry.block.to_le_bytes());
+        out[20..22].copy_from_slice(&entry.item.to_le_bytes());
+        out[22] = level as u8;
+        out[24..28].copy_from_slice(&self.insert_block.to_le_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Meta> {
+        let bad = |what: String| Error::Corrupted(format!("HNSW metapage: {what}"));
+        if bytes.len() < META_SIZE {
+            return Err(bad(format!("{} bytes", bytes.len())));
+        }
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4"));
+        let u16_at = |at: usize| u16::from_le_bytes(bytes[at..at + 2].try_into().expect("2"));
+        if u32_at(0) != META_MAGIC {
+            return Err(bad("not an epiphany_hnsw index".into()));
+        }
+        if bytes[4] != VERSION {
+            return Err(bad(format!("unknown version {}", bytes[4])));
+        }
+        let metric = match bytes[5] {
+            0 => Metric::L2,
+            1 => Metric::InnerProduct,
+            2 => Metric::Cosine,
+            x => return Err(bad(format!("metric {x}"))),
+        };
+        let shape = Shape {
+            dims: u32_at(8) as usize,
+            m: u16_at(12) as usize,
+        };
+        let max_level = bytes[6] as usize;
+        if shape.m < 2 || max_level > 16 || bytes[7] > 1 || bytes[22] as usize > max_level {
+            return Err(bad(format!(
+                "m {}, max level {max_level}, entry flag {}",
+                shape.m, bytes[7]
+            )));
+        }
+        let entry = (bytes[7] == 1).then(|| {
+            (
+                NodeAddr {
+                    block: u32_at(16),
+                    item: u16_at(20),
+                },
+                bytes[22] as usize,
+            )
+        });
+        Ok(Meta {
+            shape,
+            ef_construction: u16_at(14) as usize,
+            metric,
+            max_level,
+            entry,
+            insert_block: u32_at(24),
+        })
     }
 }
 
@@ -122,67 +360,7 @@ impl Node {
     }
 
     pub fn decode(bytes: &[u8], shape: Shape) -> Result<Node> {
-        if bytes.len() < HEADER {
-            return Err(corrupt("shorter than its header"));
-        }
-        if bytes[0] != VERSION {
-            return Err(corrupt(&format!("unknown version {}", bytes[0])));
-        }
-        let level = bytes[1] as usize;
-        let deleted = match bytes[2] {
-            0 => false,
-            1 => true,
-            x => return Err(corrupt(&format!("flag {x}"))),
-        };
-        let nrows = bytes[3] as usize;
-        let dims = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
-        if dims != shape.dims || nrows > MAX_ROWS {
-            return Err(corrupt(&format!("{dims} dimensions, {nrows} rows")));
-        }
-        if bytes.len() != shape.node_size(level) {
-            return Err(corrupt(&format!(
-                "{} bytes for level {level}, expected {}",
-                bytes.len(),
-                shape.node_size(level)
-            )));
-        }
-        let addr = |at: usize| NodeAddr {
-            block: u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")),
-            item: u16::from_le_bytes(bytes[at + 4..at + 6].try_into().expect("2 bytes")),
-        };
-        let mut at = HEADER;
-        let rows = (0..nrows).map(|i| addr(at + i * ADDR)).collect();
-        at += MAX_ROWS * ADDR;
-        let vector: Vec<f32> = bytes[at..at + 4 * dims]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect();
-        at += 4 * dims;
-        let mut counts = Vec::with_capacity(level + 1);
-        for l in 0..=level {
-            let n = u16::from_le_bytes(bytes[at..at + 2].try_into().expect("2 bytes")) as usize;
-            let room = if l == 0 { 2 * shape.m } else { shape.m };
-            if n > room {
-                return Err(corrupt(&format!(
-                    "{n} neighbours on level {l}, room for {room}"
-                )));
-            }
-            counts.push(n);
-            at += 2;
-        }
-        let mut neighbors = Vec::with_capacity(level + 1);
-        for (l, &n) in counts.iter().enumerate() {
-            let room = if l == 0 { 2 * shape.m } else { shape.m };
-            neighbors.push((0..n).map(|i| addr(at + i * ADDR)).collect());
-            at += room * ADDR;
-        }
-        Ok(Node {
-            level,
-            deleted,
-            rows,
-            vector,
-            neighbors,
-        })
+        Ok(NodeRef::parse(bytes, shape)?.to_node())
     }
 }
 
@@ -208,6 +386,14 @@ mod tests {
         let bytes = node.encode(shape).unwrap();
         assert_eq!(bytes.len(), shape.node_size(2));
         assert_eq!(Node::decode(&bytes, shape).unwrap(), node);
+        let view = NodeRef::parse(&bytes, shape).unwrap();
+        let mut list = Vec::new();
+        view.neighbors(1, &mut list);
+        assert_eq!(list, vec![a(9, 9).pack()]);
+        view.neighbors(5, &mut list);
+        assert!(list.is_empty());
+        assert_eq!(view.vector(), node.vector);
+        assert_eq!(Shape::VECTOR_OFFSET % 4, 0);
         // More neighbours than room, or rows, are refused.
         let mut too_many = node.clone();
         too_many.neighbors[1] = (0..5).map(|i| a(i, 1)).collect();
@@ -236,6 +422,40 @@ mod tests {
         let mut bad = bytes.clone();
         bad[2] = 7;
         assert!(Node::decode(&bad, shape).is_err());
+    }
+
+    #[test]
+    fn metapages_round_trip_and_damage_is_an_error() {
+        let meta = Meta {
+            shape: Shape { dims: 100, m: 16 },
+            ef_construction: 64,
+            metric: Metric::Cosine,
+            max_level: 9,
+            entry: Some((a(3, 7), 4)),
+            insert_block: 12,
+        };
+        assert_eq!(Meta::decode(&meta.encode()).unwrap(), meta);
+        let empty = Meta { entry: None, ..meta };
+        assert_eq!(Meta::decode(&empty.encode()).unwrap(), empty);
+        let mut bad = meta.encode();
+        bad[0] ^= 1;
+        assert!(Meta::decode(&bad).is_err());
+        let mut bad = meta.encode();
+        bad[5] = 9;
+        assert!(Meta::decode(&bad).is_err());
+        assert!(Meta::decode(&bad[..10]).is_err());
+    }
+
+    #[test]
+    fn addresses_pack_into_ids_and_big_vectors_cap_levels() {
+        let x = a(u32::MAX, 407);
+        assert_eq!(NodeAddr::unpack(x.pack()), x);
+        let small = Shape { dims: 128, m: 16 };
+        assert_eq!(small.max_level(8164), Some(16));
+        let big = Shape { dims: 1900, m: 16 };
+        let top = big.max_level(8164).unwrap();
+        assert!(big.node_size(top) <= 8164 && big.node_size(top + 1) > 8164);
+        assert_eq!(Shape { dims: 2100, m: 16 }.max_level(8164), None);
     }
 
     proptest! {
