@@ -1,14 +1,22 @@
 //! epiphany_vectorstore: the vector type and the HNSW and IVF-PQ index access methods.
 //!
-//! The `vector` type (pgvector's SQL surface) is here; the index access methods follow.
-//! Algorithms live in `epiphany_core::vector`.
+//! The `vector` type (pgvector's SQL surface), the `epiphany_hnsw` index access method
+//! and its settings. Algorithms and formats live in `epiphany_core::vector`.
 
 mod datum;
 mod functions;
+mod hnsw;
+mod options;
 
 use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
+
+#[allow(non_snake_case)]
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    options::init();
+}
 
 /// Version of the loaded `epiphany_vectorstore` library.
 #[pg_extern(stable, parallel_safe)]

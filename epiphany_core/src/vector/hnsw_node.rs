@@ -435,7 +435,10 @@ mod tests {
             insert_block: 12,
         };
         assert_eq!(Meta::decode(&meta.encode()).unwrap(), meta);
-        let empty = Meta { entry: None, ..meta };
+        let empty = Meta {
+            entry: None,
+            ..meta
+        };
         assert_eq!(Meta::decode(&empty.encode()).unwrap(), empty);
         let mut bad = meta.encode();
         bad[0] ^= 1;

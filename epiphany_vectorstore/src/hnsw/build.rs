@@ -1,0 +1,386 @@
+//! CREATE INDEX: the graph is built in memory while the table is scanned, then written
+//! page by page. When it outgrows `maintenance_work_mem`, what is built so far is written
+//! and the remaining rows are inserted into the stored graph one by one (slower, bounded
+//! memory), with a NOTICE saying so.
+
+use std::ffi::CStr;
+
+use epiphany_core::pg::OrReport;
+use epiphany_core::vector::hnsw::{Graph, GraphView, Metric, NodeId, Params};
+use epiphany_core::vector::hnsw_node::{Meta, Node, NodeAddr, RowId, Shape, MAX_ROWS};
+use epiphany_core::Error;
+use pgrx::itemptr::item_pointer_get_both;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::{PgMemoryContexts, PgTupleDesc};
+use rustc_hash::{FxHashMap, FxHasher};
+
+use super::insert::{self, max_level};
+use super::pages::{self, new_page, put_meta, read_buffer, META_BLOCK};
+use crate::datum::elements;
+use crate::options;
+
+/// Build phases shown in `pg_stat_progress_create_index.phase`.
+pub const PHASE_GRAPH: i64 = 2;
+pub const PHASE_WRITE: i64 = 3;
+
+/// The metric of an index, from its opclass's distance function (support function 1).
+///
+/// # Safety
+/// `index` is an open index of ours.
+pub unsafe fn metric_of(index: pg_sys::Relation) -> Metric {
+    // SAFETY: per the contract; get_func_name pallocs the name.
+    let name = unsafe {
+        let proc = pg_sys::index_getprocid(index, 1, 1);
+        let name = pg_sys::get_func_name(proc);
+        if name.is_null() {
+            Error::Internal("the index's distance function is missing".into()).report();
+        }
+        CStr::from_ptr(name).to_string_lossy().into_owned()
+    };
+    match name.as_str() {
+        "vector_l2_squared_distance" | "l2_distance" => Metric::L2,
+        "vector_negative_inner_product" => Metric::InnerProduct,
+        "cosine_distance" => Metric::Cosine,
+        other => Error::NotSupported(format!(
+            "distance function {other} in an epiphany vector index operator class"
+        ))
+        .report(),
+    }
+}
+
+/// The dimensions of the indexed column's type (`vector(n)`), if it has them.
+///
+/// # Safety
+/// `index` is an open index.
+pub unsafe fn typmod_dims(index: pg_sys::Relation) -> Option<usize> {
+    // SAFETY: per the contract; an index has at least one attribute.
+    let typmod = unsafe {
+        PgTupleDesc::from_pg_unchecked((*index).rd_att)
+            .get(0)
+            .map_or(-1, |a| a.atttypmod)
+    };
+    (typmod > 0).then_some(typmod as usize)
+}
+
+fn progress(param: u32, value: i64) {
+    // SAFETY: the backend's progress slot; harmless when no command is tracked.
+    unsafe { pg_sys::pgstat_progress_update_param(param as i32, value) };
+}
+
+struct BuildState {
+    index: pg_sys::Relation,
+    m: usize,
+    ef_construction: usize,
+    metric: Metric,
+    dims: Option<usize>,
+    graph: Option<Graph>,
+    /// Per node, its first row; more rows of equal vectors in `more_rows`.
+    first_row: Vec<RowId>,
+    more_rows: FxHashMap<u32, Vec<RowId>>,
+    by_hash: FxHashMap<u64, u32>,
+    memory_limit: usize,
+    spilled: bool,
+    index_tuples: f64,
+    tuple_context: PgMemoryContexts,
+}
+
+fn vector_hash(v: &[f32]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = FxHasher::default();
+    for x in v {
+        h.write_u32(x.to_bits());
+    }
+    h.finish()
+}
+
+impl BuildState {
+    fn add(&mut self, v: &[f32], row: RowId) {
+        let dims = *self.dims.get_or_insert(v.len());
+        if v.len() != dims {
+            Error::Data(format!("expected {dims} dimensions, not {}", v.len())).report();
+        }
+        self.index_tuples += 1.0;
+        if self.spilled {
+            // SAFETY: the index is open and exclusively ours while it is built.
+            unsafe { insert::insert(self.index, v, row) };
+            return;
+        }
+        let graph = match &mut self.graph {
+            Some(g) => g,
+            None => {
+                let shape = Shape { dims, m: self.m };
+                let mut params = Params::new(self.m, self.ef_construction, self.metric).or_report();
+                params.max_level = max_level(shape);
+                self.graph.insert(Graph::new(params, dims))
+            }
+        };
+        let hash = vector_hash(v);
+        if let Some(&node) = self.by_hash.get(&hash) {
+            let more = self.more_rows.entry(node).or_default();
+            if graph.vector(node) == v && more.len() + 1 < MAX_ROWS {
+                more.push(row);
+                return;
+            }
+        }
+        let node = graph.insert(v).or_report();
+        self.first_row.push(row);
+        self.by_hash.insert(hash, node);
+        if graph.len().is_multiple_of(1024) {
+            progress(
+                pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE,
+                self.index_tuples as i64,
+            );
+            let used = graph.memory_bytes() + self.first_row.len() * 24;
+            if used > self.memory_limit {
+                let nodes = graph.len();
+                // SAFETY: as above.
+                unsafe { self.write() };
+                self.spilled = true;
+                pgrx::notice!(
+                    "epiphany_hnsw graph no longer fits into maintenance_work_mem after {nodes} nodes; the rest is inserted into the stored graph (slower)"
+                );
+                pgrx::notice!("raise maintenance_work_mem to build faster");
+            }
+        }
+    }
+
+    /// Writes the in-memory graph to pages 1.. and points the metapage at it.
+    ///
+    /// # Safety
+    /// `self.index` holds only its metapage.
+    unsafe fn write(&mut self) {
+        let Some(mut graph) = self.graph.take() else {
+            return;
+        };
+        progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_WRITE);
+        progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, graph.len() as i64);
+        let shape = Shape {
+            dims: self.dims.expect("a graph has dimensions"),
+            m: self.m,
+        };
+        // Node n's address: items are laid out in order, a page at a time, the way
+        // PageAddItem places them (checked as they are written).
+        let mut addrs = Vec::with_capacity(graph.len());
+        let (mut block, mut item, mut free) = (1u32, 0u16, 0usize);
+        for n in 0..graph.len() as u32 {
+            let need = shape.node_size(graph.level(n)).next_multiple_of(8) + 4;
+            if need > free {
+                block += 1;
+                item = 0;
+                free = pages::PAGE_CAPACITY + 4;
+            }
+            item += 1;
+            free -= need;
+            addrs.push(NodeAddr {
+                block: block - 1,
+                item,
+            });
+        }
+        let mut list = Vec::new();
+        let mut at = 0usize;
+        // SAFETY: per the contract; each new page is locked while GenericXLog writes it.
+        unsafe {
+            while at < addrs.len() {
+                let state = pg_sys::GenericXLogStart(self.index);
+                let (buffer, page) = new_page(self.index, pg_sys::ForkNumber::MAIN_FORKNUM, state);
+                let block = pg_sys::BufferGetBlockNumber(buffer);
+                while at < addrs.len() && addrs[at].block == block {
+                    let n = at as u32;
+                    let level = graph.level(n);
+                    let mut rows = vec![self.first_row[at]];
+                    rows.extend(self.more_rows.get(&n).into_iter().flatten());
+                    let node = Node {
+                        level,
+                        deleted: false,
+                        rows,
+                        vector: graph.vector(n).to_vec(),
+                        neighbors: (0..=level)
+                            .map(|l| {
+                                graph.neighbors(NodeId::from(n), l, &mut list);
+                                list.iter().map(|&x| addrs[x as usize]).collect()
+                            })
+                            .collect(),
+                    };
+                    let bytes = node.encode(shape).or_report();
+                    let placed = pg_sys::PageAddItemExtended(
+                        page,
+                        bytes.as_ptr() as pg_sys::Item,
+                        bytes.len(),
+                        pg_sys::InvalidOffsetNumber,
+                        0,
+                    );
+                    if placed != addrs[at].item {
+                        Error::Internal(format!(
+                            "epiphany_hnsw build: node {at} landed at item {placed}, planned {}",
+                            addrs[at].item
+                        ))
+                        .report();
+                    }
+                    at += 1;
+                }
+                if at == 0 || addrs[at - 1].block != block {
+                    Error::Internal(format!("epiphany_hnsw build: page {block} out of plan"))
+                        .report();
+                }
+                pg_sys::GenericXLogFinish(state);
+                pg_sys::UnlockReleaseBuffer(buffer);
+                progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, at as i64);
+                pages::delay_point();
+            }
+            let entry = graph.entry().map(|(n, l)| (addrs[n as usize], l));
+            let last = addrs.last().map_or(META_BLOCK, |a| a.block);
+            write_meta(
+                self.index,
+                &Meta {
+                    shape,
+                    ef_construction: self.ef_construction,
+                    metric: self.metric,
+                    max_level: max_level(shape),
+                    entry,
+                    insert_block: last,
+                },
+            );
+        }
+    }
+}
+
+/// Rewrites the metapage.
+///
+/// # Safety
+/// `index` is an open epiphany_hnsw index with a metapage.
+pub unsafe fn write_meta(index: pg_sys::Relation, meta: &Meta) {
+    // SAFETY: per the contract; the metapage is locked while GenericXLog rewrites it.
+    unsafe {
+        let buffer = read_buffer(index, META_BLOCK);
+        pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+        let state = pg_sys::GenericXLogStart(index);
+        put_meta(pg_sys::GenericXLogRegisterBuffer(state, buffer, 0), meta);
+        pg_sys::GenericXLogFinish(state);
+        pg_sys::UnlockReleaseBuffer(buffer);
+    }
+}
+
+/// The metapage of an empty index, written into `fork`.
+///
+/// # Safety
+/// `index` is an open epiphany_hnsw index whose `fork` is empty.
+unsafe fn create_meta(index: pg_sys::Relation, fork: pg_sys::ForkNumber::Type) {
+    // SAFETY: per the contract.
+    unsafe {
+        let (m, ef_construction) = options::hnsw_params(index);
+        let metric = metric_of(index);
+        let shape = Shape {
+            dims: typmod_dims(index).unwrap_or(0),
+            m,
+        };
+        Params::new(m, ef_construction, metric).or_report();
+        let max_level = if shape.dims == 0 { 0 } else { max_level(shape) };
+        let state = pg_sys::GenericXLogStart(index);
+        let (buffer, page) = new_page(index, fork, state);
+        if pg_sys::BufferGetBlockNumber(buffer) != META_BLOCK {
+            Error::Internal("epiphany_hnsw: the metapage is not block 0".into()).report();
+        }
+        put_meta(
+            page,
+            &Meta {
+                shape,
+                ef_construction,
+                metric,
+                max_level,
+                entry: None,
+                insert_block: META_BLOCK,
+            },
+        );
+        pg_sys::GenericXLogFinish(state);
+        pg_sys::UnlockReleaseBuffer(buffer);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn build_callback(
+    _index: pg_sys::Relation,
+    tid: pg_sys::ItemPointer,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    _tuple_is_alive: bool,
+    state: *mut std::ffi::c_void,
+) {
+    // SAFETY: `state` is the BuildState ambuild passed; values/isnull hold one column.
+    unsafe {
+        let st = &mut *(state as *mut BuildState);
+        if *isnull {
+            return;
+        }
+        let (block, item) = item_pointer_get_both(*tid);
+        let row = RowId { block, item };
+        // Detoasted copies go to a context emptied after every row.
+        let context = st.tuple_context.value();
+        let old = pg_sys::MemoryContextSwitchTo(context);
+        st.add(elements(*values), row);
+        pg_sys::MemoryContextSwitchTo(old);
+        pg_sys::MemoryContextReset(context);
+    }
+}
+
+/// `ambuild`.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn build(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    index_info: *mut pg_sys::IndexInfo,
+) -> *mut pg_sys::IndexBuildResult {
+    // SAFETY: Postgres passes the table, the new empty index and its info.
+    unsafe {
+        if pages::block_count(index) != 0 {
+            Error::Internal(format!(
+                "index \"{}\" already contains data",
+                CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()).to_string_lossy()
+            ))
+            .report();
+        }
+        create_meta(index, pg_sys::ForkNumber::MAIN_FORKNUM);
+        let (m, ef_construction) = options::hnsw_params(index);
+        progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_GRAPH);
+        let mut state = BuildState {
+            index,
+            m,
+            ef_construction,
+            metric: metric_of(index),
+            dims: typmod_dims(index),
+            graph: None,
+            first_row: Vec::new(),
+            more_rows: FxHashMap::default(),
+            by_hash: FxHashMap::default(),
+            memory_limit: pg_sys::maintenance_work_mem as usize * 1024,
+            spilled: false,
+            index_tuples: 0.0,
+            tuple_context: PgMemoryContexts::new("epiphany_hnsw build tuple"),
+        };
+        let heap_tuples = pg_sys::table_index_build_scan(
+            heap,
+            index,
+            index_info,
+            true,
+            true,
+            Some(build_callback),
+            &mut state as *mut BuildState as *mut std::ffi::c_void,
+            std::ptr::null_mut(),
+        );
+        if !state.spilled {
+            state.write();
+        }
+        let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>())
+            as *mut pg_sys::IndexBuildResult;
+        (*result).heap_tuples = heap_tuples;
+        (*result).index_tuples = state.index_tuples;
+        result
+    }
+}
+
+/// `ambuildempty`: the init fork of an unlogged index.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn build_empty(index: pg_sys::Relation) {
+    // SAFETY: Postgres passes the index whose init fork was just created.
+    unsafe { create_meta(index, pg_sys::ForkNumber::INIT_FORKNUM) };
+}

@@ -1,0 +1,201 @@
+//! Index scans: `ORDER BY v <-> $1` answered from the graph, nearest first.
+//!
+//! The first round searches with `epiphany.hnsw_ef_search` candidates. A scan asked for
+//! more rows than that (a WHERE clause filtered them out) searches again with twice the
+//! candidates and returns the nodes it has not returned yet, until the graph is exhausted
+//! or `epiphany.hnsw_max_scan_tuples` nodes were returned. Later rounds can return a row
+//! nearer than one already returned: like every approximate index, the order is
+//! best-effort.
+
+use std::collections::VecDeque;
+
+use epiphany_core::vector::hnsw::{search, NodeId};
+use epiphany_core::vector::hnsw_node::{NodeAddr, RowId};
+use epiphany_core::Error;
+use pgrx::itemptr::item_pointer_set_all;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgMemoryContexts;
+use rustc_hash::FxHashSet;
+
+use super::pages::{self, item_count, page_bytes, read_buffer, PageGraph};
+use crate::datum::elements;
+use crate::options::{HNSW_EF_SEARCH, HNSW_MAX_SCAN_TUPLES};
+
+enum Query {
+    /// Not started (a rescan resets here).
+    Pending,
+    /// Searching near this vector.
+    Near(Vec<f32>),
+    /// A NULL query: every row, in index order.
+    All,
+}
+
+struct ScanState {
+    query: Query,
+    graph: PageGraph,
+    rows: VecDeque<RowId>,
+    returned: FxHashSet<NodeId>,
+    ef: usize,
+    done: bool,
+}
+
+/// `ambeginscan`.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn begin_scan(
+    index: pg_sys::Relation,
+    nkeys: i32,
+    norderbys: i32,
+) -> pg_sys::IndexScanDesc {
+    // SAFETY: Postgres passes an open index; the state lives in the scan's memory context
+    // and is dropped with it.
+    unsafe {
+        let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
+        let state = ScanState {
+            query: Query::Pending,
+            graph: PageGraph::new(index, pages::read_meta(index), false),
+            rows: VecDeque::new(),
+            returned: FxHashSet::default(),
+            ef: 0,
+            done: false,
+        };
+        (*scan).opaque =
+            PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state) as *mut _;
+        scan
+    }
+}
+
+/// `amrescan`.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn rescan(
+    scan: pg_sys::IndexScanDesc,
+    _keys: pg_sys::ScanKey,
+    _nkeys: i32,
+    orderbys: pg_sys::ScanKey,
+    norderbys: i32,
+) {
+    // SAFETY: the scan begin_scan made; orderbys has norderbys keys.
+    unsafe {
+        if !orderbys.is_null() && norderbys > 0 {
+            std::ptr::copy(orderbys, (*scan).orderByData, norderbys as usize);
+        }
+        let state = &mut *((*scan).opaque as *mut ScanState);
+        state.graph.meta = pages::read_meta((*scan).indexRelation);
+        state.query = Query::Pending;
+        state.rows.clear();
+        state.returned.clear();
+        state.ef = 0;
+        state.done = false;
+    }
+}
+
+/// `amendscan`: the state goes with the scan's memory context.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn end_scan(_scan: pg_sys::IndexScanDesc) {}
+
+/// `amgettuple`.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn get_tuple(
+    scan: pg_sys::IndexScanDesc,
+    _direction: pg_sys::ScanDirection::Type,
+) -> bool {
+    // SAFETY: the scan begin_scan made, with its order-by keys set by rescan.
+    unsafe {
+        let state = &mut *((*scan).opaque as *mut ScanState);
+        if matches!(state.query, Query::Pending) {
+            if (*scan).numberOfOrderBys < 1 {
+                Error::NotSupported(
+                    "epiphany_hnsw scans without ORDER BY a distance operator".into(),
+                )
+                .report();
+            }
+            let key = &*(*scan).orderByData;
+            state.query = if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+                Query::All
+            } else {
+                let q = elements(key.sk_argument).to_vec();
+                let dims = state.graph.meta.shape.dims;
+                if dims != 0 && q.len() != dims {
+                    Error::Data(format!(
+                        "the query vector has {} dimensions, the index {dims}",
+                        q.len()
+                    ))
+                    .report();
+                }
+                Query::Near(q)
+            };
+        }
+        loop {
+            if let Some(row) = state.rows.pop_front() {
+                item_pointer_set_all(&mut (*scan).xs_heaptid, row.block, row.item);
+                (*scan).xs_recheck = false;
+                (*scan).xs_recheckorderby = false;
+                return true;
+            }
+            if state.done {
+                return false;
+            }
+            state.next_round((*scan).indexRelation);
+        }
+    }
+}
+
+impl ScanState {
+    /// Fills `rows` with the next round's rows, or marks the scan done.
+    fn next_round(&mut self, index: pg_sys::Relation) {
+        match &self.query {
+            Query::Pending => unreachable!("the query is set before the first round"),
+            Query::All => {
+                // SAFETY: the scan's index is open.
+                unsafe { self.all_rows(index) };
+                self.done = true;
+            }
+            Query::Near(q) => {
+                let max = HNSW_MAX_SCAN_TUPLES.get().max(1) as usize;
+                self.ef = if self.ef == 0 {
+                    HNSW_EF_SEARCH.get().max(1) as usize
+                } else {
+                    self.ef * 2
+                };
+                let found = search(&mut self.graph, q, self.ef, self.ef);
+                if found.len() < self.ef || self.ef >= max {
+                    // Every reachable node was found, or the next round would pass the
+                    // bound.
+                    self.done = true;
+                }
+                for s in found {
+                    if self.returned.len() >= max {
+                        self.done = true;
+                        break;
+                    }
+                    if self.returned.insert(s.node) {
+                        self.graph.with_node(s.node, |n| self.rows.extend(n.rows()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every row of every node.
+    ///
+    /// # Safety
+    /// `index` is open.
+    unsafe fn all_rows(&mut self, index: pg_sys::Relation) {
+        let shape = self.graph.meta.shape;
+        // SAFETY: per the contract; each page is share-locked while read.
+        unsafe {
+            for block in 1..pages::block_count(index) {
+                let buffer = read_buffer(index, block);
+                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
+                let page = page_bytes(buffer);
+                for item in 1..=item_count(page) {
+                    if pages::item_range(page, item).is_some() {
+                        let n = pages::node_at(page, NodeAddr { block, item }, shape);
+                        self.rows.extend(n.rows());
+                    }
+                }
+                pg_sys::UnlockReleaseBuffer(buffer);
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! `#[pg_test]`s of epiphany_hnsw: recall floors against exact answers computed in the
+//! same test, inserts after the build, filtered search, and bad input. VACUUM (which cannot
+//! run inside a test's transaction), crashes, standbys and dumps are tested against a
+//! running server in `tests/integration`.
+
+#[pgrx::pg_schema]
+mod tests {
+    use epiphany_core::vector::kmeans::Rng;
+    use pgrx::prelude::*;
+
+    /// Every test starts here: the vector type lives in schema epiphany.
+    fn start() {
+        run("SET LOCAL search_path = public, epiphany");
+    }
+
+    fn run(sql: &str) {
+        Spi::run(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    fn one<T: pgrx::IntoDatum + pgrx::FromDatum>(sql: &str) -> Option<T> {
+        Spi::get_one::<T>(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    fn ids(sql: &str) -> Vec<i32> {
+        Spi::connect(|c| {
+            c.select(sql, None, &[])
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .map(|r| r.get::<i32>(1).unwrap().unwrap())
+                .collect()
+        })
+    }
+
+    fn plan(sql: &str) -> String {
+        Spi::connect(|c| {
+            c.select(&format!("EXPLAIN (COSTS OFF) {sql}"), None, &[])
+                .unwrap()
+                .map(|r| r.get::<String>(1).unwrap().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    fn literal(v: &[f32]) -> String {
+        let parts: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+        format!("'[{}]'", parts.join(","))
+    }
+
+    /// Clustered points: `clusters` centres, points spread around them.
+    fn points(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = Rng::new(seed);
+        let centres: Vec<Vec<f32>> = (0..20)
+            .map(|_| {
+                (0..dims)
+                    .map(|_| (rng.next_f64() * 8.0 - 4.0) as f32)
+                    .collect()
+            })
+            .collect();
+        (0..n)
+            .map(|i| {
+                centres[i % centres.len()]
+                    .iter()
+                    .map(|&c| c + (rng.next_f64() * 2.0 - 1.0) as f32)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Adds rows `first..first + n` to `items` (category = id % 10).
+    fn load(first: usize, vectors: &[Vec<f32>]) {
+        for (chunk_no, chunk) in vectors.chunks(500).enumerate() {
+            let values: Vec<String> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let id = first + chunk_no * 500 + i;
+                    format!("({id}, {}, {})", id % 10, literal(v))
+                })
+                .collect();
+            run(&format!("INSERT INTO items VALUES {}", values.join(",")));
+        }
+    }
+
+    /// Mean recall@10 of the index over `queries` against exact answers.
+    fn recall(op: &str, queries: &[Vec<f32>], filter: &str) -> f64 {
+        let mut hits = 0usize;
+        let mut wanted = 0usize;
+        for q in queries {
+            let sql = format!(
+                "SELECT id FROM items {filter} ORDER BY v {op} {}::vector LIMIT 10",
+                literal(q)
+            );
+            run("SET LOCAL enable_indexscan = off");
+            let exact = ids(&sql);
+            run("SET LOCAL enable_indexscan = on");
+            run("SET LOCAL enable_seqscan = off");
+            let found = ids(&sql);
+            run("SET LOCAL enable_seqscan = on");
+            assert!(found.len() <= 10);
+            wanted += exact.len();
+            hits += found.iter().filter(|id| exact.contains(id)).count();
+        }
+        hits as f64 / wanted.max(1) as f64
+    }
+
+    fn setup(dims: usize, opclass: &str, rows: usize) -> Vec<Vec<f32>> {
+        let mut all = points(rows + 40, dims, 11);
+        let queries = all.split_off(rows);
+        run(&format!(
+            "CREATE TABLE items (id int, category int, v vector({dims}))"
+        ));
+        load(0, &all);
+        run(&format!(
+            "CREATE INDEX items_v ON items USING epiphany_hnsw (v {opclass}) WITH (m = 12, ef_construction = 64)"
+        ));
+        queries
+    }
+
+    #[pg_test]
+    fn recall_holds_after_build_and_after_inserts_for_every_opclass() {
+        start();
+        for (opclass, op) in [
+            ("vector_l2_ops", "<->"),
+            ("vector_ip_ops", "<#>"),
+            ("vector_cosine_ops", "<=>"),
+        ] {
+            let queries = setup(16, opclass, 2000);
+            let q = format!(
+                "SELECT id FROM items ORDER BY v {op} {}::vector LIMIT 10",
+                literal(&queries[0])
+            );
+            run("SET LOCAL enable_seqscan = off");
+            assert!(
+                plan(&q).contains("Index Scan using items_v"),
+                "{}",
+                plan(&q)
+            );
+            run("SET LOCAL enable_seqscan = on");
+            let r = recall(op, &queries, "");
+            assert!(r >= 0.95, "{opclass}: recall@10 after build {r}");
+            load(2000, &points(1500, 16, 12));
+            let r = recall(op, &queries, "");
+            assert!(r >= 0.95, "{opclass}: recall@10 after inserts {r}");
+            run("DROP TABLE items");
+        }
+    }
+
+    #[pg_test]
+    fn filtered_search_returns_limit_rows() {
+        start();
+        let queries = setup(16, "vector_l2_ops", 3000);
+        run("UPDATE items SET category = 100 WHERE id IN (7, 333, 1201, 1500, 1777, 2001, 2222, 2500, 2801, 2999, 42, 1000)");
+        run("SET LOCAL enable_seqscan = off");
+        for q in queries.iter().take(5) {
+            let lit = literal(q);
+            let common = ids(&format!(
+                "SELECT id FROM items WHERE category = 3 ORDER BY v <-> {lit} LIMIT 10"
+            ));
+            assert_eq!(common.len(), 10);
+            let rare = ids(&format!(
+                "SELECT id FROM items WHERE category = 100 ORDER BY v <-> {lit} LIMIT 10"
+            ));
+            assert_eq!(rare.len(), 10, "a filter matching 12 of 3000 rows");
+        }
+        run("RESET enable_seqscan");
+        let r = recall("<->", &queries, "WHERE category = 3");
+        assert!(r >= 0.9, "filtered recall@10 {r}");
+        // With the bound at the first round's size, the scan stops early.
+        run("SET LOCAL epiphany.hnsw_max_scan_tuples = 40");
+        run("SET LOCAL enable_seqscan = off");
+        let rare = ids(&format!(
+            "SELECT id FROM items WHERE category = 100 ORDER BY v <-> {} LIMIT 10",
+            literal(&queries[0])
+        ));
+        assert!(rare.len() < 10);
+    }
+
+    #[pg_test]
+    fn a_build_that_outgrows_maintenance_work_mem_finishes_on_disk() {
+        start();
+        run("SET LOCAL maintenance_work_mem = '1MB'");
+        let queries = setup(64, "vector_l2_ops", 4000);
+        let r = recall("<->", &queries, "");
+        assert!(r >= 0.95, "recall@10 {r}");
+    }
+
+    #[pg_test]
+    fn equal_vectors_nulls_and_zero_vectors() {
+        start();
+        run("CREATE TABLE items (id int, category int, v vector)");
+        run("INSERT INTO items SELECT i, 0, '[1,2,3]' FROM generate_series(1, 25) i");
+        run("INSERT INTO items SELECT i, 0, NULL FROM generate_series(26, 30) i");
+        run("INSERT INTO items VALUES (31, 0, '[0,0,0]'), (32, 0, '[3,2,1]')");
+        run("CREATE INDEX items_v ON items USING epiphany_hnsw (v vector_cosine_ops)");
+        run("INSERT INTO items SELECT i, 0, '[1,2,3]' FROM generate_series(33, 40) i");
+        run("INSERT INTO items VALUES (41, 0, NULL), (42, 0, '[0,0,0]')");
+        run("SET LOCAL enable_seqscan = off");
+        let all = ids("SELECT id FROM items ORDER BY v <=> '[1,2,3]' LIMIT 100");
+        // Every non-null row; equal vectors first, zero vectors (no direction) last.
+        if all.len() != 36 {
+            panic!(
+                "{all:?} {}",
+                plan("SELECT id FROM items ORDER BY v <=> '[1,2,3]' LIMIT 100")
+            );
+        }
+        assert!(all[..33]
+            .iter()
+            .all(|&id| id <= 25 || (33..=40).contains(&id)));
+        assert_eq!(all[33], 32);
+        let mut tail = all[34..].to_vec();
+        tail.sort();
+        assert_eq!(tail, vec![31, 42]);
+        // A NULL query (a parameter of a generic plan) returns every non-null row.
+        run("SET LOCAL plan_cache_mode = force_generic_plan");
+        run("PREPARE near(vector) AS SELECT id FROM items ORDER BY v <=> $1 LIMIT 100");
+        assert_eq!(ids("EXECUTE near(NULL)").len(), 36);
+        run("DEALLOCATE near");
+    }
+
+    #[pg_test(error = "expected 3 dimensions, not 2")]
+    fn inserting_other_dimensions_is_an_error() {
+        start();
+        run("CREATE TABLE items (id int, v vector)");
+        run("INSERT INTO items VALUES (1, '[1,2,3]')");
+        run("CREATE INDEX ON items USING epiphany_hnsw (v)");
+        run("INSERT INTO items VALUES (2, '[1,2]')");
+    }
+
+    #[pg_test(error = "the query vector has 2 dimensions, the index 3")]
+    fn a_query_of_other_dimensions_is_an_error() {
+        start();
+        run("CREATE TABLE items (id int, v vector(3))");
+        run("INSERT INTO items VALUES (1, '[1,2,3]')");
+        run("CREATE INDEX ON items USING epiphany_hnsw (v)");
+        run("SET LOCAL enable_seqscan = off");
+        ids("SELECT id FROM items ORDER BY v <-> '[1,2]' LIMIT 1");
+    }
+
+    #[pg_test(
+        error = "vectors of 3000 dimensions do not fit an epiphany_hnsw index with m = 16 (at most 1926)"
+    )]
+    fn too_many_dimensions_is_an_error() {
+        start();
+        run("CREATE TABLE items (id int, v vector(3000))");
+        run("CREATE INDEX ON items USING epiphany_hnsw (v)");
+    }
+
+    #[pg_test(error = "value 1 out of bounds for option \"m\"")]
+    fn bad_options_are_errors() {
+        start();
+        run("CREATE TABLE items (id int, v vector(3))");
+        run("CREATE INDEX ON items USING epiphany_hnsw (v) WITH (m = 1)");
+    }
+
+    #[pg_test]
+    fn options_show_in_the_catalog_and_need_order_by() {
+        start();
+        run("CREATE TABLE items (id int, v vector(3))");
+        run("INSERT INTO items SELECT i, ARRAY[i, i, i]::real[]::vector FROM generate_series(1, 100) i");
+        run("CREATE INDEX items_v ON items USING epiphany_hnsw (v) WITH (m = 8, ef_construction = 32)");
+        assert_eq!(
+            one::<String>(
+                "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'items_v'"
+            ),
+            Some("m=8,ef_construction=32".into())
+        );
+        run("SET LOCAL enable_seqscan = off");
+        // A WHERE on the vector alone cannot use the index.
+        assert!(!plan("SELECT id FROM items WHERE v = '[1,1,1]'").contains("items_v"));
+        assert_eq!(
+            ids("SELECT id FROM items ORDER BY v <-> '[50,50,50]' LIMIT 3"),
+            vec![50, 49, 51]
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! VACUUM: dead rows leave their nodes; a node without rows is marked deleted, and every
+//! link to a deleted node is replaced by the best of that node's own neighbours (the
+//! selection heuristic), so the graph stays connected and recall holds. A deleted node
+//! stays on its page (a scan may be standing on it); its space is reclaimed by REINDEX.
+
+use epiphany_core::pg::OrReport;
+use epiphany_core::vector::hnsw::{select_neighbors, NodeId, Scored};
+use epiphany_core::vector::hnsw_node::{Meta, Node, NodeAddr, Shape};
+use pgrx::itemptr::item_pointer_set_all;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::build::write_meta;
+use super::pages::{self, item_count, item_range, node_at, page_bytes, page_bytes_mut, PageGraph};
+
+/// # Safety
+/// `info` is the VACUUM's info for an open epiphany_hnsw index.
+unsafe fn read_for_vacuum(info: *mut pg_sys::IndexVacuumInfo, block: u32) -> pg_sys::Buffer {
+    // SAFETY: per the contract; the vacuum's buffer strategy keeps it from flooding the cache.
+    unsafe {
+        pg_sys::ReadBufferExtended(
+            (*info).index,
+            pg_sys::ForkNumber::MAIN_FORKNUM,
+            block,
+            pg_sys::ReadBufferMode::RBM_NORMAL,
+            (*info).strategy,
+        )
+    }
+}
+
+/// Overwrites nodes of an exclusively locked page in one WAL record.
+///
+/// # Safety
+/// `buffer` is pinned and exclusively locked; every node keeps its size.
+unsafe fn rewrite_nodes(
+    index: pg_sys::Relation,
+    buffer: pg_sys::Buffer,
+    nodes: &[(NodeAddr, Node)],
+    shape: Shape,
+) {
+    if nodes.is_empty() {
+        return;
+    }
+    // SAFETY: per the contract.
+    unsafe {
+        let state = pg_sys::GenericXLogStart(index);
+        let page = page_bytes_mut(pg_sys::GenericXLogRegisterBuffer(state, buffer, 0));
+        for (addr, node) in nodes {
+            let bytes = node.encode(shape).or_report();
+            let range = item_range(page, addr.item).expect("the node was just read");
+            assert_eq!(range.len(), bytes.len(), "an HNSW node keeps its size");
+            page[range].copy_from_slice(&bytes);
+        }
+        pg_sys::GenericXLogFinish(state);
+    }
+}
+
+/// `ambulkdelete`.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn bulk_delete(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+    callback: pg_sys::IndexBulkDeleteCallback,
+    callback_state: *mut std::ffi::c_void,
+) -> *mut pg_sys::IndexBulkDeleteResult {
+    // SAFETY: Postgres passes the VACUUM's info and a callback that says which TIDs died.
+    unsafe {
+        let stats = if stats.is_null() {
+            pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>())
+                as *mut pg_sys::IndexBulkDeleteResult
+        } else {
+            stats
+        };
+        let index = (*info).index;
+        let meta = pages::read_meta(index);
+        let shape = meta.shape;
+        if shape.dims == 0 {
+            return stats;
+        }
+        let is_dead = callback.expect("VACUUM passes a callback");
+        // Deleted nodes and their neighbour lists, to route around them.
+        let mut deleted: FxHashMap<NodeId, Vec<Vec<NodeId>>> = FxHashMap::default();
+        let mut top_live: Option<(NodeAddr, usize)> = None;
+        let mut kept = 0.0;
+        for block in 1..pages::block_count(index) {
+            pages::delay_point();
+            let buffer = read_for_vacuum(info, block);
+            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+            let page = page_bytes(buffer);
+            let mut changed = Vec::new();
+            for item in 1..=item_count(page) {
+                if item_range(page, item).is_none() {
+                    continue;
+                }
+                let addr = NodeAddr { block, item };
+                let view = node_at(page, addr, shape);
+                let mut node = view.to_node();
+                if !node.deleted {
+                    let before = node.rows.len();
+                    node.rows.retain(|r| {
+                        let mut tid = pg_sys::ItemPointerData::default();
+                        item_pointer_set_all(&mut tid, r.block, r.item);
+                        !is_dead(&mut tid, callback_state)
+                    });
+                    (*stats).tuples_removed += (before - node.rows.len()) as f64;
+                    kept += node.rows.len() as f64;
+                    if node.rows.is_empty() {
+                        node.deleted = true;
+                    }
+                    if node.rows.len() != before {
+                        changed.push((addr, node.clone()));
+                    }
+                }
+                if node.deleted {
+                    deleted.insert(
+                        addr.pack(),
+                        node.neighbors
+                            .iter()
+                            .map(|l| l.iter().map(|a| a.pack()).collect())
+                            .collect(),
+                    );
+                } else if top_live.is_none_or(|(_, l)| node.level > l) {
+                    top_live = Some((addr, node.level));
+                }
+            }
+            rewrite_nodes(index, buffer, &changed, shape);
+            pg_sys::UnlockReleaseBuffer(buffer);
+        }
+        (*stats).num_index_tuples = kept;
+        if !deleted.is_empty() {
+            repair(info, meta, &deleted);
+            if meta
+                .entry
+                .is_some_and(|(a, _)| deleted.contains_key(&a.pack()))
+            {
+                let mut now = pages::read_meta(index);
+                if now.entry == meta.entry {
+                    now.entry = top_live;
+                    write_meta(index, &now);
+                }
+            }
+        }
+        stats
+    }
+}
+
+/// Replaces links to deleted nodes, page by page: lists are computed under a share lock
+/// and written under an exclusive one if nobody changed them meanwhile (a list changed by
+/// a concurrent insert is repaired by the next VACUUM).
+///
+/// # Safety
+/// As [`bulk_delete`].
+unsafe fn repair(
+    info: *mut pg_sys::IndexVacuumInfo,
+    meta: Meta,
+    deleted: &FxHashMap<NodeId, Vec<Vec<NodeId>>>,
+) {
+    let shape = meta.shape;
+    // SAFETY: per the contract.
+    unsafe {
+        let index = (*info).index;
+        let mut graph = PageGraph::new(index, meta, true);
+        for block in 1..pages::block_count(index) {
+            pages::delay_point();
+            let buffer = read_for_vacuum(info, block);
+            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
+            let page = page_bytes(buffer);
+            let mut broken = Vec::new();
+            for item in 1..=item_count(page) {
+                if item_range(page, item).is_none() {
+                    continue;
+                }
+                let addr = NodeAddr { block, item };
+                let node = node_at(page, addr, shape).to_node();
+                let links_deleted = node
+                    .neighbors
+                    .iter()
+                    .flatten()
+                    .any(|a| deleted.contains_key(&a.pack()));
+                if !node.deleted && links_deleted {
+                    broken.push((addr, node));
+                }
+            }
+            pg_sys::UnlockReleaseBuffer(buffer);
+            if broken.is_empty() {
+                continue;
+            }
+            let mut fixed = Vec::with_capacity(broken.len());
+            for (addr, node) in &broken {
+                let mut n = node.clone();
+                for (level, list) in node.neighbors.iter().enumerate() {
+                    if list.iter().any(|a| deleted.contains_key(&a.pack())) {
+                        n.neighbors[level] =
+                            relink(&mut graph, addr.pack(), &node.vector, list, level, deleted);
+                    }
+                }
+                fixed.push((*addr, n));
+            }
+            let buffer = read_for_vacuum(info, block);
+            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+            let page = page_bytes(buffer);
+            let still: Vec<(NodeAddr, Node)> = broken
+                .iter()
+                .zip(fixed)
+                .filter(|((addr, old), _)| node_at(page, *addr, shape).to_node() == *old)
+                .map(|(_, new)| new)
+                .collect();
+            rewrite_nodes(index, buffer, &still, shape);
+            pg_sys::UnlockReleaseBuffer(buffer);
+        }
+    }
+}
+
+/// A new neighbour list for `node` on `level`: its live neighbours and the live
+/// neighbours of its deleted ones, chosen by the selection heuristic.
+fn relink(
+    graph: &mut PageGraph,
+    node: NodeId,
+    vector: &[f32],
+    list: &[NodeAddr],
+    level: usize,
+    deleted: &FxHashMap<NodeId, Vec<Vec<NodeId>>>,
+) -> Vec<NodeAddr> {
+    let metric = graph.meta.metric;
+    let room = if level == 0 {
+        2 * graph.meta.shape.m
+    } else {
+        graph.meta.shape.m
+    };
+    let mut seen = FxHashSet::default();
+    let mut candidates = Vec::new();
+    for a in list {
+        let id = a.pack();
+        let via: &[NodeId] = match deleted.get(&id) {
+            Some(lists) => lists.get(level).map_or(&[], |l| l.as_slice()),
+            None => std::slice::from_ref(&id),
+        };
+        for &c in via {
+            if c != node && !deleted.contains_key(&c) && seen.insert(c) {
+                graph.load(c);
+                candidates.push(Scored {
+                    distance: metric.distance(graph.cached(c), vector),
+                    node: c,
+                });
+            }
+        }
+    }
+    candidates.sort();
+    select_neighbors(&candidates, room, |a, b| {
+        metric.distance(graph.cached(a), graph.cached(b))
+    })
+    .iter()
+    .map(|s| NodeAddr::unpack(s.node))
+    .collect()
+}
+
+/// `amvacuumcleanup`.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn vacuum_cleanup(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+) -> *mut pg_sys::IndexBulkDeleteResult {
+    // SAFETY: Postgres passes the VACUUM's info and the bulk-delete result, if any.
+    unsafe {
+        if (*info).analyze_only {
+            return stats;
+        }
+        let index = (*info).index;
+        let stats = if stats.is_null() {
+            // No bulk delete ran: count the rows for the statistics.
+            let s = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>())
+                as *mut pg_sys::IndexBulkDeleteResult;
+            let shape = pages::read_meta(index).shape;
+            let mut rows = 0.0;
+            if shape.dims != 0 {
+                for block in 1..pages::block_count(index) {
+                    let buffer = read_for_vacuum(info, block);
+                    pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
+                    let page = page_bytes(buffer);
+                    for item in 1..=item_count(page) {
+                        if item_range(page, item).is_some() {
+                            rows += node_at(page, NodeAddr { block, item }, shape)
+                                .rows()
+                                .count() as f64;
+                        }
+                    }
+                    pg_sys::UnlockReleaseBuffer(buffer);
+                }
+            }
+            (*s).num_index_tuples = rows;
+            s
+        } else {
+            stats
+        };
+        (*stats).num_pages = pages::block_count(index);
+        (*stats).estimated_count = false;
+        stats
+    }
+}

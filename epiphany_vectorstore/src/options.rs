@@ -1,0 +1,121 @@
+//! Settings of the vector indexes: reloptions (`WITH (m = 16)`) and GUCs.
+//!
+//! Reloptions are registered with a kind of their own at library load, so Postgres parses,
+//! range-checks and dumps them like any built-in index's options.
+
+use std::ffi::CStr;
+use std::mem::{offset_of, size_of};
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+pub static HNSW_EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
+pub static HNSW_MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+
+static mut HNSW_KIND: pg_sys::relopt_kind::Type = 0;
+
+/// `m` and `ef_construction` as stored in `rd_options`.
+#[repr(C)]
+struct HnswOptions {
+    vl_len: i32,
+    m: i32,
+    ef_construction: i32,
+}
+
+pub const HNSW_DEFAULT_M: usize = 16;
+pub const HNSW_DEFAULT_EF_CONSTRUCTION: usize = 64;
+
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"epiphany.hnsw_ef_search",
+        c"Candidates an epiphany_hnsw index scan keeps while it searches the graph.",
+        c"Higher values find the true nearest neighbours more often (recall) and cost time.",
+        &HNSW_EF_SEARCH,
+        1,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"epiphany.hnsw_max_scan_tuples",
+        c"Most graph nodes an epiphany_hnsw index scan returns before it stops.",
+        c"A scan whose rows are filtered out by WHERE keeps searching, doubling its candidates, until it has returned this many nodes.",
+        &HNSW_MAX_SCAN_TUPLES,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    // SAFETY: _PG_init runs once per backend on the main thread, before any index of ours
+    // is opened; the names and descriptions are static.
+    unsafe {
+        HNSW_KIND = pg_sys::add_reloption_kind();
+        pg_sys::add_int_reloption(
+            HNSW_KIND,
+            c"m".as_ptr(),
+            c"Neighbours per graph node (twice as many on the bottom layer)".as_ptr(),
+            HNSW_DEFAULT_M as i32,
+            2,
+            100,
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
+        pg_sys::add_int_reloption(
+            HNSW_KIND,
+            c"ef_construction".as_ptr(),
+            c"Candidates kept while a node is linked into the graph".as_ptr(),
+            HNSW_DEFAULT_EF_CONSTRUCTION as i32,
+            4,
+            1000,
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
+    }
+}
+
+fn int_option(name: &'static CStr, offset: usize) -> pg_sys::relopt_parse_elt {
+    pg_sys::relopt_parse_elt {
+        optname: name.as_ptr(),
+        opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+        offset: offset as i32,
+        ..Default::default()
+    }
+}
+
+/// `amoptions` of epiphany_hnsw.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn hnsw_options(
+    reloptions: pg_sys::Datum,
+    validate: bool,
+) -> *mut pg_sys::bytea {
+    let table = [
+        int_option(c"m", offset_of!(HnswOptions, m)),
+        int_option(c"ef_construction", offset_of!(HnswOptions, ef_construction)),
+    ];
+    // SAFETY: the table describes HnswOptions; build_reloptions pallocs the result.
+    unsafe {
+        pg_sys::build_reloptions(
+            reloptions,
+            validate,
+            HNSW_KIND,
+            size_of::<HnswOptions>(),
+            table.as_ptr(),
+            table.len() as i32,
+        ) as *mut pg_sys::bytea
+    }
+}
+
+/// `(m, ef_construction)` of an epiphany_hnsw index.
+///
+/// # Safety
+/// `index` is an open epiphany_hnsw index.
+pub unsafe fn hnsw_params(index: pg_sys::Relation) -> (usize, usize) {
+    // SAFETY: rd_options is null or the struct hnsw_options built.
+    unsafe {
+        let opts = (*index).rd_options as *const HnswOptions;
+        if opts.is_null() {
+            (HNSW_DEFAULT_M, HNSW_DEFAULT_EF_CONSTRUCTION)
+        } else {
+            ((*opts).m as usize, (*opts).ef_construction as usize)
+        }
+    }
+}
