@@ -1,0 +1,224 @@
+//! epiphany_hnsw against a real server: VACUUM and a streaming standby, `kill -9` during
+//! a build and during inserts, dump and restore.
+
+use epiphany_integration_tests::Cluster;
+use postgres::Client;
+
+/// Rows `first..=last` of clustered 8-dimensional vectors (20 clusters), deterministic.
+fn insert_rows(c: &mut Client, first: i32, last: i32) {
+    c.batch_execute(&format!(
+        "INSERT INTO items
+           SELECT g, g % 10, ARRAY(SELECT (g % 20) * 0.7 + sin(g * 7.1 + d * 3.3) * 0.5
+                                   FROM generate_series(1, 8) d)::real[]::vector
+             FROM generate_series({first}, {last}) g"
+    ))
+    .unwrap();
+}
+
+/// The query vectors: points between the clusters.
+fn queries() -> Vec<String> {
+    (0..20)
+        .map(|i| {
+            let parts: Vec<String> = (1..=8)
+                .map(|d| format!("{:.3}", (i % 20) as f64 * 0.7 + ((i * 13 + d) as f64).cos() * 0.4))
+                .collect();
+            format!("[{}]", parts.join(","))
+        })
+        .collect()
+}
+
+fn top10(c: &mut Client, q: &str, index: bool) -> Vec<i32> {
+    let settings = if index {
+        "SET enable_seqscan = off; SET enable_indexscan = on"
+    } else {
+        "SET enable_seqscan = on; SET enable_indexscan = off"
+    };
+    c.batch_execute(settings).unwrap();
+    c.query(
+        &format!("SELECT id FROM items ORDER BY v <-> '{q}' LIMIT 10"),
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+fn recall(c: &mut Client) -> f64 {
+    let (mut hits, mut wanted) = (0, 0);
+    for q in queries() {
+        let exact = top10(c, &q, false);
+        let found = top10(c, &q, true);
+        wanted += exact.len();
+        hits += found.iter().filter(|id| exact.contains(id)).count();
+    }
+    hits as f64 / wanted as f64
+}
+
+fn setup(c: &mut Client) {
+    c.batch_execute(
+        "SET search_path = public, epiphany;
+         ALTER DATABASE app SET search_path = public, epiphany;
+         CREATE TABLE items (id int, category int, v vector(8))",
+    )
+    .unwrap();
+}
+
+#[test]
+fn vacuum_cycles_reach_a_standby_and_recall_holds() {
+    let primary = Cluster::start_new("hnsw_primary");
+    let mut p = primary.create_db_with_suite("app");
+    setup(&mut p);
+    insert_rows(&mut p, 1, 4000);
+    p.batch_execute("CREATE INDEX items_v ON items USING epiphany_hnsw (v) WITH (m = 8)")
+        .unwrap();
+    let standby = Cluster::start_standby(&primary, "hnsw_standby");
+    let mut next = 4001;
+    for round in 0..3 {
+        p.batch_execute(&format!(
+            "DELETE FROM items WHERE id % 4 = {round}; VACUUM items;"
+        ))
+        .unwrap();
+        insert_rows(&mut p, next, next + 999);
+        next += 1000;
+    }
+    let r = recall(&mut p);
+    assert!(r >= 0.95, "recall@10 after delete/VACUUM/insert cycles: {r}");
+    // Deleted rows are gone from the index, not just filtered by visibility: a scan over
+    // every node returns exactly the table's rows.
+    p.batch_execute("SET enable_seqscan = off; SET epiphany.hnsw_max_scan_tuples = 100000")
+        .unwrap();
+    let through_index: i64 = p
+        .query_one(
+            "SELECT count(*) FROM (SELECT id FROM items ORDER BY v <-> '[0,0,0,0,0,0,0,0]' LIMIT 100000) s",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let rows: i64 = p.query_one("SELECT count(*) FROM items", &[]).unwrap().get(0);
+    assert!(
+        through_index as f64 >= rows as f64 * 0.99 && through_index <= rows,
+        "{through_index} rows through the index, {rows} in the table"
+    );
+    let removed: i64 = p
+        .query_one(
+            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'items'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(removed < 1000, "VACUUM left {removed} dead rows");
+
+    standby.wait_for_replay(&primary);
+    let mut s = standby.connect("app");
+    for q in queries() {
+        assert_eq!(top10(&mut p, &q, true), top10(&mut s, &q, true), "query {q}");
+    }
+}
+
+#[test]
+fn kill_9_during_a_build_and_during_inserts_leaves_a_usable_index() {
+    let cluster = Cluster::start_new("hnsw_crash");
+    let mut c = cluster.create_db_with_suite("app");
+    setup(&mut c);
+    insert_rows(&mut c, 1, 60000);
+    c.batch_execute("CHECKPOINT").unwrap();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut b = cluster.connect("app");
+            // The server dies under it.
+            let _ = b.batch_execute(
+                "SET maintenance_work_mem = '1MB'; CREATE INDEX items_v ON items USING epiphany_hnsw (v)",
+            );
+        });
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        cluster.kill9();
+    });
+    cluster.start();
+    let mut c = cluster.connect_when_ready("app");
+    let leftover: i64 = c
+        .query_one("SELECT count(*) FROM pg_class WHERE relname = 'items_v'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(leftover, 0, "the interrupted build left an index behind");
+    c.batch_execute("DELETE FROM items WHERE id > 5000; CREATE INDEX items_v ON items USING epiphany_hnsw (v)")
+        .unwrap();
+
+    // Writers insert (some roll back) until the server is killed.
+    std::thread::scope(|scope| {
+        for w in 0..3 {
+            let cluster = &cluster;
+            scope.spawn(move || {
+                let Ok(mut c) = std::panic::catch_unwind(|| cluster.connect("app")) else {
+                    return;
+                };
+                for i in 0.. {
+                    let first = 100_000 + w * 1_000_000 + i * 10;
+                    let sql = format!(
+                        "BEGIN; INSERT INTO items SELECT g, 0, ARRAY(SELECT (g % 20) * 0.7 + cos(g * 1.7 + d) * 0.5
+                             FROM generate_series(1, 8) d)::real[]::vector FROM generate_series({first}, {}) g; {}",
+                        first + 9,
+                        if i % 3 == 2 { "ROLLBACK" } else { "COMMIT" }
+                    );
+                    if c.batch_execute(&sql).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        cluster.kill9();
+    });
+    cluster.start();
+    let mut c = cluster.connect_when_ready("app");
+    let rows: i64 = c.query_one("SELECT count(*) FROM items", &[]).unwrap().get(0);
+    assert!(rows > 5000, "no insert committed before the crash");
+    c.batch_execute("SET enable_seqscan = off; SET epiphany.hnsw_max_scan_tuples = 1000000")
+        .unwrap();
+    let through_index: i64 = c
+        .query_one(
+            "SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY v <-> '[1,1,1,1,1,1,1,1]' LIMIT 1000000) s",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        through_index as f64 >= rows as f64 * 0.99 && through_index <= rows,
+        "{through_index} rows through the index, {rows} in the table"
+    );
+    let r = recall(&mut c);
+    assert!(r >= 0.95, "recall@10 after the crash: {r}");
+    insert_rows(&mut c, 2_000_000, 2_000_100);
+}
+
+#[test]
+fn dump_and_restore_recreate_the_index_with_the_same_answers() {
+    let cluster = Cluster::start_new("hnsw_dump");
+    let mut src = cluster.create_db_with_suite("app");
+    setup(&mut src);
+    insert_rows(&mut src, 1, 3000);
+    src.batch_execute(
+        "CREATE INDEX items_v ON items USING epiphany_hnsw (v vector_cosine_ops) WITH (m = 10, ef_construction = 40)",
+    )
+    .unwrap();
+    cluster.dump_and_restore("app", "restored");
+    let mut dst = cluster.connect("restored");
+    dst.batch_execute("SET search_path = public, epiphany").unwrap();
+    let def = |c: &mut Client| -> String {
+        c.query_one("SELECT indexdef FROM pg_indexes WHERE indexname = 'items_v'", &[])
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(def(&mut src), def(&mut dst));
+    assert!(def(&mut dst).contains("epiphany_hnsw"));
+    // Same rows in the same order, same seeded build: the same answers.
+    for q in queries() {
+        let sql = format!("SELECT id FROM items ORDER BY v <=> '{q}' LIMIT 10");
+        src.batch_execute("SET enable_seqscan = off").unwrap();
+        dst.batch_execute("SET enable_seqscan = off").unwrap();
+        let a: Vec<i32> = src.query(&sql, &[]).unwrap().iter().map(|r| r.get(0)).collect();
+        let b: Vec<i32> = dst.query(&sql, &[]).unwrap().iter().map(|r| r.get(0)).collect();
+        assert_eq!(a, b, "{q}");
+        assert_eq!(a.len(), 10);
+    }
+}
