@@ -104,8 +104,12 @@ pub unsafe extern "C-unwind" fn get_tuple(
         let state = &mut *((*scan).opaque as *mut ScanState);
         if matches!(state.query, Query::Pending) {
             if (*scan).numberOfOrderBys < 1 {
+                // The planner picks such a scan only when everything else is disabled
+                // (enable_seqscan = off); it could not return the rows whose vector is
+                // NULL, which the index does not hold.
                 Error::NotSupported(
-                    "epiphany_hnsw scans without ORDER BY a distance operator".into(),
+                    "epiphany_hnsw index scans without ORDER BY a distance operator (the index does not hold rows whose vector is NULL)"
+                        .into(),
                 )
                 .report();
             }
