@@ -1,10 +1,11 @@
 //! VACUUM: dead rows leave their nodes; a node without rows is marked deleted, and every
 //! link to a deleted node is replaced by the best of that node's own neighbours (the
-//! selection heuristic), so the graph stays connected and recall holds. A deleted node
+//! selection heuristic, with a search of the graph when too few of those are live), so
+//! the graph stays connected and recall holds. A deleted node
 //! stays on its page (a scan may be standing on it); its space is reclaimed by REINDEX.
 
 use epiphany_core::pg::OrReport;
-use epiphany_core::vector::hnsw::{select_neighbors, NodeId, Scored};
+use epiphany_core::vector::hnsw::{search_layer, select_neighbors, GraphView, NodeId, Scored};
 use epiphany_core::vector::hnsw_node::{Meta, Node, NodeAddr, Shape};
 use pgrx::itemptr::item_pointer_set_all;
 use pgrx::pg_sys;
@@ -243,6 +244,25 @@ fn relink(
                     distance: metric.distance(graph.cached(c), vector),
                     node: c,
                 });
+            }
+        }
+    }
+    // After heavy deletes two hops may not find enough live nodes: search the graph for
+    // the node's vector on this level, as an insert would (deleted nodes still route).
+    if candidates.len() < room {
+        if let Some((entry, top)) = graph.entry() {
+            let mut nearest = vec![Scored {
+                distance: graph.distance_to(entry, vector),
+                node: entry,
+            }];
+            for l in (level + 1..=top).rev() {
+                nearest = search_layer(graph, vector, &nearest, 1, l);
+            }
+            let ef = graph.meta.ef_construction.max(room);
+            for s in search_layer(graph, vector, &nearest, ef, level) {
+                if s.node != node && !deleted.contains_key(&s.node) && seen.insert(s.node) {
+                    candidates.push(s);
+                }
             }
         }
     }
