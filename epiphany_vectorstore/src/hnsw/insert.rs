@@ -105,7 +105,7 @@ pub unsafe fn insert(index: pg_sys::Relation, vector: &[f32], row: RowId) {
     for (l, chosen) in links.iter().enumerate() {
         for s in chosen {
             // SAFETY: per the contract.
-            unsafe { link(index, &mut graph, s.node, id, s.distance, l) };
+            unsafe { link(index, &mut graph, s.node, id, s.distance, l, false) };
         }
     }
 }
@@ -223,8 +223,9 @@ unsafe fn place(index: pg_sys::Relation, node: &Node, shape: Shape, cap: usize) 
 }
 
 /// Adds `new` to `node`'s neighbours on `level`; a full list keeps the best spread of its
-/// members and `new` (the selection heuristic). The list is computed without locks and
-/// written only if nobody changed it meanwhile (else computed again).
+/// members and `new` (the selection heuristic), or with `force` gives `new` the place of
+/// its farthest member when the heuristic would not keep it. The list is computed without
+/// locks and written only if nobody changed it meanwhile (else computed again).
 ///
 /// # Safety
 /// `index` is an open epiphany_hnsw index.
@@ -235,6 +236,7 @@ pub unsafe fn link(
     new: NodeId,
     distance: f32,
     level: usize,
+    force: bool,
 ) {
     let shape = graph.meta.shape;
     let metric = graph.meta.metric;
@@ -268,10 +270,15 @@ pub unsafe fn link(
             let chosen = select_neighbors(&scored, room, |a, b| {
                 metric.distance(graph.cached(a), graph.cached(b))
             });
-            if !chosen.iter().any(|s| s.node == new) {
-                return;
+            let mut chosen: Vec<NodeId> = chosen.iter().map(|s| s.node).collect();
+            if !chosen.contains(&new) {
+                if !force {
+                    return;
+                }
+                chosen.pop();
+                chosen.push(new);
             }
-            chosen.iter().map(|s| s.node).collect()
+            chosen
         };
         let addr = NodeAddr::unpack(node);
         // SAFETY: per the contract; one node page locked exclusively, nothing else held.

@@ -162,9 +162,10 @@ impl ScanState {
                     self.ef * 2
                 };
                 let found = search(&mut self.graph, q, self.ef, self.ef);
-                if found.len() < self.ef || self.ef >= max {
-                    // Every reachable node was found, or the next round would pass the
-                    // bound.
+                let exhausted = found.len() < self.ef;
+                if exhausted || self.ef >= max {
+                    // Every node reachable from the entry point was found, or the next
+                    // round would pass the bound.
                     self.done = true;
                 }
                 for s in found {
@@ -176,7 +177,51 @@ impl ScanState {
                         self.graph.with_node(s.node, |n| self.rows.extend(n.rows()));
                     }
                 }
+                if exhausted && self.returned.len() < max {
+                    // Nodes no search reaches (a part of the graph only linked one way)
+                    // still hold rows the query may need: the rest, nearest first.
+                    let q = q.clone();
+                    // SAFETY: the scan's index is open.
+                    unsafe { self.remaining_rows(index, &q, max) };
+                }
             }
+        }
+    }
+
+    /// The rows of nodes not returned yet, nearest first, up to `max` nodes in all.
+    ///
+    /// # Safety
+    /// `index` is open.
+    unsafe fn remaining_rows(&mut self, index: pg_sys::Relation, q: &[f32], max: usize) {
+        let shape = self.graph.meta.shape;
+        let metric = self.graph.meta.metric;
+        let mut rest: Vec<(f32, Vec<RowId>)> = Vec::new();
+        // SAFETY: per the contract; each page is share-locked while read.
+        unsafe {
+            for block in 1..pages::block_count(index) {
+                let buffer = read_buffer(index, block);
+                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
+                let page = page_bytes(buffer);
+                for item in 1..=item_count(page) {
+                    let addr = NodeAddr { block, item };
+                    if pages::item_range(page, item).is_none()
+                        || self.returned.contains(&addr.pack())
+                    {
+                        continue;
+                    }
+                    let n = pages::node_at(page, addr, shape);
+                    if !n.deleted() {
+                        let d = pages::distance_in_place(metric, n.vector_bytes(), q);
+                        rest.push((d, n.rows().collect()));
+                    }
+                }
+                pg_sys::UnlockReleaseBuffer(buffer);
+            }
+        }
+        rest.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let room = max.saturating_sub(self.returned.len());
+        for (_, rows) in rest.into_iter().take(room) {
+            self.rows.extend(rows);
         }
     }
 

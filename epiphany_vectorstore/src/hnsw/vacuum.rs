@@ -5,7 +5,9 @@
 //! stays on its page (a scan may be standing on it); its space is reclaimed by REINDEX.
 
 use epiphany_core::pg::OrReport;
-use epiphany_core::vector::hnsw::{search_layer, select_neighbors, GraphView, NodeId, Scored};
+use epiphany_core::vector::hnsw::{
+    search, search_layer, select_neighbors, GraphView, NodeId, Scored,
+};
 use epiphany_core::vector::hnsw_node::{Meta, Node, NodeAddr, Shape};
 use pgrx::itemptr::item_pointer_set_all;
 use pgrx::pg_sys;
@@ -13,6 +15,7 @@ use pgrx::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::build::write_meta;
+use super::insert;
 use super::pages::{self, item_count, item_range, node_at, page_bytes, page_bytes_mut, PageGraph};
 
 /// # Safety
@@ -83,6 +86,7 @@ pub unsafe extern "C-unwind" fn bulk_delete(
         // Deleted nodes and their neighbour lists, to route around them.
         let mut deleted: FxHashMap<NodeId, Vec<Vec<NodeId>>> = FxHashMap::default();
         let mut top_live: Option<(NodeAddr, usize)> = None;
+        let mut live = Vec::new();
         let mut kept = 0.0;
         for block in 1..pages::block_count(index) {
             pages::delay_point();
@@ -121,8 +125,11 @@ pub unsafe extern "C-unwind" fn bulk_delete(
                             .map(|l| l.iter().map(|a| a.pack()).collect())
                             .collect(),
                     );
-                } else if top_live.is_none_or(|(_, l)| node.level > l) {
-                    top_live = Some((addr, node.level));
+                } else {
+                    live.push(addr.pack());
+                    if top_live.is_none_or(|(_, l)| node.level > l) {
+                        top_live = Some((addr, node.level));
+                    }
                 }
             }
             rewrite_nodes(index, buffer, &changed, shape);
@@ -141,6 +148,7 @@ pub unsafe extern "C-unwind" fn bulk_delete(
                     write_meta(index, &now);
                 }
             }
+            reconnect(index, pages::read_meta(index), &live, &deleted);
         }
         stats
     }
@@ -201,14 +209,77 @@ unsafe fn repair(
             let buffer = read_for_vacuum(info, block);
             pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
             let page = page_bytes(buffer);
-            let still: Vec<(NodeAddr, Node)> = broken
+            let (olds, still): (Vec<&Node>, Vec<(NodeAddr, Node)>) = broken
                 .iter()
                 .zip(fixed)
                 .filter(|((addr, old), _)| node_at(page, *addr, shape).to_node() == *old)
-                .map(|(_, new)| new)
-                .collect();
+                .map(|((_, old), new)| (old, new))
+                .unzip();
             rewrite_nodes(index, buffer, &still, shape);
             pg_sys::UnlockReleaseBuffer(buffer);
+            // New neighbours link back, as they would to a newly inserted node: a node
+            // whose links in came from deleted nodes gets new ones.
+            for (old, (addr, new)) in olds.iter().zip(&still) {
+                graph.remember(addr.pack(), &new.vector);
+                for (level, list) in new.neighbors.iter().enumerate() {
+                    for n in list.iter().filter(|n| !old.neighbors[level].contains(n)) {
+                        graph.load(n.pack());
+                        let d = graph
+                            .meta
+                            .metric
+                            .distance(graph.cached(n.pack()), &new.vector);
+                        insert::link(index, &mut graph, n.pack(), addr.pack(), d, level, false);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Links every live node that no search can reach any more (its links in all came from
+/// deleted nodes) back into the bottom layer: a walk from the entry point finds them, and
+/// each is linked from its nearest live nodes, the nearest one taking it in any case.
+///
+/// # Safety
+/// As [`bulk_delete`].
+unsafe fn reconnect(
+    index: pg_sys::Relation,
+    meta: Meta,
+    live: &[NodeId],
+    deleted: &FxHashMap<NodeId, Vec<Vec<NodeId>>>,
+) {
+    let Some((entry, _)) = meta.entry else {
+        return;
+    };
+    // SAFETY: per the contract.
+    let mut graph = unsafe { PageGraph::new(index, meta, true) };
+    let mut reached: FxHashSet<NodeId> = FxHashSet::default();
+    let mut todo = vec![entry.pack()];
+    let mut list = Vec::new();
+    reached.insert(entry.pack());
+    while let Some(n) = todo.pop() {
+        graph.with_node(n, |node| node.neighbors(0, &mut list));
+        for &m in &list {
+            if reached.insert(m) {
+                todo.push(m);
+            }
+        }
+    }
+    let m = meta.shape.m;
+    let metric = meta.metric;
+    for &y in live.iter().filter(|y| !reached.contains(y)) {
+        graph.load(y);
+        let v = graph.cached(y).to_vec();
+        let found: Vec<Scored> = search(&mut graph, &v, meta.ef_construction, meta.ef_construction)
+            .into_iter()
+            .filter(|s| s.node != y && !deleted.contains_key(&s.node))
+            .collect();
+        let chosen = select_neighbors(&found, m, |a, b| {
+            metric.distance(graph.cached(a), graph.cached(b))
+        });
+        for (i, s) in chosen.iter().enumerate() {
+            // SAFETY: per the contract.
+            unsafe { insert::link(index, &mut graph, s.node, y, s.distance, 0, i == 0) };
         }
     }
 }

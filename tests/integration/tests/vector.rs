@@ -4,20 +4,27 @@
 use epiphany_integration_tests::Cluster;
 use postgres::Client;
 
-/// Rows `first..=last` of clustered 8-dimensional vectors (20 clusters), deterministic.
+/// Element `d` of row `g`: 20 clusters along the diagonal, each element spread by a
+/// deterministic hash of (g, d) in [-0.5, 0.5) so that no two rows tie on distance.
+fn element(g: &str, d: &str) -> String {
+    let h = format!("sin({g} * 12.9898 + {d} * 78.233) * 43758.5453");
+    format!("({g} % 20) * 0.7 + ({h} - floor({h})) - 0.5")
+}
+
+/// Rows `first..=last` of clustered 8-dimensional vectors, deterministic.
 fn insert_rows(c: &mut Client, first: i32, last: i32) {
     c.batch_execute(&format!(
         "INSERT INTO items
-           SELECT g, g % 10, ARRAY(SELECT (g % 20) * 0.7 + sin(g * 7.1 + d * 3.3) * 0.5
-                                   FROM generate_series(1, 8) d)::real[]::vector
-             FROM generate_series({first}, {last}) g"
+           SELECT g, g % 10, ARRAY(SELECT {} FROM generate_series(1, 8) d)::real[]::vector
+             FROM generate_series({first}, {last}) g",
+        element("g", "d")
     ))
     .unwrap();
 }
 
 /// The query vectors: points between the clusters.
 fn queries() -> Vec<String> {
-    (0..20)
+    (0..40)
         .map(|i| {
             let parts: Vec<String> = (1..=8)
                 .map(|d| {
@@ -177,8 +184,9 @@ fn kill_9_during_a_build_and_during_inserts_leaves_a_usable_index() {
                 for i in 0.. {
                     let first = 100_000 + w * 1_000_000 + i * 10;
                     let sql = format!(
-                        "BEGIN; INSERT INTO items SELECT g, 0, ARRAY(SELECT (g % 20) * 0.7 + cos(g * 1.7 + d) * 0.5
+                        "BEGIN; INSERT INTO items SELECT g, 0, ARRAY(SELECT {}
                              FROM generate_series(1, 8) d)::real[]::vector FROM generate_series({first}, {}) g; {}",
+                        element("g", "d"),
                         first + 9,
                         if i % 3 == 2 { "ROLLBACK" } else { "COMMIT" }
                     );
