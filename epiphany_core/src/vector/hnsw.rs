@@ -5,6 +5,7 @@
 //! Node ids are `u64`s chosen by the graph (dense numbers in memory, packed page
 //! addresses on disk); levels come from a seeded generator, so a build is deterministic.
 
+use std::borrow::Cow;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
@@ -26,19 +27,44 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// The distance; NaN (only a prepared zero vector under cosine makes one) counts as
+    /// infinitely far, so such vectors come last, never first.
     pub fn distance(self, a: &[f32], b: &[f32]) -> f32 {
-        match self {
+        let d = match self {
             Metric::L2 => distance::l2_squared(a, b),
             Metric::InnerProduct => -distance::dot(a, b),
+            Metric::Cosine => distance::cosine(a, b) as f32,
+        };
+        if d.is_nan() {
+            f32::INFINITY
+        } else {
+            d
+        }
+    }
+
+    /// The form an index stores and searches with: under cosine the vector scaled to norm
+    /// 1, so one inner product per comparison replaces three (a zero vector, which has no
+    /// direction, becomes NaNs: infinitely far from everything). Compare prepared vectors
+    /// with [`index_metric`](Self::index_metric).
+    pub fn prepare(self, v: &[f32]) -> Cow<'_, [f32]> {
+        match self {
             Metric::Cosine => {
-                let c = distance::cosine(a, b) as f32;
-                // A zero vector has no direction: it goes last, never first.
-                if c.is_nan() {
-                    f32::INFINITY
+                let norm = distance::dot(v, v).sqrt();
+                if norm > 0.0 && norm.is_finite() {
+                    Cow::Owned(v.iter().map(|x| x / norm).collect())
                 } else {
-                    c
+                    Cow::Owned(vec![f32::NAN; v.len()])
                 }
             }
+            Metric::L2 | Metric::InnerProduct => Cow::Borrowed(v),
+        }
+    }
+
+    /// The metric that orders prepared vectors like this one orders raw ones.
+    pub fn index_metric(self) -> Metric {
+        match self {
+            Metric::Cosine => Metric::InnerProduct,
+            m => m,
         }
     }
 }
@@ -485,6 +511,35 @@ mod tests {
         g.insert(&[0.0, 1.0]).unwrap();
         let found = search(&mut g, &[1.0, 0.1], 3, 10);
         assert_eq!(found.last().unwrap().node, 0);
+    }
+
+    #[test]
+    fn prepared_cosine_orders_like_cosine() {
+        let points = data(200, 6, 4, 9);
+        let q = &points[0];
+        let pq = Metric::Cosine.prepare(q);
+        let mut raw: Vec<(f32, usize)> = points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (Metric::Cosine.distance(p, q), i))
+            .collect();
+        let mut prepared: Vec<(f32, usize)> = points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                (
+                    Metric::InnerProduct.distance(&Metric::Cosine.prepare(p), &pq),
+                    i,
+                )
+            })
+            .collect();
+        raw.sort_by(|a, b| a.0.total_cmp(&b.0));
+        prepared.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let first = |v: &[(f32, usize)]| v.iter().take(20).map(|x| x.1).collect::<Vec<_>>();
+        assert_eq!(first(&raw), first(&prepared));
+        let zero = Metric::Cosine.prepare(&[0.0; 6]);
+        assert_eq!(Metric::InnerProduct.distance(&zero, &pq), f32::INFINITY);
+        assert!(matches!(Metric::L2.prepare(q), Cow::Borrowed(_)));
     }
 
     #[test]

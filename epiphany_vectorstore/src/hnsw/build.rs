@@ -106,11 +106,15 @@ impl BuildState {
             unsafe { insert::insert(self.index, v, row) };
             return;
         }
+        let prepared = self.metric.prepare(v);
+        let v = &*prepared;
         let graph = match &mut self.graph {
             Some(g) => g,
             None => {
                 let shape = Shape { dims, m: self.m };
-                let mut params = Params::new(self.m, self.ef_construction, self.metric).or_report();
+                let mut params =
+                    Params::new(self.m, self.ef_construction, self.metric.index_metric())
+                        .or_report();
                 params.max_level = max_level(shape);
                 self.graph.insert(Graph::new(params, dims))
             }

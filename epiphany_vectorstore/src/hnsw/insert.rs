@@ -57,6 +57,7 @@ pub unsafe fn insert(index: pg_sys::Relation, vector: &[f32], row: RowId) {
         dims: vector.len(),
         m: meta.shape.m,
     };
+    let vector = &*meta.metric.prepare(vector);
     let cap = max_level(shape);
     let level = random_level(shape.m, cap);
     // SAFETY: per the contract.
@@ -81,7 +82,7 @@ pub unsafe fn insert(index: pg_sys::Relation, vector: &[f32], row: RowId) {
                     }
                 }
             }
-            let metric = meta.metric;
+            let metric = graph.metric;
             let chosen = select_neighbors(&found, shape.m, |a, b| {
                 metric.distance(graph.cached(a), graph.cached(b))
             });
@@ -239,7 +240,7 @@ pub unsafe fn link(
     force: bool,
 ) {
     let shape = graph.meta.shape;
-    let metric = graph.meta.metric;
+    let metric = graph.metric;
     let room = if level == 0 { 2 * shape.m } else { shape.m };
     for _attempt in 0..5 {
         let mut current = Vec::new();

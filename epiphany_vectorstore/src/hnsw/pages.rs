@@ -195,6 +195,8 @@ pub fn distance_in_place(metric: Metric, vector: &[u8], query: &[f32]) -> f32 {
 pub struct PageGraph {
     rel: pg_sys::Relation,
     pub meta: Meta,
+    /// How stored (prepared) vectors are compared: `meta.metric.index_metric()`.
+    pub metric: Metric,
     /// Vectors read so far, when the caller needs them again (inserts, VACUUM).
     vectors: Option<FxHashMap<NodeId, Vec<f32>>>,
 }
@@ -206,6 +208,7 @@ impl PageGraph {
         PageGraph {
             rel,
             meta,
+            metric: meta.metric.index_metric(),
             vectors: keep_vectors.then(FxHashMap::default),
         }
     }
@@ -266,7 +269,7 @@ impl GraphView for PageGraph {
     }
 
     fn distance_to(&mut self, node: NodeId, query: &[f32]) -> f32 {
-        let metric = self.meta.metric;
+        let metric = self.metric;
         if self.vectors.is_some() {
             self.load(node);
             return metric.distance(self.cached(node), query);

@@ -126,7 +126,7 @@ pub unsafe extern "C-unwind" fn get_tuple(
                     ))
                     .report();
                 }
-                Query::Near(q)
+                Query::Near(state.graph.meta.metric.prepare(&q).into_owned())
             };
         }
         loop {
@@ -194,7 +194,7 @@ impl ScanState {
     /// `index` is open.
     unsafe fn remaining_rows(&mut self, index: pg_sys::Relation, q: &[f32], max: usize) {
         let shape = self.graph.meta.shape;
-        let metric = self.graph.meta.metric;
+        let metric = self.graph.metric;
         let mut rest: Vec<(f32, Vec<RowId>)> = Vec::new();
         // SAFETY: per the contract; each page is share-locked while read.
         unsafe {

@@ -224,10 +224,7 @@ unsafe fn repair(
                 for (level, list) in new.neighbors.iter().enumerate() {
                     for n in list.iter().filter(|n| !old.neighbors[level].contains(n)) {
                         graph.load(n.pack());
-                        let d = graph
-                            .meta
-                            .metric
-                            .distance(graph.cached(n.pack()), &new.vector);
+                        let d = graph.metric.distance(graph.cached(n.pack()), &new.vector);
                         insert::link(index, &mut graph, n.pack(), addr.pack(), d, level, false);
                     }
                 }
@@ -266,7 +263,7 @@ unsafe fn reconnect(
         }
     }
     let m = meta.shape.m;
-    let metric = meta.metric;
+    let metric = graph.metric;
     for &y in live.iter().filter(|y| !reached.contains(y)) {
         graph.load(y);
         let v = graph.cached(y).to_vec();
@@ -294,7 +291,7 @@ fn relink(
     level: usize,
     deleted: &FxHashMap<NodeId, Vec<Vec<NodeId>>>,
 ) -> Vec<NodeAddr> {
-    let metric = graph.meta.metric;
+    let metric = graph.metric;
     let room = if level == 0 {
         2 * graph.meta.shape.m
     } else {
