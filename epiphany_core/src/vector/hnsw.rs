@@ -9,6 +9,9 @@ use std::borrow::Cow;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::Mutex;
+
 use rustc_hash::FxHashSet;
 
 use crate::error::{Error, Result};
@@ -394,6 +397,219 @@ impl Graph {
     }
 }
 
+/// A graph built by several threads at once (the build of an index): every vector is
+/// known up front, each node's lists sit behind their own lock, and only one node lock is
+/// held at a time, so threads cannot deadlock. Levels still come from the seeded
+/// generator; which neighbours a node ends up with depends on the threads' timing.
+struct Shared<'a> {
+    params: Params,
+    dims: usize,
+    vectors: &'a [f32],
+    levels: Vec<usize>,
+    links: Vec<Mutex<Vec<Vec<u32>>>>,
+    entry: Mutex<(u32, usize)>,
+}
+
+/// A thread's view of the shared graph for searches.
+struct SharedView<'s, 'a>(&'s Shared<'a>);
+
+impl Shared<'_> {
+    fn vector(&self, node: u32) -> &[f32] {
+        let i = node as usize * self.dims;
+        &self.vectors[i..i + self.dims]
+    }
+
+    fn lock(&self, node: u32) -> std::sync::MutexGuard<'_, Vec<Vec<u32>>> {
+        // A poisoned lock means another builder panicked; the build is abandoned anyway.
+        self.links[node as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn select(&self, candidates: &[Scored], max: usize) -> Vec<Scored> {
+        select_neighbors(candidates, max, |a, b| {
+            self.params
+                .metric
+                .distance(self.vector(a as u32), self.vector(b as u32))
+        })
+    }
+
+    fn insert(&self, id: u32) {
+        let v = self.vector(id);
+        let level = self.levels[id as usize];
+        // Nodes higher than the current top hold the entry lock while they link, so two
+        // of them do not both become the entry point.
+        let mut top_guard = None;
+        let (entry, top) = {
+            let guard = self.entry.lock().unwrap_or_else(|e| e.into_inner());
+            let current = *guard;
+            if level > current.1 {
+                top_guard = Some(guard);
+            }
+            current
+        };
+        let mut view = SharedView(self);
+        let mut nearest = vec![Scored {
+            distance: self.params.metric.distance(self.vector(entry), v),
+            node: entry.into(),
+        }];
+        for l in (level + 1..=top).rev() {
+            nearest = search_layer(&mut view, v, &nearest, 1, l);
+        }
+        let mut chosen_per_level = Vec::with_capacity(level.min(top) + 1);
+        for l in (0..=level.min(top)).rev() {
+            let found = search_layer(&mut view, v, &nearest, self.params.ef_construction, l);
+            let chosen = self.select(&found, self.params.m);
+            self.lock(id)[l] = chosen.iter().map(|s| s.node as u32).collect();
+            chosen_per_level.push((l, chosen));
+            nearest = found;
+        }
+        for (l, chosen) in chosen_per_level {
+            for s in chosen {
+                self.link(s.node as u32, id, s.distance, l);
+            }
+        }
+        if let Some(mut guard) = top_guard {
+            *guard = (id, level);
+        }
+    }
+
+    fn link(&self, node: u32, new: u32, distance: f32, level: usize) {
+        let max = self.params.max_neighbors(level);
+        let mut lists = self.lock(node);
+        let list = &mut lists[level];
+        if list.contains(&new) {
+            return;
+        }
+        if list.len() < max {
+            list.push(new);
+            return;
+        }
+        let base = self.vector(node);
+        let mut scored: Vec<Scored> = list
+            .iter()
+            .map(|&n| Scored {
+                distance: self.params.metric.distance(self.vector(n), base),
+                node: n.into(),
+            })
+            .collect();
+        scored.push(Scored {
+            distance,
+            node: new.into(),
+        });
+        scored.sort();
+        *list = self
+            .select(&scored, max)
+            .iter()
+            .map(|s| s.node as u32)
+            .collect();
+    }
+}
+
+impl GraphView for SharedView<'_, '_> {
+    fn entry(&mut self) -> Option<(NodeId, usize)> {
+        let (n, l) = *self.0.entry.lock().unwrap_or_else(|e| e.into_inner());
+        Some((n.into(), l))
+    }
+
+    fn neighbors(&mut self, node: NodeId, level: usize, out: &mut Vec<NodeId>) {
+        out.clear();
+        if let Some(list) = self.0.lock(node as u32).get(level) {
+            out.extend(list.iter().map(|&n| NodeId::from(n)));
+        }
+    }
+
+    fn distance_to(&mut self, node: NodeId, query: &[f32]) -> f32 {
+        self.0
+            .params
+            .metric
+            .distance(self.0.vector(node as u32), query)
+    }
+}
+
+impl Graph {
+    /// Builds the graph of `vectors` (`dims` each, node ids in order) with `threads`
+    /// threads, the caller's among them: between its batches the caller's thread runs
+    /// `tick(nodes done)` (progress, interrupt checks); if `tick` panics the other threads
+    /// stop at their next node.
+    pub fn build_parallel(
+        params: Params,
+        dims: usize,
+        vectors: Vec<f32>,
+        threads: usize,
+        mut tick: impl FnMut(usize),
+    ) -> Result<Graph> {
+        if dims == 0 || !vectors.len().is_multiple_of(dims) {
+            return Err(Error::Internal(format!(
+                "{} values are not vectors of {dims} dimensions",
+                vectors.len()
+            )));
+        }
+        let n = vectors.len() / dims;
+        if u32::try_from(n).is_err() {
+            return Err(Error::Limit("more than 2^32 vectors in one graph".into()));
+        }
+        let mut graph = Graph::new(params, dims);
+        if n == 0 {
+            return Ok(graph);
+        }
+        let levels: Vec<usize> = (0..n).map(|_| graph.random_level()).collect();
+        let shared = Shared {
+            params,
+            dims,
+            vectors: &vectors,
+            links: levels
+                .iter()
+                .map(|&l| Mutex::new(vec![Vec::new(); l + 1]))
+                .collect(),
+            entry: Mutex::new((0, levels[0])),
+            levels,
+        };
+        const BATCH: usize = 64;
+        let next = AtomicUsize::new(1);
+        let stop = AtomicBool::new(false);
+        /// Tells the helpers to stop when the caller's thread leaves, even by a panic.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, AtomicOrdering::Relaxed);
+            }
+        }
+        // One batch; false once there is nothing left or the build was stopped.
+        let work = |stop: &AtomicBool| {
+            if stop.load(AtomicOrdering::Relaxed) {
+                return false;
+            }
+            let first = next.fetch_add(BATCH, AtomicOrdering::Relaxed);
+            if first >= n {
+                return false;
+            }
+            for id in first..(first + BATCH).min(n) {
+                shared.insert(id as u32);
+            }
+            true
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..threads.max(1) {
+                scope.spawn(|| while work(&stop) {});
+            }
+            let _stop = StopOnDrop(&stop);
+            while work(&stop) {
+                tick(next.load(AtomicOrdering::Relaxed).min(n));
+            }
+        });
+        let (entry, top) = *shared.entry.lock().unwrap_or_else(|e| e.into_inner());
+        graph.links = shared
+            .links
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .collect();
+        graph.vectors = vectors;
+        graph.entry = Some((entry, top));
+        Ok(graph)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,6 +727,45 @@ mod tests {
         g.insert(&[0.0, 1.0]).unwrap();
         let found = search(&mut g, &[1.0, 0.1], 3, 10);
         assert_eq!(found.last().unwrap().node, 0);
+    }
+
+    #[test]
+    fn parallel_builds_reach_the_same_recall() {
+        let mut points = data(3100, 24, 30, 7);
+        let queries = points.split_off(3000);
+        let flat: Vec<f32> = points.iter().flatten().copied().collect();
+        let params = Params::new(12, 64, Metric::L2).unwrap();
+        let mut ticks = 0;
+        let mut g = Graph::build_parallel(params, 24, flat, 3, |_| ticks += 1).unwrap();
+        assert_eq!(g.len(), 3000);
+        assert!(ticks > 0);
+        let mut hits = 0;
+        for q in &queries {
+            let want: FxHashSet<NodeId> = exact(&points, q, 10, Metric::L2).into_iter().collect();
+            hits += search(&mut g, q, 10, 40)
+                .iter()
+                .filter(|s| want.contains(&s.node))
+                .count();
+        }
+        let recall = hits as f64 / (10 * queries.len()) as f64;
+        assert!(recall >= 0.95, "recall@10 {recall}");
+        let mut n = Vec::new();
+        for node in 0..g.len() as u32 {
+            for level in 0..=g.level(node) {
+                g.neighbors(node.into(), level, &mut n);
+                assert!(n.len() <= params.max_neighbors(level));
+            }
+        }
+        // A panicking tick stops the build instead of hanging it.
+        let flat: Vec<f32> = points.iter().flatten().copied().collect();
+        let r = std::panic::catch_unwind(|| {
+            Graph::build_parallel(params, 24, flat, 2, |_| panic!("cancelled"))
+        });
+        assert!(r.is_err());
+        assert!(Graph::build_parallel(params, 24, vec![1.0; 25], 2, |_| {}).is_err());
+        assert!(Graph::build_parallel(params, 24, Vec::new(), 2, |_| {})
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

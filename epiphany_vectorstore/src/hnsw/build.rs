@@ -1,7 +1,8 @@
-//! CREATE INDEX: the graph is built in memory while the table is scanned, then written
-//! page by page. When it outgrows `maintenance_work_mem`, what is built so far is written
-//! and the remaining rows are inserted into the stored graph one by one (slower, bounded
-//! memory), with a NOTICE saying so.
+//! CREATE INDEX: the table scan collects the distinct vectors, the graph is built from
+//! them in memory by several threads, then written page by page. When the vectors and
+//! their graph would outgrow `maintenance_work_mem`, what was collected so far is built
+//! and written and the remaining rows are inserted into the stored graph one by one
+//! (slower, bounded memory), with a NOTICE saying so.
 
 use std::ffi::CStr;
 
@@ -21,8 +22,9 @@ use crate::datum::elements;
 use crate::options;
 
 /// Build phases shown in `pg_stat_progress_create_index.phase`.
-pub const PHASE_GRAPH: i64 = 2;
-pub const PHASE_WRITE: i64 = 3;
+pub const PHASE_LOAD: i64 = 2;
+pub const PHASE_GRAPH: i64 = 3;
+pub const PHASE_WRITE: i64 = 4;
 
 /// The metric of an index, from its opclass's distance function (support function 1).
 ///
@@ -74,6 +76,8 @@ struct BuildState {
     ef_construction: usize,
     metric: Metric,
     dims: Option<usize>,
+    /// The distinct (prepared) vectors collected so far, node after node.
+    vectors: Vec<f32>,
     graph: Option<Graph>,
     /// Per node, its first row; more rows of equal vectors in `more_rows`.
     first_row: Vec<RowId>,
@@ -95,6 +99,17 @@ fn vector_hash(v: &[f32]) -> u64 {
 }
 
 impl BuildState {
+    /// Nodes collected so far.
+    fn nodes(&self) -> usize {
+        self.first_row.len()
+    }
+
+    /// Memory the collected vectors and their future graph take, roughly.
+    fn memory(&self) -> usize {
+        let per_node = 3 * self.m * 4 + 3 * 24 + 8 + std::mem::size_of::<RowId>();
+        self.vectors.len() * 4 + self.nodes() * per_node
+    }
+
     fn add(&mut self, v: &[f32], row: RowId) {
         let dims = *self.dims.get_or_insert(v.len());
         if v.len() != dims {
@@ -108,45 +123,65 @@ impl BuildState {
         }
         let prepared = self.metric.prepare(v);
         let v = &*prepared;
-        let graph = match &mut self.graph {
-            Some(g) => g,
-            None => {
-                let shape = Shape { dims, m: self.m };
-                let mut params =
-                    Params::new(self.m, self.ef_construction, self.metric.index_metric())
-                        .or_report();
-                params.max_level = max_level(shape);
-                self.graph.insert(Graph::new(params, dims))
-            }
-        };
         let hash = vector_hash(v);
         if let Some(&node) = self.by_hash.get(&hash) {
+            let at = node as usize * dims;
             let more = self.more_rows.entry(node).or_default();
-            if graph.vector(node) == v && more.len() + 1 < MAX_ROWS {
+            if self.vectors[at..at + dims] == *v && more.len() + 1 < MAX_ROWS {
                 more.push(row);
                 return;
             }
         }
-        let node = graph.insert(v).or_report();
+        let node = u32::try_from(self.nodes()).unwrap_or_else(|_| {
+            Error::Limit("more than 2^32 vectors in one index".into()).report()
+        });
+        self.vectors.extend_from_slice(v);
         self.first_row.push(row);
         self.by_hash.insert(hash, node);
-        if graph.len().is_multiple_of(1024) {
-            progress(
-                pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE,
-                self.index_tuples as i64,
-            );
-            let used = graph.memory_bytes() + self.first_row.len() * 24;
-            if used > self.memory_limit {
-                let nodes = graph.len();
-                // SAFETY: as above.
-                unsafe { self.write() };
-                self.spilled = true;
-                pgrx::notice!(
-                    "epiphany_hnsw graph no longer fits into maintenance_work_mem after {nodes} nodes; the rest is inserted into the stored graph (slower)"
-                );
-                pgrx::notice!("raise maintenance_work_mem to build faster");
+        if self.nodes().is_multiple_of(1024) && self.memory() > self.memory_limit {
+            let nodes = self.nodes();
+            // SAFETY: as above.
+            unsafe {
+                self.build_graph();
+                self.write();
             }
+            self.spilled = true;
+            pgrx::notice!(
+                "epiphany_hnsw graph no longer fits into maintenance_work_mem after {nodes} nodes; the rest is inserted into the stored graph (slower)"
+            );
+            pgrx::notice!("raise maintenance_work_mem to build faster");
         }
+    }
+
+    /// Links the collected vectors into a graph, with as many threads as a parallel
+    /// index build may use (`max_parallel_maintenance_workers` + this backend, at most
+    /// the machine's cores). The threads only compute; this backend's thread reports
+    /// progress and checks for interrupts between its batches.
+    ///
+    /// # Safety
+    /// Called on the backend's main thread.
+    unsafe fn build_graph(&mut self) {
+        let Some(dims) = self.dims else {
+            return;
+        };
+        let shape = Shape { dims, m: self.m };
+        let mut params =
+            Params::new(self.m, self.ef_construction, self.metric.index_metric()).or_report();
+        params.max_level = max_level(shape);
+        // SAFETY: a GUC read on the main thread.
+        let workers = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (workers + 1).min(cores).max(1);
+        let total = self.nodes();
+        progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_GRAPH);
+        progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, total as i64);
+        let vectors = std::mem::take(&mut self.vectors);
+        let graph = Graph::build_parallel(params, dims, vectors, threads, |done| {
+            progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, done as i64);
+            pgrx::check_for_interrupts!();
+        })
+        .or_report();
+        self.graph = Some(graph);
     }
 
     /// Writes the in-memory graph to pages 1.. and points the metapage at it.
@@ -345,13 +380,14 @@ pub unsafe extern "C-unwind" fn build(
         }
         create_meta(index, pg_sys::ForkNumber::MAIN_FORKNUM);
         let (m, ef_construction) = options::hnsw_params(index);
-        progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_GRAPH);
+        progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
         let mut state = BuildState {
             index,
             m,
             ef_construction,
             metric: metric_of(index),
             dims: typmod_dims(index),
+            vectors: Vec::new(),
             graph: None,
             first_row: Vec::new(),
             more_rows: FxHashMap::default(),
@@ -372,6 +408,7 @@ pub unsafe extern "C-unwind" fn build(
             std::ptr::null_mut(),
         );
         if !state.spilled {
+            state.build_graph();
             state.write();
         }
         let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>())

@@ -119,6 +119,7 @@ unsafe extern "C-unwind" fn aminsert(
 #[pg_guard]
 unsafe extern "C-unwind" fn build_phase_name(phase: i64) -> *mut std::ffi::c_char {
     match phase {
+        build::PHASE_LOAD => c"loading tuples".as_ptr() as *mut _,
         build::PHASE_GRAPH => c"building graph".as_ptr() as *mut _,
         build::PHASE_WRITE => c"writing graph pages".as_ptr() as *mut _,
         _ => std::ptr::null_mut(),
