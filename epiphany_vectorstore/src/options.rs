@@ -12,6 +12,7 @@ use pgrx::prelude::*;
 
 pub static HNSW_EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 pub static HNSW_MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+pub static HNSW_VECTOR_CACHE_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
 
 static mut HNSW_KIND: pg_sys::relopt_kind::Type = 0;
 
@@ -46,6 +47,16 @@ pub fn init() {
         i32::MAX,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"epiphany.hnsw_vector_cache",
+        c"Memory each backend may use to keep copies of epiphany_hnsw node vectors it has read.",
+        c"Searches compute distances to cached vectors without reading index pages; 0 turns the cache off. Vectors are cached as they are read, until the limit.",
+        &HNSW_VECTOR_CACHE_KB,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_KB,
     );
     // SAFETY: _PG_init runs once per backend on the main thread, before any index of ours
     // is opened; the names and descriptions are static.

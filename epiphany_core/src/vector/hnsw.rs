@@ -164,7 +164,9 @@ pub fn search_layer(
     ef: usize,
     level: usize,
 ) -> Vec<Scored> {
-    let mut visited: FxHashSet<NodeId> = entries.iter().map(|e| e.node).collect();
+    let mut visited: FxHashSet<NodeId> =
+        FxHashSet::with_capacity_and_hasher(16 * ef.min(4096), Default::default());
+    visited.extend(entries.iter().map(|e| e.node));
     let mut neighbors = Vec::new();
     let mut candidates: BinaryHeap<Reverse<Scored>> =
         entries.iter().copied().map(Reverse).collect();

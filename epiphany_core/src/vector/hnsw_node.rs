@@ -76,7 +76,9 @@ pub struct NodeRef<'a> {
 }
 
 impl<'a> NodeRef<'a> {
-    /// Checks the header, the length and the neighbour counts.
+    /// Checks the header and the length (what every read needs); neighbour counts are
+    /// checked by [`neighbors`](Self::neighbors), so reading a vector touches no more of
+    /// the node than the vector.
     pub fn parse(bytes: &'a [u8], shape: Shape) -> Result<Self> {
         if bytes.len() < HEADER {
             return Err(corrupt("shorter than its header"));
@@ -100,17 +102,7 @@ impl<'a> NodeRef<'a> {
                 shape.node_size(level)
             )));
         }
-        let node = NodeRef { bytes, shape };
-        for l in 0..=level {
-            let n = node.count(l);
-            if n > room(shape, l) {
-                return Err(corrupt(&format!(
-                    "{n} neighbours on level {l}, room for {}",
-                    room(shape, l)
-                )));
-            }
-        }
-        Ok(node)
+        Ok(NodeRef { bytes, shape })
     }
 
     pub fn level(&self) -> usize {
@@ -147,33 +139,40 @@ impl<'a> NodeRef<'a> {
     }
 
     /// Replaces `out` with the neighbours on `level` (none above the node's level).
-    pub fn neighbors(&self, level: usize, out: &mut Vec<NodeId>) {
+    pub fn neighbors(&self, level: usize, out: &mut Vec<NodeId>) -> Result<()> {
         out.clear();
         if level > self.level() {
-            return;
+            return Ok(());
+        }
+        let n = self.count(level);
+        if n > room(self.shape, level) {
+            return Err(corrupt(&format!(
+                "{n} neighbours on level {level}, room for {}",
+                room(self.shape, level)
+            )));
         }
         let mut at = self.counts_at() + 2 * (self.level() + 1);
         for l in 0..level {
             at += room(self.shape, l) * ADDR;
         }
-        out.extend((0..self.count(level)).map(|i| addr_at(self.bytes, at + i * ADDR).pack()));
+        out.extend((0..n).map(|i| addr_at(self.bytes, at + i * ADDR).pack()));
+        Ok(())
     }
 
-    pub fn to_node(&self) -> Node {
+    pub fn to_node(&self) -> Result<Node> {
         let mut list = Vec::new();
-        let neighbors = (0..=self.level())
-            .map(|l| {
-                self.neighbors(l, &mut list);
-                list.iter().map(|&n| NodeAddr::unpack(n)).collect()
-            })
-            .collect();
-        Node {
+        let mut neighbors = Vec::with_capacity(self.level() + 1);
+        for l in 0..=self.level() {
+            self.neighbors(l, &mut list)?;
+            neighbors.push(list.iter().map(|&n| NodeAddr::unpack(n)).collect());
+        }
+        Ok(Node {
             level: self.level(),
             deleted: self.deleted(),
             rows: self.rows().collect(),
             vector: self.vector(),
             neighbors,
-        }
+        })
     }
 }
 
@@ -203,10 +202,13 @@ pub struct Meta {
     pub entry: Option<(NodeAddr, usize)>,
     /// The page new nodes go to first.
     pub insert_block: u32,
+    /// Chosen at random when the index is (re)built: a node address names the same node
+    /// (and vector) only within one build, so caches key on it.
+    pub build_id: u64,
 }
 
 const META_MAGIC: u32 = 0x4550_4857; // "EPHW"
-const META_SIZE: usize = 32;
+const META_SIZE: usize = 40;
 
 impl Meta {
     pub fn encode(&self) -> [u8; META_SIZE] {
@@ -228,6 +230,7 @@ impl Meta {
         out[20..22].copy_from_slice(&entry.item.to_le_bytes());
         out[22] = level as u8;
         out[24..28].copy_from_slice(&self.insert_block.to_le_bytes());
+        out[32..40].copy_from_slice(&self.build_id.to_le_bytes());
         out
     }
 
@@ -277,6 +280,7 @@ impl Meta {
             max_level,
             entry,
             insert_block: u32_at(24),
+            build_id: u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes")),
         })
     }
 }
@@ -360,7 +364,7 @@ impl Node {
     }
 
     pub fn decode(bytes: &[u8], shape: Shape) -> Result<Node> {
-        Ok(NodeRef::parse(bytes, shape)?.to_node())
+        NodeRef::parse(bytes, shape)?.to_node()
     }
 }
 
@@ -388,9 +392,9 @@ mod tests {
         assert_eq!(Node::decode(&bytes, shape).unwrap(), node);
         let view = NodeRef::parse(&bytes, shape).unwrap();
         let mut list = Vec::new();
-        view.neighbors(1, &mut list);
+        view.neighbors(1, &mut list).unwrap();
         assert_eq!(list, vec![a(9, 9).pack()]);
-        view.neighbors(5, &mut list);
+        view.neighbors(5, &mut list).unwrap();
         assert!(list.is_empty());
         assert_eq!(view.vector(), node.vector);
         assert_eq!(Shape::VECTOR_OFFSET % 4, 0);
@@ -422,6 +426,14 @@ mod tests {
         let mut bad = bytes.clone();
         bad[2] = 7;
         assert!(Node::decode(&bad, shape).is_err());
+        // A neighbour count past the room: reading the vector still works, the list not.
+        let mut bad = bytes.clone();
+        let counts = Shape::VECTOR_OFFSET + 4 * shape.dims;
+        bad[counts..counts + 2].copy_from_slice(&9u16.to_le_bytes());
+        let view = NodeRef::parse(&bad, shape).unwrap();
+        assert_eq!(view.vector(), vec![0.5, 0.5]);
+        assert!(view.neighbors(0, &mut Vec::new()).is_err());
+        assert!(Node::decode(&bad, shape).is_err());
     }
 
     #[test]
@@ -433,6 +445,7 @@ mod tests {
             max_level: 9,
             entry: Some((a(3, 7), 4)),
             insert_block: 12,
+            build_id: 0xdead_beef_1234,
         };
         assert_eq!(Meta::decode(&meta.encode()).unwrap(), meta);
         let empty = Meta {

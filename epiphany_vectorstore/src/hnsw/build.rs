@@ -278,10 +278,17 @@ impl BuildState {
                     max_level: max_level(shape),
                     entry,
                     insert_block: last,
+                    build_id: pages::read_meta(self.index).build_id,
                 },
             );
         }
     }
+}
+
+/// A random id for a new index build.
+fn new_build_id() -> u64 {
+    // SAFETY: the backend's PRNG, on the main thread.
+    unsafe { pg_sys::pg_prng_uint64(&raw mut pg_sys::pg_global_prng_state) }
 }
 
 /// Rewrites the metapage.
@@ -329,6 +336,7 @@ unsafe fn create_meta(index: pg_sys::Relation, fork: pg_sys::ForkNumber::Type) {
                 max_level,
                 entry: None,
                 insert_block: META_BLOCK,
+                build_id: new_build_id(),
             },
         );
         pg_sys::GenericXLogFinish(state);

@@ -121,7 +121,9 @@ unsafe fn join(index: pg_sys::Relation, shape: Shape, id: NodeId, row: RowId) ->
     unsafe {
         let buffer = read_buffer(index, addr.block);
         pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-        let mut node = pages::node_at(page_bytes(buffer), addr, shape).to_node();
+        let mut node = pages::node_at(page_bytes(buffer), addr, shape)
+            .to_node()
+            .or_report();
         let joined = !node.deleted && node.rows.len() < MAX_ROWS;
         if joined {
             node.rows.push(row);
@@ -244,7 +246,7 @@ pub unsafe fn link(
     let room = if level == 0 { 2 * shape.m } else { shape.m };
     for _attempt in 0..5 {
         let mut current = Vec::new();
-        graph.with_node(node, |n| n.neighbors(level, &mut current));
+        graph.with_node(node, |n| n.neighbors(level, &mut current).or_report());
         if current.contains(&new) {
             return;
         }
@@ -286,7 +288,9 @@ pub unsafe fn link(
         let done = unsafe {
             let buffer = read_buffer(index, addr.block);
             pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-            let mut n = pages::node_at(page_bytes(buffer), addr, shape).to_node();
+            let mut n = pages::node_at(page_bytes(buffer), addr, shape)
+                .to_node()
+                .or_report();
             let unchanged = n.neighbors[level]
                 .iter()
                 .map(|a| a.pack())

@@ -3,6 +3,7 @@
 //! `build`, `insert`, `scan` and `vacuum`; the page format is `pages`).
 
 mod build;
+mod cache;
 mod insert;
 mod pages;
 mod scan;

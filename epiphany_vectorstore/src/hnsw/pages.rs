@@ -15,6 +15,10 @@ use epiphany_core::Error;
 use pgrx::pg_sys;
 use rustc_hash::FxHashMap;
 
+use super::cache::VectorCache;
+use std::cell::RefCell;
+use std::rc::Rc;
+
 #[cfg(not(target_endian = "little"))]
 compile_error!("index pages store floats little-endian and read them in place");
 
@@ -197,8 +201,13 @@ pub struct PageGraph {
     pub meta: Meta,
     /// How stored (prepared) vectors are compared: `meta.metric.index_metric()`.
     pub metric: Metric,
+    /// The index's length when last asked: asking costs a system call, so only a link
+    /// past it asks again.
+    blocks: std::cell::Cell<u32>,
     /// Vectors read so far, when the caller needs them again (inserts, VACUUM).
     vectors: Option<FxHashMap<NodeId, Vec<f32>>>,
+    /// The backend's vector cache of this index build (scans).
+    cache: Option<Rc<RefCell<VectorCache>>>,
 }
 
 impl PageGraph {
@@ -209,8 +218,18 @@ impl PageGraph {
             rel,
             meta,
             metric: meta.metric.index_metric(),
+            blocks: std::cell::Cell::new(0),
             vectors: keep_vectors.then(FxHashMap::default),
+            cache: None,
         }
+    }
+
+    /// Uses the backend's vector cache for this index build.
+    pub fn with_cache(mut self) -> Self {
+        // SAFETY: the index is open (new's contract).
+        let oid = unsafe { (*self.rel).rd_id };
+        self.cache = VectorCache::of(oid, self.meta.build_id, self.meta.shape);
+        self
     }
 
     /// Runs `f` on node `id` while its page is share-locked.
@@ -219,11 +238,14 @@ impl PageGraph {
         // SAFETY: the index is open (new's contract); the page is pinned and share-locked
         // while `f` reads it, then released. An error raised inside releases both at abort.
         unsafe {
-            if addr.block == META_BLOCK || addr.block >= block_count(self.rel) {
+            if addr.block >= self.blocks.get() {
+                self.blocks.set(block_count(self.rel));
+            }
+            if addr.block == META_BLOCK || addr.block >= self.blocks.get() {
                 Error::Corrupted(format!(
                     "epiphany_hnsw: a link to block {} of {}",
                     addr.block,
-                    block_count(self.rel)
+                    self.blocks.get()
                 ))
                 .report();
             }
@@ -265,7 +287,13 @@ impl GraphView for PageGraph {
     }
 
     fn neighbors(&mut self, node: NodeId, level: usize, out: &mut Vec<NodeId>) {
-        self.with_node(node, |n| n.neighbors(level, out));
+        self.with_node(node, |n| n.neighbors(level, out).or_report());
+        if let Some(cache) = &self.cache {
+            let cache = cache.borrow();
+            for &n in out.iter() {
+                cache.prefetch(n);
+            }
+        }
     }
 
     fn distance_to(&mut self, node: NodeId, query: &[f32]) -> f32 {
@@ -273,6 +301,14 @@ impl GraphView for PageGraph {
         if self.vectors.is_some() {
             self.load(node);
             return metric.distance(self.cached(node), query);
+        }
+        if let Some(cache) = &self.cache {
+            if let Some(v) = cache.borrow().get(node) {
+                return metric.distance(v, query);
+            }
+            let v = self.with_node(node, |n| n.vector());
+            cache.borrow_mut().put(node, &v);
+            return metric.distance(&v, query);
         }
         self.with_node(node, |n| distance_in_place(metric, n.vector_bytes(), query))
     }

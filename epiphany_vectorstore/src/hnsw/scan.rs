@@ -53,7 +53,7 @@ pub unsafe extern "C-unwind" fn begin_scan(
         let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
         let state = ScanState {
             query: Query::Pending,
-            graph: PageGraph::new(index, pages::read_meta(index), false),
+            graph: PageGraph::new(index, pages::read_meta(index), false).with_cache(),
             rows: VecDeque::new(),
             returned: FxHashSet::default(),
             ef: 0,
@@ -80,7 +80,11 @@ pub unsafe extern "C-unwind" fn rescan(
             std::ptr::copy(orderbys, (*scan).orderByData, norderbys as usize);
         }
         let state = &mut *((*scan).opaque as *mut ScanState);
-        state.graph.meta = pages::read_meta((*scan).indexRelation);
+        let meta = pages::read_meta((*scan).indexRelation);
+        if meta.build_id != state.graph.meta.build_id || meta.shape != state.graph.meta.shape {
+            state.graph = PageGraph::new((*scan).indexRelation, meta, false).with_cache();
+        }
+        state.graph.meta = meta;
         state.query = Query::Pending;
         state.rows.clear();
         state.returned.clear();

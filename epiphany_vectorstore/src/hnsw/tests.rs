@@ -161,6 +161,15 @@ mod tests {
             ));
             assert_eq!(rare.len(), 10, "a filter matching 12 of 3000 rows");
         }
+        // The backend's vector cache changes no answer.
+        let q = format!(
+            "SELECT id FROM items ORDER BY v <-> {} LIMIT 10",
+            literal(&queries[1])
+        );
+        let cached = ids(&q);
+        run("SET LOCAL epiphany.hnsw_vector_cache = 0");
+        assert_eq!(ids(&q), cached);
+        run("RESET epiphany.hnsw_vector_cache");
         run("RESET enable_seqscan");
         let r = recall("<->", &queries, "WHERE category = 3");
         assert!(r >= 0.9, "filtered recall@10 {r}");

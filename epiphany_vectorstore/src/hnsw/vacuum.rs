@@ -100,7 +100,7 @@ pub unsafe extern "C-unwind" fn bulk_delete(
                 }
                 let addr = NodeAddr { block, item };
                 let view = node_at(page, addr, shape);
-                let mut node = view.to_node();
+                let mut node = view.to_node().or_report();
                 if !node.deleted {
                     let before = node.rows.len();
                     node.rows.retain(|r| {
@@ -181,7 +181,7 @@ unsafe fn repair(
                     continue;
                 }
                 let addr = NodeAddr { block, item };
-                let node = node_at(page, addr, shape).to_node();
+                let node = node_at(page, addr, shape).to_node().or_report();
                 let links_deleted = node
                     .neighbors
                     .iter()
@@ -212,7 +212,9 @@ unsafe fn repair(
             let (olds, still): (Vec<&Node>, Vec<(NodeAddr, Node)>) = broken
                 .iter()
                 .zip(fixed)
-                .filter(|((addr, old), _)| node_at(page, *addr, shape).to_node() == *old)
+                .filter(|((addr, old), _)| {
+                    node_at(page, *addr, shape).to_node().or_report() == *old
+                })
                 .map(|((_, old), new)| (old, new))
                 .unzip();
             rewrite_nodes(index, buffer, &still, shape);
@@ -255,7 +257,7 @@ unsafe fn reconnect(
     let mut list = Vec::new();
     reached.insert(entry.pack());
     while let Some(n) = todo.pop() {
-        graph.with_node(n, |node| node.neighbors(0, &mut list));
+        graph.with_node(n, |node| node.neighbors(0, &mut list).or_report());
         for &m in &list {
             if reached.insert(m) {
                 todo.push(m);
