@@ -7,9 +7,9 @@
 //! nearer than one already returned: like every approximate index, the order is
 //! best-effort.
 
-use std::collections::VecDeque;
+use std::collections::{BinaryHeap, VecDeque};
 
-use epiphany_core::vector::hnsw::{search, NodeId};
+use epiphany_core::vector::hnsw::{search, NodeId, Scored};
 use epiphany_core::vector::hnsw_node::{NodeAddr, RowId};
 use epiphany_core::Error;
 use pgrx::itemptr::item_pointer_set_all;
@@ -192,14 +192,19 @@ impl ScanState {
         }
     }
 
-    /// The rows of nodes not returned yet, nearest first, up to `max` nodes in all.
+    /// The rows of nodes not returned yet, nearest first, up to `max` nodes in all (the
+    /// walk keeps only that many candidates, so its memory is bounded by the GUC).
     ///
     /// # Safety
     /// `index` is open.
     unsafe fn remaining_rows(&mut self, index: pg_sys::Relation, q: &[f32], max: usize) {
         let shape = self.graph.meta.shape;
         let metric = self.graph.metric;
-        let mut rest: Vec<(f32, Vec<RowId>)> = Vec::new();
+        let room = max.saturating_sub(self.returned.len());
+        if room == 0 {
+            return;
+        }
+        let mut nearest: BinaryHeap<Scored> = BinaryHeap::with_capacity(room.min(1 << 16) + 1);
         // SAFETY: per the contract; each page is share-locked while read.
         unsafe {
             for block in 1..pages::block_count(index) {
@@ -215,17 +220,21 @@ impl ScanState {
                     }
                     let n = pages::node_at(page, addr, shape);
                     if !n.deleted() {
-                        let d = pages::distance_in_place(metric, n.vector_bytes(), q);
-                        rest.push((d, n.rows().collect()));
+                        let distance = pages::distance_in_place(metric, n.vector_bytes(), q);
+                        nearest.push(Scored {
+                            distance,
+                            node: addr.pack(),
+                        });
+                        if nearest.len() > room {
+                            nearest.pop();
+                        }
                     }
                 }
                 pg_sys::UnlockReleaseBuffer(buffer);
             }
         }
-        rest.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let room = max.saturating_sub(self.returned.len());
-        for (_, rows) in rest.into_iter().take(room) {
-            self.rows.extend(rows);
+        for s in nearest.into_sorted_vec() {
+            self.graph.with_node(s.node, |n| self.rows.extend(n.rows()));
         }
     }
 
