@@ -4,6 +4,7 @@
 pub mod distance;
 pub mod hnsw;
 pub mod hnsw_node;
+pub mod ivf_page;
 pub mod kmeans;
 pub mod pq;
 pub mod text;

@@ -286,3 +286,64 @@ fn dump_and_restore_recreate_the_index() {
         assert!(r >= 0.95, "recall@10 {r}");
     }
 }
+
+#[test]
+fn a_damaged_index_is_an_error_never_a_crash() {
+    let cluster = Cluster::start_new("hnsw_corrupt");
+    let mut c = cluster.create_db_with_suite("app");
+    setup(&mut c);
+    insert_rows(&mut c, 1, 2000);
+    c.batch_execute("CREATE INDEX items_v ON items USING epiphany_hnsw (v); CHECKPOINT")
+        .unwrap();
+    let path: String = c
+        .query_one(
+            "SELECT current_setting('data_directory') || '/' || pg_relation_filepath('items_v')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    drop(c);
+    cluster.stop(epiphany_integration_tests::Stop::Fast);
+    // Every node of every node page gets an unknown format version.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let pages = bytes.len() / 8192;
+    assert!(pages > 2);
+    for page in bytes.chunks_mut(8192).skip(1) {
+        let lower = u16::from_le_bytes([page[12], page[13]]) as usize;
+        for lp in (24..lower).step_by(4) {
+            let word = u32::from_le_bytes(page[lp..lp + 4].try_into().unwrap());
+            let off = (word & 0x7fff) as usize;
+            if off > 0 && off < 8192 {
+                page[off] = 0x7f;
+            }
+        }
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    cluster.start();
+    let mut c = cluster.connect_when_ready("app");
+    c.batch_execute("SET enable_seqscan = off; SET ignore_checksum_failure = on")
+        .unwrap();
+    let err = c
+        .query(
+            &format!(
+                "SELECT id FROM items ORDER BY v <-> '{}' LIMIT 10",
+                queries()[0]
+            ),
+            &[],
+        )
+        .unwrap_err();
+    let db = err
+        .as_db_error()
+        .expect("a server error, not a lost connection");
+    assert_eq!(db.code().code(), "XX001", "{db}");
+    assert!(db.message().contains("HNSW node: unknown version"), "{db}");
+    // Inserts meet the same error; the server stays up and REINDEX repairs the index.
+    assert!(c
+        .batch_execute(&format!(
+            "INSERT INTO items VALUES (0, 0, '{}')",
+            queries()[1]
+        ))
+        .is_err());
+    c.batch_execute("REINDEX INDEX items_v").unwrap();
+    assert!(recall(&mut c) >= 0.95);
+}
