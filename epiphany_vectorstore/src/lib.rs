@@ -6,7 +6,10 @@
 mod datum;
 mod functions;
 mod hnsw;
+mod ivfpq;
 mod options;
+#[cfg(any(test, feature = "pg_test"))]
+mod test_support;
 
 use pgrx::prelude::*;
 

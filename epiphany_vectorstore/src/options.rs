@@ -14,7 +14,12 @@ pub static HNSW_EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 pub static HNSW_MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
 pub static HNSW_VECTOR_CACHE_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
 
+pub static IVF_PROBES: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static IVF_RERANK: GucSetting<i32> = GucSetting::<i32>::new(100);
+pub static IVF_MAX_PROBES: GucSetting<i32> = GucSetting::<i32>::new(0);
+
 static mut HNSW_KIND: pg_sys::relopt_kind::Type = 0;
+static mut IVF_KIND: pg_sys::relopt_kind::Type = 0;
 
 /// `m` and `ef_construction` as stored in `rd_options`.
 #[repr(C)]
@@ -23,6 +28,18 @@ struct HnswOptions {
     m: i32,
     ef_construction: i32,
 }
+
+/// `lists`, `pq_m` and `pq_bits` as stored in `rd_options`.
+#[repr(C)]
+struct IvfOptions {
+    vl_len: i32,
+    lists: i32,
+    pq_m: i32,
+    pq_bits: i32,
+}
+
+pub const IVF_DEFAULT_LISTS: usize = 100;
+pub const IVF_DEFAULT_BITS: u32 = 8;
 
 pub const HNSW_DEFAULT_M: usize = 16;
 pub const HNSW_DEFAULT_EF_CONSTRUCTION: usize = 64;
@@ -58,6 +75,36 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::UNIT_KB,
     );
+    GucRegistry::define_int_guc(
+        c"epiphany.ivf_probes",
+        c"Lists an epiphany_ivfpq index scan searches first.",
+        c"More lists find the true nearest neighbours more often (recall) and cost time.",
+        &IVF_PROBES,
+        1,
+        32768,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"epiphany.ivf_rerank",
+        c"Candidates an epiphany_ivfpq index scan measures with exact distances at a time.",
+        c"Candidates are ranked by their compressed codes; this many of the best are measured exactly (reading their table rows) and returned in exact order.",
+        &IVF_RERANK,
+        1,
+        100_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"epiphany.ivf_max_probes",
+        c"Most lists an epiphany_ivfpq index scan searches when a WHERE clause keeps rejecting rows (0: all).",
+        c"A scan that has returned every candidate of its lists goes on with the next lists until this bound.",
+        &IVF_MAX_PROBES,
+        0,
+        32768,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     // SAFETY: _PG_init runs once per backend on the main thread, before any index of ours
     // is opened; the names and descriptions are static.
     unsafe {
@@ -78,6 +125,34 @@ pub fn init() {
             HNSW_DEFAULT_EF_CONSTRUCTION as i32,
             4,
             1000,
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
+        IVF_KIND = pg_sys::add_reloption_kind();
+        pg_sys::add_int_reloption(
+            IVF_KIND,
+            c"lists".as_ptr(),
+            c"Coarse clusters (k-means centroids) the vectors are divided into".as_ptr(),
+            IVF_DEFAULT_LISTS as i32,
+            1,
+            32768,
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
+        pg_sys::add_int_reloption(
+            IVF_KIND,
+            c"pq_m".as_ptr(),
+            c"Sub-quantizers per vector (must divide the dimensions; 0 picks about one per 4 dimensions)".as_ptr(),
+            0,
+            0,
+            4096,
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
+        pg_sys::add_int_reloption(
+            IVF_KIND,
+            c"pq_bits".as_ptr(),
+            c"Bits per sub-quantizer code".as_ptr(),
+            IVF_DEFAULT_BITS as i32,
+            1,
+            8,
             pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
         );
     }
@@ -127,6 +202,50 @@ pub unsafe fn hnsw_params(index: pg_sys::Relation) -> (usize, usize) {
             (HNSW_DEFAULT_M, HNSW_DEFAULT_EF_CONSTRUCTION)
         } else {
             ((*opts).m as usize, (*opts).ef_construction as usize)
+        }
+    }
+}
+
+/// `amoptions` of epiphany_ivfpq.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ivf_options(
+    reloptions: pg_sys::Datum,
+    validate: bool,
+) -> *mut pg_sys::bytea {
+    let table = [
+        int_option(c"lists", offset_of!(IvfOptions, lists)),
+        int_option(c"pq_m", offset_of!(IvfOptions, pq_m)),
+        int_option(c"pq_bits", offset_of!(IvfOptions, pq_bits)),
+    ];
+    // SAFETY: the table describes IvfOptions; build_reloptions pallocs the result.
+    unsafe {
+        pg_sys::build_reloptions(
+            reloptions,
+            validate,
+            IVF_KIND,
+            size_of::<IvfOptions>(),
+            table.as_ptr(),
+            table.len() as i32,
+        ) as *mut pg_sys::bytea
+    }
+}
+
+/// `(lists, pq_m (0: automatic), pq_bits)` of an epiphany_ivfpq index.
+///
+/// # Safety
+/// `index` is an open epiphany_ivfpq index.
+pub unsafe fn ivf_params(index: pg_sys::Relation) -> (usize, usize, u32) {
+    // SAFETY: rd_options is null or the struct ivf_options built.
+    unsafe {
+        let opts = (*index).rd_options as *const IvfOptions;
+        if opts.is_null() {
+            (IVF_DEFAULT_LISTS, 0, IVF_DEFAULT_BITS)
+        } else {
+            (
+                (*opts).lists as usize,
+                (*opts).pq_m as usize,
+                (*opts).pq_bits as u32,
+            )
         }
     }
 }

@@ -197,11 +197,11 @@ impl IvfPq {
         order.into_iter().take(probes).map(|(_, i)| i).collect()
     }
 
-    /// Estimated distance from `query` to every entry of `list`, by its code: the
-    /// residual table plus the centroid's term.
-    pub fn scan_list(&self, query: &[f32], list: usize, out: &mut Vec<(f32, u64)>) {
+    /// What scoring the codes of `list` against `query` needs: the table of the
+    /// residual and the centroid's term (the estimate is `base + pq.distance(table, code)`).
+    pub fn list_table(&self, query: &[f32], list: usize) -> (Vec<f32>, f32) {
         let centre = &self.centroids[list * self.dims..(list + 1) * self.dims];
-        let (table, base) = match self.metric {
+        match self.metric {
             Metric::L2 => {
                 let residual: Vec<f32> = query.iter().zip(centre).map(|(q, c)| q - c).collect();
                 (self.pq.table(&residual, Metric::L2), 0.0)
@@ -211,7 +211,13 @@ impl IvfPq {
                 self.pq.table(query, Metric::InnerProduct),
                 -dot(query, centre),
             ),
-        };
+        }
+    }
+
+    /// Estimated distance from `query` to every entry of `list`, by its code: the
+    /// residual table plus the centroid's term.
+    pub fn scan_list(&self, query: &[f32], list: usize, out: &mut Vec<(f32, u64)>) {
+        let (table, base) = self.list_table(query, list);
         for (id, codes) in &self.lists[list] {
             out.push((base + self.pq.distance(&table, codes), *id));
         }

@@ -65,7 +65,7 @@ pub unsafe fn typmod_dims(index: pg_sys::Relation) -> Option<usize> {
     (typmod > 0).then_some(typmod as usize)
 }
 
-fn progress(param: u32, value: i64) {
+pub(crate) fn progress(param: u32, value: i64) {
     // SAFETY: the backend's progress slot; harmless when no command is tracked.
     unsafe { pg_sys::pgstat_progress_update_param(param as i32, value) };
 }
@@ -286,7 +286,7 @@ impl BuildState {
 }
 
 /// A random id for a new index build.
-fn new_build_id() -> u64 {
+pub(crate) fn new_build_id() -> u64 {
     // SAFETY: the backend's PRNG, on the main thread.
     unsafe { pg_sys::pg_prng_uint64(&raw mut pg_sys::pg_global_prng_state) }
 }

@@ -2,10 +2,10 @@
 //! operator classes, and the callbacks small enough to live here (the rest are in
 //! `build`, `insert`, `scan` and `vacuum`; the page format is `pages`).
 
-mod build;
+pub(crate) mod build;
 mod cache;
 mod insert;
-mod pages;
+pub(crate) mod pages;
 mod scan;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

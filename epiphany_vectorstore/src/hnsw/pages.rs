@@ -23,8 +23,8 @@ use std::rc::Rc;
 compile_error!("index pages store floats little-endian and read them in place");
 
 pub const META_BLOCK: u32 = 0;
-const PAGE_SIZE: usize = pg_sys::BLCKSZ as usize;
-const PAGE_HEADER: usize = 24;
+pub const PAGE_SIZE: usize = pg_sys::BLCKSZ as usize;
+pub const PAGE_HEADER: usize = 24;
 const LINE_POINTER: usize = 4;
 /// The largest item an empty page takes.
 pub const PAGE_CAPACITY: usize = PAGE_SIZE - PAGE_HEADER - LINE_POINTER;
@@ -110,6 +110,20 @@ pub unsafe fn new_page(
     fork: pg_sys::ForkNumber::Type,
     state: *mut pg_sys::GenericXLogState,
 ) -> (pg_sys::Buffer, pg_sys::Page) {
+    // SAFETY: per the contract.
+    unsafe { new_page_with_special(rel, fork, state, 0) }
+}
+
+/// [`new_page`] with `special` bytes of special space at the page's end.
+///
+/// # Safety
+/// As [`new_page`].
+pub unsafe fn new_page_with_special(
+    rel: pg_sys::Relation,
+    fork: pg_sys::ForkNumber::Type,
+    state: *mut pg_sys::GenericXLogState,
+    special: usize,
+) -> (pg_sys::Buffer, pg_sys::Page) {
     // SAFETY: per the contract; P_NEW under the extension lock (needed before 16, harmless
     // after: the lock is re-entrant).
     unsafe {
@@ -129,7 +143,7 @@ pub unsafe fn new_page(
             buffer,
             pg_sys::GENERIC_XLOG_FULL_IMAGE as i32,
         );
-        pg_sys::PageInit(page, PAGE_SIZE, 0);
+        pg_sys::PageInit(page, PAGE_SIZE, special);
         (buffer, page)
     }
 }

@@ -5,115 +5,8 @@
 
 #[pgrx::pg_schema]
 mod tests {
-    use epiphany_core::vector::kmeans::Rng;
+    use crate::test_support::*;
     use pgrx::prelude::*;
-
-    /// Every test starts here: the vector type lives in schema epiphany.
-    fn start() {
-        run("SET LOCAL search_path = public, epiphany");
-    }
-
-    fn run(sql: &str) {
-        Spi::run(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    fn one<T: pgrx::IntoDatum + pgrx::FromDatum>(sql: &str) -> Option<T> {
-        Spi::get_one::<T>(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    fn ids(sql: &str) -> Vec<i32> {
-        Spi::connect(|c| {
-            c.select(sql, None, &[])
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-                .map(|r| r.get::<i32>(1).unwrap().unwrap())
-                .collect()
-        })
-    }
-
-    fn plan(sql: &str) -> String {
-        Spi::connect(|c| {
-            c.select(&format!("EXPLAIN (COSTS OFF) {sql}"), None, &[])
-                .unwrap()
-                .map(|r| r.get::<String>(1).unwrap().unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-    }
-
-    fn literal(v: &[f32]) -> String {
-        let parts: Vec<String> = v.iter().map(|x| x.to_string()).collect();
-        format!("'[{}]'", parts.join(","))
-    }
-
-    /// Clustered points: `clusters` centres, points spread around them.
-    fn points(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut rng = Rng::new(seed);
-        let centres: Vec<Vec<f32>> = (0..20)
-            .map(|_| {
-                (0..dims)
-                    .map(|_| (rng.next_f64() * 8.0 - 4.0) as f32)
-                    .collect()
-            })
-            .collect();
-        (0..n)
-            .map(|i| {
-                centres[i % centres.len()]
-                    .iter()
-                    .map(|&c| c + (rng.next_f64() * 2.0 - 1.0) as f32)
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// Adds rows `first..first + n` to `items` (category = id % 10).
-    fn load(first: usize, vectors: &[Vec<f32>]) {
-        for (chunk_no, chunk) in vectors.chunks(500).enumerate() {
-            let values: Vec<String> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let id = first + chunk_no * 500 + i;
-                    format!("({id}, {}, {})", id % 10, literal(v))
-                })
-                .collect();
-            run(&format!("INSERT INTO items VALUES {}", values.join(",")));
-        }
-    }
-
-    /// Mean recall@10 of the index over `queries` against exact answers.
-    fn recall(op: &str, queries: &[Vec<f32>], filter: &str) -> f64 {
-        let mut hits = 0usize;
-        let mut wanted = 0usize;
-        for q in queries {
-            let sql = format!(
-                "SELECT id FROM items {filter} ORDER BY v {op} {}::vector LIMIT 10",
-                literal(q)
-            );
-            run("SET LOCAL enable_indexscan = off");
-            let exact = ids(&sql);
-            run("SET LOCAL enable_indexscan = on");
-            run("SET LOCAL enable_seqscan = off");
-            let found = ids(&sql);
-            run("SET LOCAL enable_seqscan = on");
-            assert!(found.len() <= 10);
-            wanted += exact.len();
-            hits += found.iter().filter(|id| exact.contains(id)).count();
-        }
-        hits as f64 / wanted.max(1) as f64
-    }
-
-    fn setup(dims: usize, opclass: &str, rows: usize) -> Vec<Vec<f32>> {
-        let mut all = points(rows + 40, dims, 11);
-        let queries = all.split_off(rows);
-        run(&format!(
-            "CREATE TABLE items (id int, category int, v vector({dims}))"
-        ));
-        load(0, &all);
-        run(&format!(
-            "CREATE INDEX items_v ON items USING epiphany_hnsw (v {opclass}) WITH (m = 12, ef_construction = 64)"
-        ));
-        queries
-    }
 
     #[pg_test]
     fn recall_holds_after_build_and_after_inserts_for_every_opclass() {
@@ -123,7 +16,13 @@ mod tests {
             ("vector_ip_ops", "<#>"),
             ("vector_cosine_ops", "<=>"),
         ] {
-            let queries = setup(16, opclass, 2000);
+            let queries = setup(
+                "epiphany_hnsw",
+                16,
+                opclass,
+                2000,
+                "m = 12, ef_construction = 64",
+            );
             let q = format!(
                 "SELECT id FROM items ORDER BY v {op} {}::vector LIMIT 10",
                 literal(&queries[0])
@@ -147,7 +46,13 @@ mod tests {
     #[pg_test]
     fn filtered_search_returns_limit_rows() {
         start();
-        let queries = setup(16, "vector_l2_ops", 3000);
+        let queries = setup(
+            "epiphany_hnsw",
+            16,
+            "vector_l2_ops",
+            3000,
+            "m = 12, ef_construction = 64",
+        );
         run("UPDATE items SET category = 100 WHERE id IN (7, 333, 1201, 1500, 1777, 2001, 2222, 2500, 2801, 2999, 42, 1000)");
         run("SET LOCAL enable_seqscan = off");
         for q in queries.iter().take(5) {
@@ -187,7 +92,13 @@ mod tests {
     fn a_build_that_outgrows_maintenance_work_mem_finishes_on_disk() {
         start();
         run("SET LOCAL maintenance_work_mem = '1MB'");
-        let queries = setup(64, "vector_l2_ops", 4000);
+        let queries = setup(
+            "epiphany_hnsw",
+            64,
+            "vector_l2_ops",
+            4000,
+            "m = 12, ef_construction = 64",
+        );
         let r = recall("<->", &queries, "");
         assert!(r >= 0.95, "recall@10 {r}");
     }

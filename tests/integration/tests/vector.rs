@@ -347,3 +347,131 @@ fn a_damaged_index_is_an_error_never_a_crash() {
     c.batch_execute("REINDEX INDEX items_v").unwrap();
     assert!(recall(&mut c) >= 0.95);
 }
+
+/// Rows an index scan returns when it may read every list (IVF-PQ keeps going until it has
+/// returned every candidate), and the table's rows.
+fn all_through_index(c: &mut Client) -> (i64, i64) {
+    c.batch_execute(
+        "SET enable_seqscan = off; SET epiphany.ivf_max_probes = 0; SET epiphany.hnsw_max_scan_tuples = 1000000",
+    )
+    .unwrap();
+    let through: i64 = c
+        .query_one(
+            "SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY v <-> '[1,1,1,1,1,1,1,1]' LIMIT 1000000) s",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    c.batch_execute("SET enable_seqscan = on").unwrap();
+    let rows: i64 = c
+        .query_one("SELECT count(*) FROM items WHERE v IS NOT NULL", &[])
+        .unwrap()
+        .get(0);
+    (through, rows)
+}
+
+#[test]
+fn ivfpq_vacuum_standby_dump_and_kill_9() {
+    let primary = Cluster::start_new("ivfpq_primary");
+    let mut p = primary.create_db_with_suite("app");
+    setup(&mut p);
+    insert_rows(&mut p, 1, 4000);
+    p.batch_execute(
+        "CREATE INDEX items_v ON items USING epiphany_ivfpq (v) WITH (lists = 20, pq_m = 4)",
+    )
+    .unwrap();
+    let standby = Cluster::start_standby(&primary, "ivfpq_standby");
+    let mut next = 4001;
+    for round in 0..3 {
+        p.batch_execute(&format!("DELETE FROM items WHERE id % 4 = {round}"))
+            .unwrap();
+        p.batch_execute("VACUUM items").unwrap();
+        insert_rows(&mut p, next, next + 999);
+        next += 1000;
+    }
+    let r = recall(&mut p);
+    assert!(
+        r >= 0.95,
+        "recall@10 after delete/VACUUM/insert cycles: {r}"
+    );
+    let (through, rows) = all_through_index(&mut p);
+    assert_eq!(through, rows, "every row through the index");
+    let counted: f32 = p
+        .query_one(
+            "SELECT reltuples FROM pg_class WHERE relname = 'items_v'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        counted as i64,
+        rows - 1000,
+        "rows VACUUM counted in the index"
+    );
+
+    standby.wait_for_replay(&primary);
+    let mut s = standby.connect("app");
+    for q in queries() {
+        assert_eq!(
+            top10(&mut p, &q, true),
+            top10(&mut s, &q, true),
+            "query {q}"
+        );
+    }
+    drop(s);
+    drop(standby);
+
+    primary.dump_and_restore("app", "restored");
+    let mut dst = primary.connect("restored");
+    dst.batch_execute("SET search_path = public, epiphany")
+        .unwrap();
+    let def: String = dst
+        .query_one(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'items_v'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        def.contains("epiphany_ivfpq") && def.contains("lists='20'"),
+        "{def}"
+    );
+    let r = recall(&mut dst);
+    assert!(r >= 0.95, "recall@10 after restore: {r}");
+
+    // Writers insert (some roll back) until the server is killed.
+    std::thread::scope(|scope| {
+        for w in 0..3 {
+            let cluster = &primary;
+            scope.spawn(move || {
+                let Ok(mut c) = std::panic::catch_unwind(|| cluster.connect("app")) else {
+                    return;
+                };
+                for i in 0.. {
+                    let first = 100_000 + w * 1_000_000 + i * 10;
+                    let sql = format!(
+                        "BEGIN; INSERT INTO items SELECT g, 0, ARRAY(SELECT {}
+                             FROM generate_series(1, 8) d)::real[]::vector FROM generate_series({first}, {}) g; {}",
+                        element("g", "d"),
+                        first + 9,
+                        if i % 3 == 2 { "ROLLBACK" } else { "COMMIT" }
+                    );
+                    if c.batch_execute(&sql).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        primary.kill9();
+    });
+    primary.start();
+    let mut c = primary.connect_when_ready("app");
+    let (through, rows) = all_through_index(&mut c);
+    assert_eq!(
+        through, rows,
+        "every committed row through the index after the crash"
+    );
+    let r = recall(&mut c);
+    assert!(r >= 0.95, "recall@10 after the crash: {r}");
+}

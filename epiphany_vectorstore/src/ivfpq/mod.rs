@@ -1,0 +1,163 @@
+//! The `epiphany_ivfpq` index access method: k-means lists of product-quantized residuals,
+//! candidates reranked with exact distances. Its routine and SQL are here; the rest is in
+//! `build`, `insert`, `scan`, `vacuum` and `pages`.
+
+mod build;
+mod insert;
+mod pages;
+mod scan;
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+mod vacuum;
+
+use epiphany_core::vector::hnsw_node::RowId;
+use pgrx::itemptr::item_pointer_get_both;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgBox;
+
+use crate::datum::elements;
+use crate::options;
+
+extension_sql!(
+    r#"
+CREATE FUNCTION ivfpq_handler(internal) RETURNS index_am_handler
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ivfpq_handler';
+COMMENT ON FUNCTION ivfpq_handler(internal) IS 'Index access method handler of epiphany_ivfpq';
+CREATE ACCESS METHOD epiphany_ivfpq TYPE INDEX HANDLER ivfpq_handler;
+COMMENT ON ACCESS METHOD epiphany_ivfpq IS
+    'IVF-PQ index: k-means lists of product-quantized vectors, reranked with exact distances (ORDER BY <->, <#>, <=>)';
+
+CREATE OPERATOR CLASS vector_l2_ops DEFAULT FOR TYPE vector USING epiphany_ivfpq AS
+    OPERATOR 1 <-> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 vector_l2_squared_distance(vector, vector);
+CREATE OPERATOR CLASS vector_ip_ops FOR TYPE vector USING epiphany_ivfpq AS
+    OPERATOR 1 <#> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 vector_negative_inner_product(vector, vector);
+CREATE OPERATOR CLASS vector_cosine_ops FOR TYPE vector USING epiphany_ivfpq AS
+    OPERATOR 1 <=> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 cosine_distance(vector, vector);
+"#,
+    name = "ivfpq_access_method",
+    requires = ["vector_type"],
+);
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pg_finfo_ivfpq_handler() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn ivfpq_handler(_fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // Postgres copies the routine into the relcache and pfrees this one: it must be a
+    // palloc'd node.
+    let mut r = unsafe {
+        // SAFETY: a zeroed IndexAmRoutine node in the current memory context.
+        PgBox::<pg_sys::IndexAmRoutine>::alloc_node(pg_sys::NodeTag::T_IndexAmRoutine)
+    };
+    r.amstrategies = 0;
+    r.amsupport = 1;
+    r.amcanorderbyop = true;
+    r.amoptionalkey = true;
+    r.amparallelvacuumoptions = pg_sys::VACUUM_OPTION_NO_PARALLEL as u8;
+    r.amkeytype = pg_sys::InvalidOid;
+    r.ambuild = Some(build::build);
+    r.ambuildempty = Some(build::build_empty);
+    r.aminsert = Some(aminsert);
+    r.ambulkdelete = Some(vacuum::bulk_delete);
+    r.amvacuumcleanup = Some(vacuum::vacuum_cleanup);
+    r.amcostestimate = Some(cost_estimate);
+    r.amoptions = Some(options::ivf_options);
+    r.ambuildphasename = Some(build_phase_name);
+    r.amvalidate = Some(validate);
+    r.ambeginscan = Some(scan::begin_scan);
+    r.amrescan = Some(scan::rescan);
+    r.amgettuple = Some(scan::get_tuple);
+    r.amendscan = Some(scan::end_scan);
+    pg_sys::Datum::from(r.into_pg())
+}
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)] // Postgres's signature
+unsafe extern "C-unwind" fn aminsert(
+    index: pg_sys::Relation,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    heap_tid: pg_sys::ItemPointer,
+    _heap: pg_sys::Relation,
+    _check_unique: pg_sys::IndexUniqueCheck::Type,
+    _index_unchanged: bool,
+    _index_info: *mut pg_sys::IndexInfo,
+) -> bool {
+    // SAFETY: Postgres passes one column's value and the new row's TID; NULLs are not
+    // indexed.
+    unsafe {
+        if *isnull {
+            return false;
+        }
+        let (block, item) = item_pointer_get_both(*heap_tid);
+        insert::insert(index, elements(*values), RowId { block, item });
+    }
+    false
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn build_phase_name(phase: i64) -> *mut std::ffi::c_char {
+    match phase {
+        build::PHASE_SAMPLE => c"sampling rows".as_ptr() as *mut _,
+        build::PHASE_TRAIN => c"training centroids and codebooks".as_ptr() as *mut _,
+        build::PHASE_ASSIGN => c"assigning rows to lists".as_ptr() as *mut _,
+        _ => std::ptr::null_mut(),
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn validate(_opclass: pg_sys::Oid) -> bool {
+    true
+}
+
+/// A scan reads `probes / lists` of the index and reranks `ivf_rerank` rows; a scan
+/// without ORDER BY cannot use the index.
+#[pg_guard]
+#[allow(clippy::too_many_arguments)] // Postgres's signature
+unsafe extern "C-unwind" fn cost_estimate(
+    root: *mut pg_sys::PlannerInfo,
+    path: *mut pg_sys::IndexPath,
+    loop_count: f64,
+    startup: *mut pg_sys::Cost,
+    total: *mut pg_sys::Cost,
+    selectivity: *mut pg_sys::Selectivity,
+    correlation: *mut f64,
+    pages: *mut f64,
+) {
+    // SAFETY: the planner passes a path of one of our indexes and out-parameters.
+    unsafe {
+        if (*path).indexorderbys.is_null() {
+            *startup = f64::INFINITY;
+            *total = f64::INFINITY;
+            *selectivity = 0.0;
+            *correlation = 0.0;
+            *pages = 0.0;
+            return;
+        }
+        let index = pg_sys::index_open((*(*path).indexinfo).indexoid, pg_sys::NoLock as i32);
+        let (lists, _, _) = options::ivf_params(index);
+        pg_sys::index_close(index, pg_sys::NoLock as i32);
+        let tuples = (*(*path).indexinfo).tuples.max(1.0);
+        let share = (options::IVF_PROBES.get() as f64 / lists.max(1) as f64).min(1.0);
+        let mut costs = pg_sys::GenericCosts {
+            numIndexTuples: (tuples * share).max(1.0),
+            ..Default::default()
+        };
+        pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
+        // Every probed list is read before the first row comes out; reranking reads rows.
+        let rerank = options::IVF_RERANK.get() as f64 * pg_sys::random_page_cost * 0.1;
+        *startup = costs.indexTotalCost + rerank;
+        *total = costs.indexTotalCost + rerank;
+        *selectivity = costs.indexSelectivity;
+        *correlation = costs.indexCorrelation;
+        *pages = costs.numIndexPages;
+    }
+}

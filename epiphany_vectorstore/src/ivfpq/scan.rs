@@ -1,0 +1,312 @@
+//! Index scans of epiphany_ivfpq: the `epiphany.ivf_probes` lists nearest to the query
+//! are read and their entries ranked by PQ code; the best `epiphany.ivf_rerank` are
+//! measured exactly (their table rows are read with the scan's snapshot, which also drops
+//! rows it cannot see) and returned in exact order. A scan asked for more takes the next
+//! candidates, then the next lists, up to `epiphany.ivf_max_probes` lists.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::rc::Rc;
+
+use epiphany_core::pg::OrReport;
+use epiphany_core::vector::hnsw::Scored;
+use epiphany_core::vector::hnsw_node::{NodeAddr, RowId};
+use epiphany_core::vector::ivf_page::{decode_entry, IvfMeta};
+use epiphany_core::vector::pq::IvfPq;
+use epiphany_core::Error;
+use pgrx::itemptr::item_pointer_set_all;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgMemoryContexts;
+
+use super::build::indexed_column;
+use super::pages::{self, entries, next_of, read_head};
+use crate::datum::elements;
+use crate::hnsw::pages::{page_bytes, read_buffer};
+use crate::options::{IVF_MAX_PROBES, IVF_PROBES, IVF_RERANK};
+
+struct ScanState {
+    meta: IvfMeta,
+    model: Rc<IvfPq>,
+    query: Option<Vec<f32>>,
+    /// Lists in probe order, and how many were read.
+    order: Vec<usize>,
+    probed: usize,
+    /// Candidates by estimated distance (nearest on top).
+    candidates: BinaryHeap<Reverse<Scored>>,
+    rows: VecDeque<RowId>,
+    attnum: i16,
+    fetch: *mut pg_sys::IndexFetchTableData,
+    slot: *mut pg_sys::TupleTableSlot,
+    /// A child of the scan's memory context (deleted with it, before this state is
+    /// dropped, so the state must not own it).
+    context: pg_sys::MemoryContext,
+}
+
+/// `ambeginscan`.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn begin_scan(
+    index: pg_sys::Relation,
+    nkeys: i32,
+    norderbys: i32,
+) -> pg_sys::IndexScanDesc {
+    // SAFETY: Postgres passes an open index; the state lives in the scan's memory context.
+    unsafe {
+        let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
+        let meta = pages::read_meta(index);
+        let state = ScanState {
+            model: pages::model(index, &meta),
+            meta,
+            query: None,
+            order: Vec::new(),
+            probed: 0,
+            candidates: BinaryHeap::new(),
+            rows: VecDeque::new(),
+            attnum: indexed_column(index),
+            fetch: std::ptr::null_mut(),
+            slot: std::ptr::null_mut(),
+            context: {
+                let owner = PgMemoryContexts::new("epiphany_ivfpq rerank");
+                let context = owner.value();
+                std::mem::forget(owner);
+                context
+            },
+        };
+        (*scan).opaque =
+            PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state) as *mut _;
+        scan
+    }
+}
+
+/// `amrescan`.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn rescan(
+    scan: pg_sys::IndexScanDesc,
+    _keys: pg_sys::ScanKey,
+    _nkeys: i32,
+    orderbys: pg_sys::ScanKey,
+    norderbys: i32,
+) {
+    // SAFETY: the scan begin_scan made.
+    unsafe {
+        if !orderbys.is_null() && norderbys > 0 {
+            std::ptr::copy(orderbys, (*scan).orderByData, norderbys as usize);
+        }
+        let state = &mut *((*scan).opaque as *mut ScanState);
+        state.query = None;
+        state.order.clear();
+        state.probed = 0;
+        state.candidates.clear();
+        state.rows.clear();
+    }
+}
+
+/// `amendscan`.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn end_scan(scan: pg_sys::IndexScanDesc) {
+    // SAFETY: the scan begin_scan made; the fetch and slot are ours.
+    unsafe {
+        let state = &mut *((*scan).opaque as *mut ScanState);
+        if !state.fetch.is_null() {
+            pg_sys::table_index_fetch_end(state.fetch);
+            state.fetch = std::ptr::null_mut();
+        }
+        if !state.slot.is_null() {
+            pg_sys::ExecDropSingleTupleTableSlot(state.slot);
+            state.slot = std::ptr::null_mut();
+        }
+    }
+}
+
+/// `amgettuple`.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn get_tuple(
+    scan: pg_sys::IndexScanDesc,
+    _direction: pg_sys::ScanDirection::Type,
+) -> bool {
+    // SAFETY: the scan begin_scan made, with its order-by key set by rescan.
+    unsafe {
+        let state = &mut *((*scan).opaque as *mut ScanState);
+        if state.query.is_none() {
+            if (*scan).numberOfOrderBys < 1 {
+                Error::NotSupported(
+                    "epiphany_ivfpq index scans without ORDER BY a distance operator (the index does not hold rows whose vector is NULL)"
+                        .into(),
+                )
+                .report();
+            }
+            let key = &*(*scan).orderByData;
+            let q = if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+                // No direction to search in: every row, in list order.
+                vec![0.0; state.meta.dims]
+            } else {
+                let q = elements(key.sk_argument);
+                if q.len() != state.meta.dims {
+                    Error::Data(format!(
+                        "the query vector has {} dimensions, the index {}",
+                        q.len(),
+                        state.meta.dims
+                    ))
+                    .report();
+                }
+                state.meta.metric.prepare(q).into_owned()
+            };
+            state.order = state.model.probe_order(&q, state.meta.lists);
+            state.query = Some(q);
+        }
+        loop {
+            if let Some(row) = state.rows.pop_front() {
+                item_pointer_set_all(&mut (*scan).xs_heaptid, row.block, row.item);
+                (*scan).xs_recheck = false;
+                (*scan).xs_recheckorderby = false;
+                return true;
+            }
+            if !state.next_round(scan) {
+                return false;
+            }
+        }
+    }
+}
+
+impl ScanState {
+    /// Fills `rows` with the next reranked candidates; false when there are none left.
+    ///
+    /// # Safety
+    /// `scan` is this state's scan.
+    unsafe fn next_round(&mut self, scan: pg_sys::IndexScanDesc) -> bool {
+        let probes = IVF_PROBES.get().max(1) as usize;
+        let rerank = IVF_RERANK.get().max(1) as usize;
+        let first = probes.min(self.order.len());
+        // Lists this scan may read in all: the first round's, or more up to the bound.
+        let limit = match IVF_MAX_PROBES.get() {
+            0 => self.order.len(),
+            n => (n as usize).min(self.order.len()),
+        }
+        .max(first);
+        // SAFETY: per the contract.
+        let index = unsafe { (*scan).indexRelation };
+        while self.candidates.len() < rerank && self.probed < limit {
+            let end = if self.probed == 0 {
+                first
+            } else {
+                (self.probed + probes).min(limit)
+            };
+            for i in self.probed..end {
+                // SAFETY: per the contract.
+                unsafe { self.read_list(index, self.order[i]) };
+            }
+            self.probed = end;
+        }
+        if self.candidates.is_empty() {
+            return false;
+        }
+        let mut batch = Vec::with_capacity(rerank);
+        while batch.len() < rerank {
+            let Some(Reverse(c)) = self.candidates.pop() else {
+                break;
+            };
+            batch.push(c);
+        }
+        // SAFETY: per the contract.
+        let mut exact = unsafe { self.rerank(scan, &batch) };
+        exact.sort();
+        self.rows
+            .extend(exact.iter().map(|s| NodeAddr::unpack(s.node)));
+        true
+    }
+
+    /// Adds every entry of `list` to the candidates.
+    ///
+    /// # Safety
+    /// `index` is this scan's index.
+    unsafe fn read_list(&mut self, index: pg_sys::Relation, list: usize) {
+        let q = self.query.as_ref().expect("set before the first round");
+        let (table, base) = self.model.list_table(q, list);
+        let size = self.meta.entry_size();
+        // SAFETY: per the contract; each page is share-locked while read.
+        unsafe {
+            let head = read_head(index, &self.meta, list);
+            let mut block = head.first_block;
+            let mut pages = 0u64;
+            while block != 0 {
+                let buffer = read_buffer(index, block);
+                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
+                let page = page_bytes(buffer);
+                for (_, bytes) in entries(page) {
+                    let (row, code) = decode_entry(bytes, size).or_report();
+                    self.candidates.push(Reverse(Scored {
+                        distance: base + self.model.pq.distance(&table, code),
+                        node: row.pack(),
+                    }));
+                }
+                block = next_of(page);
+                pg_sys::UnlockReleaseBuffer(buffer);
+                pages += 1;
+                if pages > u64::from(u32::MAX) {
+                    Error::Corrupted("IVF-PQ index: a list chain loops".into()).report();
+                }
+            }
+        }
+    }
+
+    /// Exact distances of the candidates whose rows the scan's snapshot sees.
+    ///
+    /// # Safety
+    /// `scan` is this state's scan.
+    unsafe fn rerank(&mut self, scan: pg_sys::IndexScanDesc, batch: &[Scored]) -> Vec<Scored> {
+        let q = self.query.clone().expect("set before the first round");
+        let mut out = Vec::with_capacity(batch.len());
+        // SAFETY: per the contract; the heap relation and snapshot are the scan's, the
+        // fetched values are read while the slot holds the tuple.
+        unsafe {
+            let heap = (*scan).heapRelation;
+            if heap.is_null() {
+                // No table to read (a bitmap or check scan): the codes' order.
+                return batch.to_vec();
+            }
+            if self.fetch.is_null() {
+                self.fetch = pg_sys::table_index_fetch_begin(heap);
+                self.slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+            }
+            let old = pg_sys::MemoryContextSwitchTo(self.context);
+            for c in batch {
+                let row = NodeAddr::unpack(c.node);
+                let mut tid = pg_sys::ItemPointerData::default();
+                item_pointer_set_all(&mut tid, row.block, row.item);
+                let mut call_again = false;
+                let mut all_dead = false;
+                let found = pg_sys::table_index_fetch_tuple(
+                    self.fetch,
+                    &mut tid,
+                    (*scan).xs_snapshot,
+                    self.slot,
+                    &mut call_again,
+                    &mut all_dead,
+                );
+                if !found {
+                    continue;
+                }
+                let mut isnull = false;
+                let datum = pg_sys::slot_getattr(self.slot, self.attnum as i32, &mut isnull);
+                if isnull {
+                    continue;
+                }
+                let v = elements(datum);
+                let distance = if v.len() == q.len() {
+                    let p = self.meta.metric.prepare(v);
+                    self.model.metric.distance(&p, &q)
+                } else {
+                    f32::INFINITY
+                };
+                out.push(Scored {
+                    distance,
+                    node: c.node,
+                });
+            }
+            pg_sys::ExecClearTuple(self.slot);
+            pg_sys::MemoryContextSwitchTo(old);
+            pg_sys::MemoryContextReset(self.context);
+        }
+        out
+    }
+}

@@ -1,0 +1,134 @@
+//! VACUUM of epiphany_ivfpq: every list's pages lose their dead entries (the page is
+//! compacted; nothing points at an entry's position), and each list's row count is
+//! set to what is left. Emptied pages stay in their chain and fill again on insert.
+
+use epiphany_core::pg::OrReport;
+use epiphany_core::vector::ivf_page::decode_entry;
+use pgrx::itemptr::item_pointer_set_all;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::pages::{self, entries, head_in, head_place, next_of, page_mut, put_head};
+use crate::hnsw::pages::{block_count, page_bytes};
+
+/// # Safety
+/// `info` is the VACUUM's info for an open index.
+unsafe fn read_for_vacuum(info: *mut pg_sys::IndexVacuumInfo, block: u32) -> pg_sys::Buffer {
+    // SAFETY: per the contract.
+    unsafe {
+        pg_sys::ReadBufferExtended(
+            (*info).index,
+            pg_sys::ForkNumber::MAIN_FORKNUM,
+            block,
+            pg_sys::ReadBufferMode::RBM_NORMAL,
+            (*info).strategy,
+        )
+    }
+}
+
+/// `ambulkdelete`.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn bulk_delete(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+    callback: pg_sys::IndexBulkDeleteCallback,
+    callback_state: *mut std::ffi::c_void,
+) -> *mut pg_sys::IndexBulkDeleteResult {
+    // SAFETY: Postgres passes the VACUUM's info and a callback that says which TIDs died.
+    unsafe {
+        let stats = if stats.is_null() {
+            pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>())
+                as *mut pg_sys::IndexBulkDeleteResult
+        } else {
+            stats
+        };
+        let index = (*info).index;
+        let meta = pages::read_meta(index);
+        let size = meta.entry_size();
+        let is_dead = callback.expect("VACUUM passes a callback");
+        let mut kept_total = 0.0;
+        for list in 0..meta.lists {
+            let head = pages::read_head(index, &meta, list);
+            let mut block = head.first_block;
+            let mut kept = 0u64;
+            let mut removed = 0u64;
+            while block != 0 {
+                crate::hnsw::pages::delay_point();
+                let buffer = read_for_vacuum(info, block);
+                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+                let page = page_bytes(buffer);
+                let mut dead: Vec<u16> = Vec::new();
+                let mut live = 0u64;
+                for (item, bytes) in entries(page) {
+                    let (row, _) = decode_entry(bytes, size).or_report();
+                    let mut tid = pg_sys::ItemPointerData::default();
+                    item_pointer_set_all(&mut tid, row.block, row.item);
+                    if is_dead(&mut tid, callback_state) {
+                        dead.push(item);
+                    } else {
+                        live += 1;
+                    }
+                }
+                let next = next_of(page);
+                if !dead.is_empty() {
+                    let state = pg_sys::GenericXLogStart(index);
+                    let p = pg_sys::GenericXLogRegisterBuffer(state, buffer, 0);
+                    pg_sys::PageIndexMultiDelete(p, dead.as_mut_ptr(), dead.len() as i32);
+                    pg_sys::GenericXLogFinish(state);
+                    (*stats).tuples_removed += dead.len() as f64;
+                    removed += dead.len() as u64;
+                }
+                pg_sys::UnlockReleaseBuffer(buffer);
+                kept += live;
+                block = next;
+            }
+            kept_total += kept as f64;
+            if removed > 0 {
+                let (dir_block, item) = head_place(&meta, list);
+                let dir = read_for_vacuum(info, dir_block);
+                pg_sys::LockBuffer(dir, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+                let mut now = head_in(page_bytes(dir), item);
+                now.rows = now.rows.saturating_sub(removed);
+                let state = pg_sys::GenericXLogStart(index);
+                put_head(
+                    page_mut(pg_sys::GenericXLogRegisterBuffer(state, dir, 0)),
+                    item,
+                    &now,
+                );
+                pg_sys::GenericXLogFinish(state);
+                pg_sys::UnlockReleaseBuffer(dir);
+            }
+        }
+        (*stats).num_index_tuples = kept_total;
+        stats
+    }
+}
+
+/// `amvacuumcleanup`.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn vacuum_cleanup(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+) -> *mut pg_sys::IndexBulkDeleteResult {
+    // SAFETY: Postgres passes the VACUUM's info and the bulk-delete result, if any.
+    unsafe {
+        if (*info).analyze_only {
+            return stats;
+        }
+        let index = (*info).index;
+        let stats = if stats.is_null() {
+            let s = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>())
+                as *mut pg_sys::IndexBulkDeleteResult;
+            let meta = pages::read_meta(index);
+            (*s).num_index_tuples = (0..meta.lists)
+                .map(|l| pages::read_head(index, &meta, l).rows as f64)
+                .sum();
+            s
+        } else {
+            stats
+        };
+        (*stats).num_pages = block_count(index);
+        (*stats).estimated_count = false;
+        stats
+    }
+}
