@@ -160,7 +160,7 @@ COMMENT ON AGGREGATE sum(vector) IS 'Element-wise sum';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- epiphany_vectorstore/src/hnsw/mod.rs:22
+-- epiphany_vectorstore/src/hnsw/mod.rs:23
 -- requires:
 --   vector_type
 
@@ -184,7 +184,31 @@ CREATE OPERATOR CLASS vector_cosine_ops FOR TYPE vector USING epiphany_hnsw AS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- epiphany_vectorstore/src/lib.rs:22
+-- epiphany_vectorstore/src/ivfpq/mod.rs:22
+-- requires:
+--   vector_type
+
+
+CREATE FUNCTION ivfpq_handler(internal) RETURNS index_am_handler
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ivfpq_handler';
+COMMENT ON FUNCTION ivfpq_handler(internal) IS 'Index access method handler of epiphany_ivfpq';
+CREATE ACCESS METHOD epiphany_ivfpq TYPE INDEX HANDLER ivfpq_handler;
+COMMENT ON ACCESS METHOD epiphany_ivfpq IS
+    'IVF-PQ index: k-means lists of product-quantized vectors, reranked with exact distances (ORDER BY <->, <#>, <=>)';
+
+CREATE OPERATOR CLASS vector_l2_ops DEFAULT FOR TYPE vector USING epiphany_ivfpq AS
+    OPERATOR 1 <-> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 vector_l2_squared_distance(vector, vector);
+CREATE OPERATOR CLASS vector_ip_ops FOR TYPE vector USING epiphany_ivfpq AS
+    OPERATOR 1 <#> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 vector_negative_inner_product(vector, vector);
+CREATE OPERATOR CLASS vector_cosine_ops FOR TYPE vector USING epiphany_ivfpq AS
+    OPERATOR 1 <=> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 cosine_distance(vector, vector);
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- epiphany_vectorstore/src/lib.rs:25
 -- epiphany_vectorstore::vectorstore_version
 CREATE  FUNCTION "vectorstore_version"() RETURNS TEXT /* & '_ str */
 STRICT STABLE PARALLEL SAFE
@@ -193,7 +217,7 @@ AS 'MODULE_PATHNAME', 'vectorstore_version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- epiphany_vectorstore/src/lib.rs:27
+-- epiphany_vectorstore/src/lib.rs:30
 -- requires:
 --   vectorstore_version
 

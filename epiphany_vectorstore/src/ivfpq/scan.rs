@@ -22,7 +22,7 @@ use pgrx::PgMemoryContexts;
 use super::build::indexed_column;
 use super::pages::{self, entries, next_of, read_head};
 use crate::datum::elements;
-use crate::hnsw::pages::{page_bytes, read_buffer};
+use crate::hnsw::pages::{block_count, page_bytes, read_buffer};
 use crate::options::{IVF_MAX_PROBES, IVF_PROBES, IVF_RERANK};
 
 struct ScanState {
@@ -227,7 +227,8 @@ impl ScanState {
         unsafe {
             let head = read_head(index, &self.meta, list);
             let mut block = head.first_block;
-            let mut pages = 0u64;
+            let mut pages = 0u32;
+            let limit = block_count(index);
             while block != 0 {
                 let buffer = read_buffer(index, block);
                 pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
@@ -242,8 +243,9 @@ impl ScanState {
                 block = next_of(page);
                 pg_sys::UnlockReleaseBuffer(buffer);
                 pages += 1;
-                if pages > u64::from(u32::MAX) {
-                    Error::Corrupted("IVF-PQ index: a list chain loops".into()).report();
+                if pages > limit || block >= limit {
+                    Error::Corrupted(format!("IVF-PQ index: list {list}'s chain is broken"))
+                        .report();
                 }
             }
         }
