@@ -188,6 +188,40 @@ fn kill_9_during_a_build_and_during_inserts_leaves_a_usable_index() {
         .get(0);
     assert_eq!(leftover, 0, "the interrupted build left an index behind");
     // (In one transaction with the DELETE, the build would index the deleted rows too.)
+    // The same for an IVF-PQ build: whenever the kill lands, the index is either absent
+    // or complete and usable.
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut b = cluster.connect("app");
+            let _ = b.batch_execute(
+                "CREATE INDEX items_ivf ON items USING epiphany_ivfpq (v) WITH (lists = 100)",
+            );
+        });
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        cluster.kill9();
+    });
+    cluster.start();
+    let mut c = cluster.connect_when_ready("app");
+    let built: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname = 'items_ivf'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    if built == 1 {
+        c.batch_execute("SET enable_seqscan = off").unwrap();
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM (SELECT id FROM items ORDER BY v <-> '[1,1,1,1,1,1,1,1]' LIMIT 100000) s",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 60000, "a complete IVF-PQ index returns every row");
+    }
+    c.batch_execute("DROP INDEX IF EXISTS items_ivf; SET enable_seqscan = on")
+        .unwrap();
     c.batch_execute("DELETE FROM items WHERE id > 5000")
         .unwrap();
     c.batch_execute("VACUUM items").unwrap();
