@@ -6,6 +6,7 @@
 mod datum;
 mod functions;
 mod hnsw;
+mod index_am;
 mod ivfpq;
 mod options;
 #[cfg(any(test, feature = "pg_test"))]

@@ -11,13 +11,10 @@ mod scan;
 mod tests;
 mod vacuum;
 
-use epiphany_core::vector::hnsw_node::RowId;
-use pgrx::itemptr::item_pointer_get_both;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::PgBox;
 
-use crate::datum::elements;
+use crate::index_am;
 use crate::options;
 
 extension_sql!(
@@ -52,45 +49,20 @@ pub extern "C" fn pg_finfo_hnsw_handler() -> &'static pg_sys::Pg_finfo_record {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn hnsw_handler(_fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // Postgres copies the routine into the relcache and pfrees this one: it must be a
-    // palloc'd node.
-    let mut r = unsafe {
-        // SAFETY: a zeroed IndexAmRoutine node in the current memory context.
-        PgBox::<pg_sys::IndexAmRoutine>::alloc_node(pg_sys::NodeTag::T_IndexAmRoutine)
-    };
-    r.amstrategies = 0;
-    r.amsupport = 1;
-    r.amoptsprocnum = 0;
-    r.amcanorder = false;
-    r.amcanorderbyop = true;
-    r.amcanbackward = false;
-    r.amcanunique = false;
-    r.amcanmulticol = false;
-    r.amoptionalkey = true;
-    r.amsearcharray = false;
-    r.amsearchnulls = false;
-    r.amstorage = false;
-    r.amclusterable = false;
-    r.ampredlocks = false;
-    r.amcanparallel = false;
-    r.amcaninclude = false;
-    r.amusemaintenanceworkmem = false;
-    r.amparallelvacuumoptions = pg_sys::VACUUM_OPTION_NO_PARALLEL as u8;
-    r.amkeytype = pg_sys::InvalidOid;
-    r.ambuild = Some(build::build);
-    r.ambuildempty = Some(build::build_empty);
-    r.aminsert = Some(aminsert);
-    r.ambulkdelete = Some(vacuum::bulk_delete);
-    r.amvacuumcleanup = Some(vacuum::vacuum_cleanup);
-    r.amcostestimate = Some(cost_estimate);
-    r.amoptions = Some(options::hnsw_options);
-    r.ambuildphasename = Some(build_phase_name);
-    r.amvalidate = Some(validate);
-    r.ambeginscan = Some(scan::begin_scan);
-    r.amrescan = Some(scan::rescan);
-    r.amgettuple = Some(scan::get_tuple);
-    r.amendscan = Some(scan::end_scan);
-    pg_sys::Datum::from(r.into_pg())
+    index_am::routine(index_am::Callbacks {
+        build: Some(build::build),
+        build_empty: Some(build::build_empty),
+        insert: Some(aminsert),
+        bulk_delete: Some(vacuum::bulk_delete),
+        vacuum_cleanup: Some(vacuum::vacuum_cleanup),
+        cost_estimate: Some(cost_estimate),
+        options: Some(options::hnsw_options),
+        phase_name: Some(build_phase_name),
+        begin_scan: Some(scan::begin_scan),
+        rescan: Some(scan::rescan),
+        get_tuple: Some(scan::get_tuple),
+        end_scan: Some(scan::end_scan),
+    })
 }
 
 #[pg_guard]
@@ -105,14 +77,11 @@ unsafe extern "C-unwind" fn aminsert(
     _index_unchanged: bool,
     _index_info: *mut pg_sys::IndexInfo,
 ) -> bool {
-    // SAFETY: Postgres passes one column's value and the new row's TID; NULLs are not
-    // indexed.
+    // SAFETY: Postgres passes one column's value and the new row's TID.
     unsafe {
-        if *isnull {
-            return false;
+        if let Some((vector, row)) = index_am::inserted_row(values, isnull, heap_tid) {
+            insert::insert(index, vector, row);
         }
-        let (block, item) = item_pointer_get_both(*heap_tid);
-        insert::insert(index, elements(*values), RowId { block, item });
     }
     false
 }
@@ -125,11 +94,6 @@ unsafe extern "C-unwind" fn build_phase_name(phase: i64) -> *mut std::ffi::c_cha
         build::PHASE_WRITE => c"writing graph pages".as_ptr() as *mut _,
         _ => std::ptr::null_mut(),
     }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn validate(_opclass: pg_sys::Oid) -> bool {
-    true
 }
 
 /// A search reads about `ef_search` × (2m) nodes, whatever the table's size; a scan
@@ -148,30 +112,16 @@ unsafe extern "C-unwind" fn cost_estimate(
 ) {
     // SAFETY: the planner passes a path of one of our indexes and out-parameters.
     unsafe {
-        if (*path).indexorderbys.is_null() {
-            *startup = f64::INFINITY;
-            *total = f64::INFINITY;
-            *selectivity = 0.0;
-            *correlation = 0.0;
-            *pages = 0.0;
-            return;
-        }
-        // The planner holds a lock on the index already.
-        let index = pg_sys::index_open((*(*path).indexinfo).indexoid, pg_sys::NoLock as i32);
-        let (m, _) = options::hnsw_params(index);
-        pg_sys::index_close(index, pg_sys::NoLock as i32);
-        let tuples = (*(*path).indexinfo).tuples.max(1.0);
-        let visited = (options::HNSW_EF_SEARCH.get() as f64 * 2.0 * m as f64).min(tuples);
-        let mut costs = pg_sys::GenericCosts {
-            numIndexTuples: visited,
-            ..Default::default()
-        };
-        pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
-        // The whole search happens before the first row comes out.
-        *startup = costs.indexTotalCost;
-        *total = costs.indexTotalCost;
-        *selectivity = costs.indexSelectivity;
-        *correlation = costs.indexCorrelation;
-        *pages = costs.numIndexPages;
+        index_am::order_by_cost(
+            root,
+            path,
+            loop_count,
+            (startup, total, selectivity, correlation, pages),
+            |index, _| {
+                let (m, _) = options::hnsw_params(index);
+                options::HNSW_EF_SEARCH.get() as f64 * 2.0 * m as f64
+            },
+            0.0,
+        )
     }
 }

@@ -11,15 +11,13 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use epiphany_core::vector::hnsw::{search, NodeId, Scored};
 use epiphany_core::vector::hnsw_node::{NodeAddr, RowId};
-use epiphany_core::Error;
-use pgrx::itemptr::item_pointer_set_all;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 use rustc_hash::FxHashSet;
 
 use super::pages::{self, item_count, page_bytes, read_buffer, PageGraph};
-use crate::datum::elements;
+use crate::index_am;
 use crate::options::{HNSW_EF_SEARCH, HNSW_MAX_SCAN_TUPLES};
 
 enum Query {
@@ -76,9 +74,7 @@ pub unsafe extern "C-unwind" fn rescan(
 ) {
     // SAFETY: the scan begin_scan made; orderbys has norderbys keys.
     unsafe {
-        if !orderbys.is_null() && norderbys > 0 {
-            std::ptr::copy(orderbys, (*scan).orderByData, norderbys as usize);
-        }
+        index_am::keep_order_by(scan, orderbys, norderbys);
         let state = &mut *((*scan).opaque as *mut ScanState);
         let meta = pages::read_meta((*scan).indexRelation);
         if meta.build_id != state.graph.meta.build_id || meta.shape != state.graph.meta.shape {
@@ -107,37 +103,15 @@ pub unsafe extern "C-unwind" fn get_tuple(
     unsafe {
         let state = &mut *((*scan).opaque as *mut ScanState);
         if matches!(state.query, Query::Pending) {
-            if (*scan).numberOfOrderBys < 1 {
-                // The planner picks such a scan only when everything else is disabled
-                // (enable_seqscan = off); it could not return the rows whose vector is
-                // NULL, which the index does not hold.
-                Error::NotSupported(
-                    "epiphany_hnsw index scans without ORDER BY a distance operator (the index does not hold rows whose vector is NULL)"
-                        .into(),
-                )
-                .report();
-            }
-            let key = &*(*scan).orderByData;
-            state.query = if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
-                Query::All
-            } else {
-                let q = elements(key.sk_argument).to_vec();
-                let dims = state.graph.meta.shape.dims;
-                if dims != 0 && q.len() != dims {
-                    Error::Data(format!(
-                        "the query vector has {} dimensions, the index {dims}",
-                        q.len()
-                    ))
-                    .report();
-                }
-                Query::Near(state.graph.meta.metric.prepare(&q).into_owned())
+            let dims = state.graph.meta.shape.dims;
+            state.query = match index_am::query_vector(scan, "epiphany_hnsw", dims) {
+                None => Query::All,
+                Some(q) => Query::Near(state.graph.meta.metric.prepare(&q).into_owned()),
             };
         }
         loop {
             if let Some(row) = state.rows.pop_front() {
-                item_pointer_set_all(&mut (*scan).xs_heaptid, row.block, row.item);
-                (*scan).xs_recheck = false;
-                (*scan).xs_recheckorderby = false;
+                index_am::return_row(scan, row);
                 return true;
             }
             if state.done {

@@ -12,26 +12,13 @@ use epiphany_core::vector::hnsw_node::{Meta, Node, NodeAddr, Shape};
 use pgrx::itemptr::item_pointer_set_all;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+
+use crate::index_am::{read_for_vacuum, vacuum_stats};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::build::write_meta;
 use super::insert;
 use super::pages::{self, item_count, item_range, node_at, page_bytes, page_bytes_mut, PageGraph};
-
-/// # Safety
-/// `info` is the VACUUM's info for an open epiphany_hnsw index.
-unsafe fn read_for_vacuum(info: *mut pg_sys::IndexVacuumInfo, block: u32) -> pg_sys::Buffer {
-    // SAFETY: per the contract; the vacuum's buffer strategy keeps it from flooding the cache.
-    unsafe {
-        pg_sys::ReadBufferExtended(
-            (*info).index,
-            pg_sys::ForkNumber::MAIN_FORKNUM,
-            block,
-            pg_sys::ReadBufferMode::RBM_NORMAL,
-            (*info).strategy,
-        )
-    }
-}
 
 /// Overwrites nodes of an exclusively locked page in one WAL record.
 ///
@@ -70,12 +57,7 @@ pub unsafe extern "C-unwind" fn bulk_delete(
 ) -> *mut pg_sys::IndexBulkDeleteResult {
     // SAFETY: Postgres passes the VACUUM's info and a callback that says which TIDs died.
     unsafe {
-        let stats = if stats.is_null() {
-            pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>())
-                as *mut pg_sys::IndexBulkDeleteResult
-        } else {
-            stats
-        };
+        let stats = vacuum_stats(stats);
         let index = (*info).index;
         let meta = pages::read_meta(index);
         let shape = meta.shape;

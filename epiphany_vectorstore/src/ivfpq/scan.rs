@@ -23,6 +23,7 @@ use super::build::indexed_column;
 use super::pages::{self, entries, next_of, read_head};
 use crate::datum::elements;
 use crate::hnsw::pages::{block_count, page_bytes, read_buffer};
+use crate::index_am;
 use crate::options::{IVF_MAX_PROBES, IVF_PROBES, IVF_RERANK};
 
 struct ScanState {
@@ -89,9 +90,7 @@ pub unsafe extern "C-unwind" fn rescan(
 ) {
     // SAFETY: the scan begin_scan made.
     unsafe {
-        if !orderbys.is_null() && norderbys > 0 {
-            std::ptr::copy(orderbys, (*scan).orderByData, norderbys as usize);
-        }
+        index_am::keep_order_by(scan, orderbys, norderbys);
         let state = &mut *((*scan).opaque as *mut ScanState);
         state.query = None;
         state.order.clear();
@@ -128,37 +127,18 @@ pub unsafe extern "C-unwind" fn get_tuple(
     unsafe {
         let state = &mut *((*scan).opaque as *mut ScanState);
         if state.query.is_none() {
-            if (*scan).numberOfOrderBys < 1 {
-                Error::NotSupported(
-                    "epiphany_ivfpq index scans without ORDER BY a distance operator (the index does not hold rows whose vector is NULL)"
-                        .into(),
-                )
-                .report();
-            }
-            let key = &*(*scan).orderByData;
-            let q = if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+            let dims = state.meta.dims;
+            let q = match index_am::query_vector(scan, "epiphany_ivfpq", dims) {
                 // No direction to search in: every row, in list order.
-                vec![0.0; state.meta.dims]
-            } else {
-                let q = elements(key.sk_argument);
-                if q.len() != state.meta.dims {
-                    Error::Data(format!(
-                        "the query vector has {} dimensions, the index {}",
-                        q.len(),
-                        state.meta.dims
-                    ))
-                    .report();
-                }
-                state.meta.metric.prepare(q).into_owned()
+                None => vec![0.0; dims],
+                Some(q) => state.meta.metric.prepare(&q).into_owned(),
             };
             state.order = state.model.probe_order(&q, state.meta.lists);
             state.query = Some(q);
         }
         loop {
             if let Some(row) = state.rows.pop_front() {
-                item_pointer_set_all(&mut (*scan).xs_heaptid, row.block, row.item);
-                (*scan).xs_recheck = false;
-                (*scan).xs_recheckorderby = false;
+                index_am::return_row(scan, row);
                 return true;
             }
             if !state.next_round(scan) {

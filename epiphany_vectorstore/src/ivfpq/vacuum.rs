@@ -8,23 +8,10 @@ use pgrx::itemptr::item_pointer_set_all;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::index_am::{read_for_vacuum, vacuum_stats};
+
 use super::pages::{self, entries, head_in, head_place, next_of, page_mut, put_head};
 use crate::hnsw::pages::{block_count, page_bytes};
-
-/// # Safety
-/// `info` is the VACUUM's info for an open index.
-unsafe fn read_for_vacuum(info: *mut pg_sys::IndexVacuumInfo, block: u32) -> pg_sys::Buffer {
-    // SAFETY: per the contract.
-    unsafe {
-        pg_sys::ReadBufferExtended(
-            (*info).index,
-            pg_sys::ForkNumber::MAIN_FORKNUM,
-            block,
-            pg_sys::ReadBufferMode::RBM_NORMAL,
-            (*info).strategy,
-        )
-    }
-}
 
 /// `ambulkdelete`.
 #[pg_guard]
@@ -36,12 +23,7 @@ pub unsafe extern "C-unwind" fn bulk_delete(
 ) -> *mut pg_sys::IndexBulkDeleteResult {
     // SAFETY: Postgres passes the VACUUM's info and a callback that says which TIDs died.
     unsafe {
-        let stats = if stats.is_null() {
-            pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>())
-                as *mut pg_sys::IndexBulkDeleteResult
-        } else {
-            stats
-        };
+        let stats = vacuum_stats(stats);
         let index = (*info).index;
         let meta = pages::read_meta(index);
         let size = meta.entry_size();

@@ -39,6 +39,35 @@ fn queries() -> Vec<String> {
         .collect()
 }
 
+/// Three writers insert 10-row transactions (every third rolled back) until the server
+/// is killed, 3 s after they start.
+fn insert_until_killed(cluster: &Cluster) {
+    std::thread::scope(|scope| {
+        for w in 0..3 {
+            scope.spawn(move || {
+                let Ok(mut c) = std::panic::catch_unwind(|| cluster.connect("app")) else {
+                    return;
+                };
+                for i in 0.. {
+                    let first = 100_000 + w * 1_000_000 + i * 10;
+                    let sql = format!(
+                        "BEGIN; INSERT INTO items SELECT g, 0, ARRAY(SELECT {}
+                             FROM generate_series(1, 8) d)::real[]::vector FROM generate_series({first}, {}) g; {}",
+                        element("g", "d"),
+                        first + 9,
+                        if i % 3 == 2 { "ROLLBACK" } else { "COMMIT" }
+                    );
+                    if c.batch_execute(&sql).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        cluster.kill9();
+    });
+}
+
 fn top10(c: &mut Client, q: &str, index: bool) -> Vec<i32> {
     let settings = if index {
         "SET enable_seqscan = off; SET enable_indexscan = on"
@@ -228,32 +257,7 @@ fn kill_9_during_a_build_and_during_inserts_leaves_a_usable_index() {
     c.batch_execute("CREATE INDEX items_v ON items USING epiphany_hnsw (v)")
         .unwrap();
 
-    // Writers insert (some roll back) until the server is killed.
-    std::thread::scope(|scope| {
-        for w in 0..3 {
-            let cluster = &cluster;
-            scope.spawn(move || {
-                let Ok(mut c) = std::panic::catch_unwind(|| cluster.connect("app")) else {
-                    return;
-                };
-                for i in 0.. {
-                    let first = 100_000 + w * 1_000_000 + i * 10;
-                    let sql = format!(
-                        "BEGIN; INSERT INTO items SELECT g, 0, ARRAY(SELECT {}
-                             FROM generate_series(1, 8) d)::real[]::vector FROM generate_series({first}, {}) g; {}",
-                        element("g", "d"),
-                        first + 9,
-                        if i % 3 == 2 { "ROLLBACK" } else { "COMMIT" }
-                    );
-                    if c.batch_execute(&sql).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        std::thread::sleep(std::time::Duration::from_secs(3));
-        cluster.kill9();
-    });
+    insert_until_killed(&cluster);
     cluster.start();
     let mut c = cluster.connect_when_ready("app");
     let rows: i64 = c
@@ -473,32 +477,7 @@ fn ivfpq_vacuum_standby_dump_and_kill_9() {
     let r = recall(&mut dst);
     assert!(r >= 0.95, "recall@10 after restore: {r}");
 
-    // Writers insert (some roll back) until the server is killed.
-    std::thread::scope(|scope| {
-        for w in 0..3 {
-            let cluster = &primary;
-            scope.spawn(move || {
-                let Ok(mut c) = std::panic::catch_unwind(|| cluster.connect("app")) else {
-                    return;
-                };
-                for i in 0.. {
-                    let first = 100_000 + w * 1_000_000 + i * 10;
-                    let sql = format!(
-                        "BEGIN; INSERT INTO items SELECT g, 0, ARRAY(SELECT {}
-                             FROM generate_series(1, 8) d)::real[]::vector FROM generate_series({first}, {}) g; {}",
-                        element("g", "d"),
-                        first + 9,
-                        if i % 3 == 2 { "ROLLBACK" } else { "COMMIT" }
-                    );
-                    if c.batch_execute(&sql).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        std::thread::sleep(std::time::Duration::from_secs(3));
-        primary.kill9();
-    });
+    insert_until_killed(&primary);
     primary.start();
     let mut c = primary.connect_when_ready("app");
     let (through, rows) = all_through_index(&mut c);
