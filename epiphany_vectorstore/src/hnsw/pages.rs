@@ -193,6 +193,32 @@ pub fn node_at<'a>(page: &'a [u8], addr: NodeAddr, shape: Shape) -> NodeRef<'a> 
     NodeRef::parse(&page[range], shape).or_report()
 }
 
+/// Runs `f` on every node of the index, page by page, each page share-locked meanwhile.
+///
+/// # Safety
+/// `rel` is an open epiphany_hnsw index of `shape`.
+pub unsafe fn for_each_node(
+    rel: pg_sys::Relation,
+    shape: Shape,
+    mut f: impl FnMut(NodeAddr, NodeRef<'_>),
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        for block in 1..block_count(rel) {
+            let buffer = read_buffer(rel, block);
+            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
+            let page = page_bytes(buffer);
+            for item in 1..=item_count(page) {
+                if item_range(page, item).is_some() {
+                    let addr = NodeAddr { block, item };
+                    f(addr, node_at(page, addr, shape));
+                }
+            }
+            pg_sys::UnlockReleaseBuffer(buffer);
+        }
+    }
+}
+
 /// Distance from a node's vector, read in place, to `query`.
 pub fn distance_in_place(metric: Metric, vector: &[u8], query: &[f32]) -> f32 {
     if (vector.as_ptr() as usize).is_multiple_of(4) {

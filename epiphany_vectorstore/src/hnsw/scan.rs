@@ -10,13 +10,13 @@
 use std::collections::{BinaryHeap, VecDeque};
 
 use epiphany_core::vector::hnsw::{search, NodeId, Scored};
-use epiphany_core::vector::hnsw_node::{NodeAddr, RowId};
+use epiphany_core::vector::hnsw_node::RowId;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 use rustc_hash::FxHashSet;
 
-use super::pages::{self, item_count, page_bytes, read_buffer, PageGraph};
+use super::pages::{self, PageGraph};
 use crate::index_am;
 use crate::options::{HNSW_EF_SEARCH, HNSW_MAX_SCAN_TUPLES};
 
@@ -179,34 +179,21 @@ impl ScanState {
             return;
         }
         let mut nearest: BinaryHeap<Scored> = BinaryHeap::with_capacity(room.min(1 << 16) + 1);
-        // SAFETY: per the contract; each page is share-locked while read.
+        let returned = &self.returned;
+        // SAFETY: per the contract.
         unsafe {
-            for block in 1..pages::block_count(index) {
-                let buffer = read_buffer(index, block);
-                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
-                let page = page_bytes(buffer);
-                for item in 1..=item_count(page) {
-                    let addr = NodeAddr { block, item };
-                    if pages::item_range(page, item).is_none()
-                        || self.returned.contains(&addr.pack())
-                    {
-                        continue;
-                    }
-                    let n = pages::node_at(page, addr, shape);
-                    if !n.deleted() {
-                        let distance = pages::distance_in_place(metric, n.vector_bytes(), q);
-                        nearest.push(Scored {
-                            distance,
-                            node: addr.pack(),
-                        });
-                        if nearest.len() > room {
-                            nearest.pop();
-                        }
+            pages::for_each_node(index, shape, |addr, n| {
+                if !n.deleted() && !returned.contains(&addr.pack()) {
+                    nearest.push(Scored {
+                        distance: pages::distance_in_place(metric, n.vector_bytes(), q),
+                        node: addr.pack(),
+                    });
+                    if nearest.len() > room {
+                        nearest.pop();
                     }
                 }
-                pg_sys::UnlockReleaseBuffer(buffer);
-            }
-        }
+            })
+        };
         for s in nearest.into_sorted_vec() {
             self.graph.with_node(s.node, |n| self.rows.extend(n.rows()));
         }
@@ -217,21 +204,8 @@ impl ScanState {
     /// # Safety
     /// `index` is open.
     unsafe fn all_rows(&mut self, index: pg_sys::Relation) {
-        let shape = self.graph.meta.shape;
-        // SAFETY: per the contract; each page is share-locked while read.
-        unsafe {
-            for block in 1..pages::block_count(index) {
-                let buffer = read_buffer(index, block);
-                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
-                let page = page_bytes(buffer);
-                for item in 1..=item_count(page) {
-                    if pages::item_range(page, item).is_some() {
-                        let n = pages::node_at(page, NodeAddr { block, item }, shape);
-                        self.rows.extend(n.rows());
-                    }
-                }
-                pg_sys::UnlockReleaseBuffer(buffer);
-            }
-        }
+        let rows = &mut self.rows;
+        // SAFETY: per the contract.
+        unsafe { pages::for_each_node(index, self.graph.meta.shape, |_, n| rows.extend(n.rows())) };
     }
 }

@@ -121,49 +121,25 @@ fn setup(c: &mut Client) {
     .unwrap();
 }
 
-#[test]
-fn vacuum_cycles_reach_a_standby_and_recall_holds() {
-    let primary = Cluster::start_new("hnsw_primary");
-    let mut p = primary.create_db_with_suite("app");
-    setup(&mut p);
-    insert_rows(&mut p, 1, 4000);
-    p.batch_execute("CREATE INDEX items_v ON items USING epiphany_hnsw (v) WITH (m = 8)")
-        .unwrap();
-    let standby = Cluster::start_standby(&primary, "hnsw_standby");
+/// Three rounds of DELETE (a quarter of the rows), VACUUM and 1000 inserts on a primary
+/// with an index `items_v`; then recall holds, the last VACUUM counted the index's rows
+/// exactly, and the standby returns the same top-10. Returns the rows an index scan over
+/// everything finds and the table's rows.
+fn vacuum_cycles_on_a_primary(primary: &Cluster, p: &mut Client, standby: &Cluster) -> (i64, i64) {
     let mut next = 4001;
     for round in 0..3 {
         p.batch_execute(&format!("DELETE FROM items WHERE id % 4 = {round}"))
             .unwrap();
         p.batch_execute("VACUUM items").unwrap();
-        insert_rows(&mut p, next, next + 999);
+        insert_rows(p, next, next + 999);
         next += 1000;
     }
-    let r = recall(&mut p);
+    let r = recall(p);
     assert!(
         r >= 0.95,
         "recall@10 after delete/VACUUM/insert cycles: {r}"
     );
-    // Deleted rows are gone from the index, not just filtered by visibility: a scan over
-    // every node returns exactly the table's rows.
-    p.batch_execute("SET enable_seqscan = off; SET epiphany.hnsw_max_scan_tuples = 100000")
-        .unwrap();
-    let through_index: i64 = p
-        .query_one(
-            "SELECT count(*) FROM (SELECT id FROM items ORDER BY v <-> '[0,0,0,0,0,0,0,0]' LIMIT 100000) s",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    p.batch_execute("SET enable_seqscan = on").unwrap();
-    let rows: i64 = p
-        .query_one("SELECT count(*) FROM items", &[])
-        .unwrap()
-        .get(0);
-    assert!(
-        through_index as f64 >= rows as f64 * 0.99 && through_index <= rows,
-        "{through_index} rows through the index, {rows} in the table"
-    );
-    // The last VACUUM (before the last 1000 inserts) counted the index's rows exactly.
+    let (through, rows) = all_through_index(p);
     let counted: f32 = p
         .query_one(
             "SELECT reltuples FROM pg_class WHERE relname = 'items_v'",
@@ -176,16 +152,29 @@ fn vacuum_cycles_reach_a_standby_and_recall_holds() {
         rows - 1000,
         "rows VACUUM counted in the index"
     );
-
-    standby.wait_for_replay(&primary);
+    standby.wait_for_replay(primary);
     let mut s = standby.connect("app");
     for q in queries() {
-        assert_eq!(
-            top10(&mut p, &q, true),
-            top10(&mut s, &q, true),
-            "query {q}"
-        );
+        assert_eq!(top10(p, &q, true), top10(&mut s, &q, true), "query {q}");
     }
+    (through, rows)
+}
+
+#[test]
+fn vacuum_cycles_reach_a_standby_and_recall_holds() {
+    let primary = Cluster::start_new("hnsw_primary");
+    let mut p = primary.create_db_with_suite("app");
+    setup(&mut p);
+    insert_rows(&mut p, 1, 4000);
+    p.batch_execute("CREATE INDEX items_v ON items USING epiphany_hnsw (v) WITH (m = 8)")
+        .unwrap();
+    let standby = Cluster::start_standby(&primary, "hnsw_standby");
+    let (through_index, rows) = vacuum_cycles_on_a_primary(&primary, &mut p, &standby);
+    // Deleted rows are gone from the index, not just filtered by visibility.
+    assert!(
+        through_index as f64 >= rows as f64 * 0.99 && through_index <= rows,
+        "{through_index} rows through the index, {rows} in the table"
+    );
 }
 
 #[test]
@@ -419,44 +408,8 @@ fn ivfpq_vacuum_standby_dump_and_kill_9() {
     )
     .unwrap();
     let standby = Cluster::start_standby(&primary, "ivfpq_standby");
-    let mut next = 4001;
-    for round in 0..3 {
-        p.batch_execute(&format!("DELETE FROM items WHERE id % 4 = {round}"))
-            .unwrap();
-        p.batch_execute("VACUUM items").unwrap();
-        insert_rows(&mut p, next, next + 999);
-        next += 1000;
-    }
-    let r = recall(&mut p);
-    assert!(
-        r >= 0.95,
-        "recall@10 after delete/VACUUM/insert cycles: {r}"
-    );
-    let (through, rows) = all_through_index(&mut p);
+    let (through, rows) = vacuum_cycles_on_a_primary(&primary, &mut p, &standby);
     assert_eq!(through, rows, "every row through the index");
-    let counted: f32 = p
-        .query_one(
-            "SELECT reltuples FROM pg_class WHERE relname = 'items_v'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        counted as i64,
-        rows - 1000,
-        "rows VACUUM counted in the index"
-    );
-
-    standby.wait_for_replay(&primary);
-    let mut s = standby.connect("app");
-    for q in queries() {
-        assert_eq!(
-            top10(&mut p, &q, true),
-            top10(&mut s, &q, true),
-            "query {q}"
-        );
-    }
-    drop(s);
     drop(standby);
 
     primary.dump_and_restore("app", "restored");
