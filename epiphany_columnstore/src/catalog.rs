@@ -92,9 +92,45 @@ pub fn insert(part: &PartRow, cid: pg_sys::CommandId) -> Result<(), Error> {
 
 /// The parts of `storage_id` visible to `snapshot`, ordered by first row.
 ///
+/// The catalog is always read with an MVCC snapshot: a part row that is dead (its part
+/// replaced, or written by an aborted transaction) names pages that may hold anything.
+/// For the other kinds of snapshot a caller may pass for the data — `SnapshotAny` of
+/// MERGE/UPDATE re-fetches and index builds, `SnapshotSelf`, `SnapshotDirty`, none at
+/// all for ANALYZE — the parts are those committed now plus every part of this
+/// transaction, whichever command wrote it.
+///
 /// # Safety
-/// `snapshot` must be a valid snapshot (registered or active for the call).
+/// `snapshot` must be null or a valid snapshot (registered or active for the call).
 pub unsafe fn visible(storage_id: u64, snapshot: pg_sys::Snapshot) -> Result<Vec<PartRow>, Error> {
+    // SAFETY: per the contract.
+    let mvcc = !snapshot.is_null()
+        && matches!(
+            unsafe { (*snapshot).snapshot_type },
+            pg_sys::SnapshotType::SNAPSHOT_MVCC | pg_sys::SnapshotType::SNAPSHOT_HISTORIC_MVCC
+        );
+    if mvcc {
+        // SAFETY: per the contract.
+        return unsafe { visible_to(storage_id, snapshot) };
+    }
+    // SAFETY: a copy of a current MVCC snapshot on this frame serves the one catalog
+    // scan below; its transaction arrays belong to the snapshot manager and are not
+    // replaced while the scan runs (nothing in it takes a new snapshot). A parallel
+    // operation may not take a new snapshot: its active one is the query's.
+    unsafe {
+        let current = if pg_sys::IsInParallelMode() {
+            pg_sys::GetActiveSnapshot()
+        } else {
+            pg_sys::GetLatestSnapshot()
+        };
+        let mut own = *current;
+        own.curcid = pg_sys::InvalidCommandId;
+        visible_to(storage_id, &mut own)
+    }
+}
+
+/// # Safety
+/// `snapshot` must be a valid MVCC snapshot for the call.
+unsafe fn visible_to(storage_id: u64, snapshot: pg_sys::Snapshot) -> Result<Vec<PartRow>, Error> {
     let mut parts = Vec::new();
     // SAFETY: per the contract; each tuple is deformed while the scan holds it.
     unsafe {

@@ -664,6 +664,8 @@ fn flip(op: Op) -> Op {
 }
 
 const USECS_PER_DAY: i64 = 86_400_000_000;
+/// The first microsecond past PostgreSQL's timestamp range (294277-01-01 00:00:00).
+const END_OF_TIMESTAMPS: i64 = 9_223_371_331_200_000_000;
 
 /// A constant as a bound in the column's units, with the operator adjusted when the
 /// conversion is not exact (a timestamp compared with a date column); `None` when the
@@ -699,6 +701,14 @@ unsafe fn scalar(c: *mut pg_sys::Const, ty: ColumnType, op: Op) -> Option<(Op, S
             (ColumnType::Date, B::DATEOID) => int(word as i32 as i64),
             (ColumnType::Date, B::TIMESTAMPOID) => {
                 let ts = word as i64;
+                // Infinite timestamps equal the infinite dates (PostgreSQL compares
+                // them so), not the last finite day.
+                if ts == i64::MAX {
+                    return int(i64::from(i32::MAX));
+                }
+                if ts == i64::MIN {
+                    return int(i64::from(i32::MIN));
+                }
                 let (day, rest) = (ts.div_euclid(USECS_PER_DAY), ts.rem_euclid(USECS_PER_DAY));
                 if rest == 0 {
                     return int(day);
@@ -714,12 +724,17 @@ unsafe fn scalar(c: *mut pg_sys::Const, ty: ColumnType, op: Op) -> Option<(Op, S
             (ColumnType::Timestamp, B::TIMESTAMPOID)
             | (ColumnType::TimestampTz, B::TIMESTAMPTZOID) => int(word as i64),
             (ColumnType::Timestamp, B::DATEOID) => {
-                let days = word as i32 as i64;
-                // Infinite dates compare as infinite timestamps; leave them alone.
-                if days == i64::from(i32::MAX) || days == i64::from(i32::MIN) {
-                    return None;
+                let days = word as i32;
+                // Infinite dates compare as the infinite timestamps.
+                match days {
+                    i32::MAX => int(i64::MAX),
+                    i32::MIN => int(i64::MIN),
+                    // A date past the last timestamp is later than every finite one.
+                    d => match i64::from(d).checked_mul(USECS_PER_DAY) {
+                        Some(ts) if ts < END_OF_TIMESTAMPS => int(ts),
+                        _ => None,
+                    },
                 }
-                int(days * USECS_PER_DAY)
             }
             (ColumnType::Time, B::TIMEOID) => int(word as i64),
             (ColumnType::Numeric { scale }, B::NUMERICOID) => {

@@ -16,26 +16,42 @@ use crate::page_store::RelationPageStore;
 use crate::part_access::OpenPart;
 use crate::table::TableInfo;
 
-/// Parts of `rel` visible to the active snapshot, after checking the caller may read it.
-fn visible_parts(rel: &PgRelation) -> Vec<PartRow> {
-    // SAFETY: an open relation (PgRelation holds AccessShareLock); catalog and ACL
-    // lookups on the main thread with the active snapshot of the calling query.
+/// The columnar table `oid` names, opened for reading (AccessShareLock, held to the end
+/// of the transaction) after checking the caller may read it. The functions take the
+/// `regclass` as a plain OID and open it here, so that an OID naming nothing (0, a
+/// dropped table) is a clear error and an index or a heap table is refused by name.
+fn open_columnar(oid: pg_sys::Oid) -> PgRelation {
+    // SAFETY: relation and catalog lookups on the main thread; the relation stays open
+    // (and locked) while the returned value lives.
     unsafe {
-        if !crate::options::is_columnar_relation(rel.oid()) {
+        let rel = pg_sys::try_relation_open(oid, pg_sys::AccessShareLock as _);
+        if rel.is_null() {
+            Error::UndefinedTable(oid.to_u32()).report();
+        }
+        let rel = PgRelation::from_pg_owned(rel);
+        if !crate::options::is_columnar_relation(oid) {
             epiphany_core::pg::report(&Error::InvalidParameter {
                 name: "table".into(),
                 detail: format!("\"{}\" is not an epiphany_columnar table", rel.name()),
             });
         }
-        let acl =
-            pg_sys::pg_class_aclcheck(rel.oid(), pg_sys::GetUserId(), pg_sys::ACL_SELECT as _);
+        let acl = pg_sys::pg_class_aclcheck(oid, pg_sys::GetUserId(), pg_sys::ACL_SELECT as _);
         if acl != pg_sys::AclResult::ACLCHECK_OK {
             pg_sys::aclcheck_error(
                 acl,
                 pg_sys::ObjectType::OBJECT_TABLE,
-                pg_sys::get_rel_name(rel.oid()),
+                pg_sys::get_rel_name(oid),
             );
         }
+        rel
+    }
+}
+
+/// Parts of `rel` (from [`open_columnar`]) visible to the active snapshot.
+fn visible_parts(rel: &PgRelation) -> Vec<PartRow> {
+    // SAFETY: an open relation; catalog lookups on the main thread with the active
+    // snapshot of the calling query.
+    unsafe {
         crate::writes::flush_relid(rel.oid(), true);
         match crate::meta::storage_id(rel.as_ptr()).or_report() {
             Some(storage) => catalog::visible(storage, pg_sys::GetActiveSnapshot()).or_report(),
@@ -60,9 +76,19 @@ fn bound_text(
 }
 
 #[allow(clippy::type_complexity)]
-#[pg_extern(stable, parallel_safe, name = "columnar_part_list")]
+#[pg_extern(
+    stable,
+    parallel_safe,
+    name = "columnar_part_list",
+    sql = r#"
+CREATE FUNCTION "columnar_part_list"("rel" regclass) RETURNS TABLE (
+    "part_id" bigint, "level" INT, "first_row" bigint, "rows" bigint, "bytes_on_disk" bigint,
+    "sort_key_min" TEXT, "sort_key_max" TEXT
+) STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'columnar_part_list_wrapper';
+"#
+)]
 fn columnar_part_list(
-    rel: PgRelation,
+    rel: pg_sys::Oid,
 ) -> TableIterator<
     'static,
     (
@@ -75,6 +101,7 @@ fn columnar_part_list(
         name!(sort_key_max, Option<String>),
     ),
 > {
+    let rel = open_columnar(rel);
     let parts = visible_parts(&rel);
     // SAFETY: an open relation.
     let info = unsafe { TableInfo::load(rel.as_ptr()) }.or_report();
@@ -115,9 +142,18 @@ fn columnar_part_list(
     TableIterator::new(rows)
 }
 
-#[pg_extern(stable, parallel_safe)]
+#[pg_extern(
+    stable,
+    parallel_safe,
+    sql = r#"
+CREATE FUNCTION "columnar_stats"("rel" regclass) RETURNS TABLE (
+    "rows" bigint, "parts" bigint, "compressed_bytes" bigint, "uncompressed_bytes" bigint,
+    "compression_ratio" double precision
+) STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'columnar_stats_wrapper';
+"#
+)]
 fn columnar_stats(
-    rel: PgRelation,
+    rel: pg_sys::Oid,
 ) -> TableIterator<
     'static,
     (
@@ -128,6 +164,7 @@ fn columnar_stats(
         name!(compression_ratio, Option<f64>),
     ),
 > {
+    let rel = open_columnar(rel);
     let parts = visible_parts(&rel);
     // SAFETY: an open relation.
     let info = unsafe { TableInfo::load(rel.as_ptr()) }.or_report();
@@ -149,10 +186,17 @@ fn columnar_stats(
     TableIterator::once((rows, parts.len() as i64, compressed, uncompressed, ratio))
 }
 
-#[pg_extern(stable)]
+#[pg_extern(
+    stable,
+    sql = r#"
+CREATE FUNCTION "verify_table"("rel" regclass) RETURNS TABLE ("part_id" bigint, "problem" TEXT)
+    STRICT STABLE LANGUAGE c AS 'MODULE_PATHNAME', 'verify_table_wrapper';
+"#
+)]
 fn verify_table(
-    rel: PgRelation,
+    rel: pg_sys::Oid,
 ) -> TableIterator<'static, (name!(part_id, Option<i64>), name!(problem, String))> {
+    let rel = open_columnar(rel);
     // SAFETY: an open relation.
     let info = unsafe { TableInfo::load(rel.as_ptr()) }.or_report();
     let mut problems: Vec<(Option<i64>, String)> = Vec::new();

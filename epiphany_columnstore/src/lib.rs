@@ -15,13 +15,15 @@ mod bitmap;
 mod catalog;
 mod custom_scan;
 mod datum;
-mod drop_hook;
+#[cfg(any(test, feature = "pg_test"))]
+mod differential_tests;
 mod fetch;
 mod handler;
 mod index_build;
 mod introspect;
 mod launcher;
 mod meta;
+mod object_hook;
 mod options;
 mod page_store;
 mod part_access;
@@ -39,7 +41,7 @@ pub extern "C-unwind" fn _PG_init() {
     options::install();
     writes::init();
     custom_scan::init();
-    drop_hook::install();
+    object_hook::install();
 }
 
 /// Version of the loaded `epiphany_columnstore` library.

@@ -23,10 +23,22 @@ pub const AM_NAME: &str = "epiphany_columnar";
 
 static mut PREVIOUS: pg_sys::ProcessUtility_hook_type = None;
 
+/// What the hook keeps for one running utility statement while Postgres executes it.
+#[derive(Default)]
+struct Frame {
+    /// Options of the columnar table the statement is creating: a `CREATE TABLE … AS`
+    /// fills the table before the options can be stored.
+    creating: Option<TableOptions>,
+    /// Work to do once the statement has succeeded (storing the options).
+    after: Option<Box<dyn FnOnce()>>,
+}
+
 thread_local! {
-    /// Options of the columnar table the running utility statement is creating: a
-    /// `CREATE TABLE … AS` fills the table before the options can be stored.
-    static CREATING: RefCell<Option<TableOptions>> = const { RefCell::new(None) };
+    /// One frame per utility statement running, innermost last. Postgres's errors pass
+    /// through the hook untouched (`epiphany_core::pg::hooks`), so a failed statement
+    /// leaves its frame behind: the enclosing statement's return cuts the stack back to
+    /// its own frame, and a top-level statement starts from an empty stack.
+    static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
 }
 
 pub fn install() {
@@ -44,17 +56,18 @@ pub fn install() {
 /// Main thread; `relid` names an existing relation.
 pub unsafe fn of_relation(relid: pg_sys::Oid) -> Result<TableOptions, Error> {
     // SAFETY: per the contract.
-    let stored = unsafe { stored_pairs(relid) };
+    let stored = unsafe { stored_pairs(relid, true) };
     if stored.is_empty() {
-        if let Some(creating) = CREATING.with(|c| c.borrow().clone()) {
+        if let Some(creating) = FRAMES.with(|f| f.borrow().last().and_then(|f| f.creating.clone()))
+        {
             return Ok(creating);
         }
     }
     TableOptions::parse(stored.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
-/// Our name/value pairs among `pg_class.reloptions` of `relid`.
-unsafe fn stored_pairs(relid: pg_sys::Oid) -> Vec<(String, String)> {
+/// Our name/value pairs among `pg_class.reloptions` of `relid` (`ours`), or Postgres's.
+unsafe fn stored_pairs(relid: pg_sys::Oid, ours: bool) -> Vec<(String, String)> {
     // SAFETY: syscache lookup and release on the main thread.
     unsafe {
         let tuple = pg_sys::SearchSysCache1(
@@ -76,7 +89,7 @@ unsafe fn stored_pairs(relid: pg_sys::Oid) -> Vec<(String, String)> {
         } else {
             def_pairs(pg_sys::untransformRelOptions(datum))
                 .into_iter()
-                .filter(|(k, _)| is_ours(k))
+                .filter(|(k, _)| is_ours(k) == ours)
                 .collect()
         };
         pg_sys::ReleaseSysCache(tuple);
@@ -200,22 +213,12 @@ pub fn is_columnar_relation(relid: pg_sys::Oid) -> bool {
     }
 }
 
-/// Stores `options` in `pg_class.reloptions` of `relid`, replacing ours and keeping the rest.
-fn store(relid: pg_sys::Oid, options: &TableOptions) {
+/// Stores `options` in `pg_class.reloptions` of `relid`, with Postgres's own options
+/// `heap` (`None`: those stored are kept).
+fn store(relid: pg_sys::Oid, options: &TableOptions, heap: Option<&[(String, String)]>) {
     // SAFETY: pg_class is opened, its row for `relid` copied, modified and updated with
     // the catalog helpers, then closed; all on the main thread inside a transaction.
     unsafe {
-        let mut defs = pgrx::PgList::<pg_sys::DefElem>::new();
-        for (k, v) in options.to_pairs() {
-            let name = CString::new(k).unwrap();
-            let value = CString::new(v).expect("option values have no NUL");
-            let node = pg_sys::makeString(pg_sys::pstrdup(value.as_ptr()));
-            defs.push(pg_sys::makeDefElem(
-                pg_sys::pstrdup(name.as_ptr()),
-                node as _,
-                -1,
-            ));
-        }
         let class = pg_sys::table_open(pg_sys::RelationRelationId, pg_sys::RowExclusiveLock as _);
         let tuple = pg_sys::SearchSysCacheCopy(
             pg_sys::SysCacheIdentifier::RELOID as _,
@@ -227,39 +230,30 @@ fn store(relid: pg_sys::Oid, options: &TableOptions) {
         if tuple.is_null() {
             error!("cache lookup failed for relation {}", relid.to_u32());
         }
-        let mut isnull = false;
-        let old = pg_sys::heap_getattr(
-            tuple,
-            pg_sys::Anum_pg_class_reloptions as _,
-            (*class).rd_att,
-            &mut isnull,
-        );
-        // Keep the options that are not ours, then add ours.
-        let kept = if isnull {
-            Vec::new()
-        } else {
-            def_pairs(pg_sys::untransformRelOptions(old))
-                .into_iter()
-                .filter(|(k, _)| !is_ours(k))
-                .collect()
+        let mut all = match heap {
+            Some(heap) => heap.to_vec(),
+            None => {
+                let mut isnull = false;
+                let old = pg_sys::heap_getattr(
+                    tuple,
+                    pg_sys::Anum_pg_class_reloptions as _,
+                    (*class).rd_att,
+                    &mut isnull,
+                );
+                if isnull {
+                    Vec::new()
+                } else {
+                    def_pairs(pg_sys::untransformRelOptions(old))
+                        .into_iter()
+                        .filter(|(k, _)| !is_ours(k))
+                        .collect()
+                }
+            }
         };
-        let mut all = pgrx::PgList::<pg_sys::DefElem>::new();
-        for (k, v) in kept {
-            let name = CString::new(k).unwrap();
-            let value = CString::new(v).unwrap();
-            let node = pg_sys::makeString(pg_sys::pstrdup(value.as_ptr()));
-            all.push(pg_sys::makeDefElem(
-                pg_sys::pstrdup(name.as_ptr()),
-                node as _,
-                -1,
-            ));
-        }
-        for def in defs.iter_ptr() {
-            all.push(def);
-        }
+        all.extend(options.to_pairs());
         let datum = pg_sys::transformRelOptions(
             pg_sys::Datum::from(0usize),
-            all.into_pg(),
+            def_list(&all),
             std::ptr::null_mut(),
             std::ptr::null_mut(),
             false,
@@ -320,11 +314,65 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    // SAFETY: Postgres passes a valid statement; we copy it before changing it when the
-    // tree is read-only, and always call the next hook or the standard implementation.
+    if context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL {
+        FRAMES.with(|f| f.borrow_mut().clear());
+    }
+    // SAFETY: Postgres's statement; see `prepare`.
+    let Some((pstmt, frame, serial_index_build)) = (unsafe { prepare(pstmt, read_only_tree) })
+    else {
+        return;
+    };
+    let depth = FRAMES.with(|f| {
+        let mut f = f.borrow_mut();
+        f.push(frame);
+        f.len() - 1
+    });
+    // SAFETY: forwarding Postgres's arguments (the statement possibly copied and
+    // stripped of our options); this frame holds nothing that needs dropping if the
+    // statement raises an error, which passes through untouched.
+    unsafe {
+        epiphany_core::pg::hooks::process_utility(
+            PREVIOUS,
+            pstmt,
+            query,
+            read_only_tree,
+            context,
+            params,
+            env,
+            dest,
+            qc,
+        )
+    };
+    let frame = FRAMES.with(|f| {
+        let mut f = f.borrow_mut();
+        f.truncate(depth + 1);
+        f.pop().unwrap_or_default()
+    });
+    if let Some(level) = serial_index_build {
+        // Restores the setting (on error, transaction abort restores it).
+        // SAFETY: the nest level opened in `prepare`.
+        unsafe { pg_sys::AtEOXact_GUC(true, level) };
+    }
+    if let Some(after) = frame.after {
+        after();
+    }
+}
+
+/// Our part of a utility statement before Postgres runs it: the statement to run (our
+/// options taken out of a copy), the frame to keep while it runs, and the GUC nest level
+/// opened for a serial index build. `None`: handled entirely here.
+///
+/// # Safety
+/// `pstmt` is the valid statement Postgres passed the hook.
+unsafe fn prepare(
+    pstmt: *mut pg_sys::PlannedStmt,
+    read_only_tree: bool,
+) -> Option<(*mut pg_sys::PlannedStmt, Frame, Option<i32>)> {
+    // SAFETY: per the contract; we copy the statement before changing it when the tree
+    // is read-only.
     unsafe {
         let mut pstmt = pstmt;
-        let mut after: Option<Box<dyn FnOnce()>> = None;
+        let mut frame = Frame::default();
         let mut serial_index_build: Option<i32> = None;
         let node = (*pstmt).utilityStmt;
         match (*node).type_ {
@@ -345,10 +393,10 @@ unsafe extern "C-unwind" fn process_utility(
                         let existed = (*stmt).if_not_exists
                             && relid_of(relation, pg_sys::NoLock as _, true) != pg_sys::InvalidOid;
                         if !existed {
-                            after = Some(Box::new(move || {
+                            frame.after = Some(Box::new(move || {
                                 let relid = relid_of(relation, pg_sys::NoLock as _, false);
                                 check_columns(relid, &options);
-                                store(relid, &options);
+                                store(relid, &options, None);
                             }));
                         }
                     }
@@ -368,12 +416,12 @@ unsafe extern "C-unwind" fn process_utility(
                         (*(*stmt).into).options = split((*(*stmt).into).options).1;
                         let relation = pg_sys::copyObjectImpl((*(*stmt).into).rel as _)
                             as *mut pg_sys::RangeVar;
-                        CREATING.with(|c| *c.borrow_mut() = Some(options.clone()));
-                        after = Some(Box::new(move || {
+                        frame.creating = Some(options.clone());
+                        frame.after = Some(Box::new(move || {
                             let relid = relid_of(relation, pg_sys::NoLock as _, false);
                             if relid != pg_sys::InvalidOid {
                                 check_columns(relid, &options);
-                                store(relid, &options);
+                                store(relid, &options, None);
                             }
                         }));
                     }
@@ -406,75 +454,77 @@ unsafe extern "C-unwind" fn process_utility(
                 }
             }
             pg_sys::NodeTag::T_AlterTableStmt => {
-                if let Some(done) = alter_table(node as *mut pg_sys::AlterTableStmt) {
-                    if done {
-                        return;
-                    }
+                if alter_table(node as *mut pg_sys::AlterTableStmt) == Some(true) {
+                    return None;
+                }
+            }
+            pg_sys::NodeTag::T_RenameStmt => {
+                let stmt = node as *mut pg_sys::RenameStmt;
+                if (*stmt).renameType == pg_sys::ObjectType::OBJECT_COLUMN
+                    && !(*stmt).relation.is_null()
+                {
+                    let relation =
+                        pg_sys::copyObjectImpl((*stmt).relation as _) as *mut pg_sys::RangeVar;
+                    let old = CStr::from_ptr((*stmt).subname)
+                        .to_string_lossy()
+                        .into_owned();
+                    let new = CStr::from_ptr((*stmt).newname)
+                        .to_string_lossy()
+                        .into_owned();
+                    frame.after = Some(Box::new(move || {
+                        follow_column_rename(relation, &old, &new);
+                    }));
                 }
             }
             _ => {}
         }
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            call_next(pstmt, query, read_only_tree, context, params, env, dest, qc)
-        }));
-        CREATING.with(|c| *c.borrow_mut() = None);
-        if let Some(level) = serial_index_build {
-            // Restores the setting (on error, transaction abort restores it).
-            if result.is_ok() {
-                pg_sys::AtEOXact_GUC(true, level);
-            }
-        }
-        if let Err(panic) = result {
-            std::panic::resume_unwind(panic);
-        }
-        if let Some(after) = after {
-            after();
-        }
+        Some((pstmt, frame, serial_index_build))
     }
 }
 
-/// `ALTER TABLE t SET (…)` / `RESET (…)` of our options on a columnar table: handled
-/// here entirely (`Some(true)`); other options alongside ours are refused.
+/// `ALTER TABLE t SET (…)` / `RESET (…)` on a columnar table: handled here entirely
+/// (`Some(true)`), ours and Postgres's table options alike — Postgres's own code would
+/// validate the stored list, ours included, and refuse it. Postgres's options are
+/// validated as it would (an unknown name is an error naming it; resetting an unknown
+/// name does nothing). Other ALTER TABLE actions in the same statement are refused.
 unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt) -> Option<bool> {
-    // SAFETY: a valid statement; the relation is looked up under the lock ALTER TABLE
-    // would take for these subcommands.
+    // SAFETY: a valid statement; the relation is locked as ALTER TABLE would before it
+    // is changed.
     unsafe {
         let cmds = pgrx::PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds);
-        let changes_columns = cmds.iter_ptr().any(|cmd| {
-            (*cmd).subtype == pg_sys::AlterTableType::AT_AddColumn
-                || (*cmd).subtype == pg_sys::AlterTableType::AT_DropColumn
-        });
-        if changes_columns {
-            let relid = relid_of((*stmt).relation, pg_sys::NoLock as _, true);
-            if relid != pg_sys::InvalidOid && is_columnar_relation(relid) {
-                Error::NotSupported(
-                    "ALTER TABLE … ADD COLUMN / DROP COLUMN on epiphany_columnar tables (create a new table with CREATE TABLE … AS)".into(),
-                )
-                .report();
-            }
-        }
         let mut ours = Vec::new();
         let mut reset = Vec::new();
+        let mut heap_set: Vec<(String, String)> = Vec::new();
+        let mut heap_reset: Vec<String> = Vec::new();
+        let mut options_cmds = false;
         let mut others = false;
+        let mut namespaced = false;
         for cmd in cmds.iter_ptr() {
             let subtype = (*cmd).subtype;
-            if subtype == pg_sys::AlterTableType::AT_SetRelOptions
-                || subtype == pg_sys::AlterTableType::AT_ResetRelOptions
-            {
-                let (mine, rest) = split((*cmd).def as *mut pg_sys::List);
-                if !rest.is_null() {
-                    others = true;
-                }
-                if subtype == pg_sys::AlterTableType::AT_SetRelOptions {
-                    ours.extend(mine);
-                } else {
-                    reset.extend(mine.into_iter().map(|(k, _)| k));
-                }
-            } else {
+            let is_set = subtype == pg_sys::AlterTableType::AT_SetRelOptions;
+            if !is_set && subtype != pg_sys::AlterTableType::AT_ResetRelOptions {
                 others = true;
+                continue;
+            }
+            options_cmds = true;
+            let (mine, rest) = split((*cmd).def as *mut pg_sys::List);
+            for def in pgrx::PgList::<pg_sys::DefElem>::from_pg(rest).iter_ptr() {
+                namespaced |= !(*def).defnamespace.is_null();
+            }
+            let rest = def_pairs(rest);
+            if is_set {
+                ours.extend(mine);
+                heap_set.extend(rest);
+            } else {
+                reset.extend(mine.into_iter().map(|(k, _)| k));
+                heap_reset.extend(rest.into_iter().map(|(k, _)| k));
             }
         }
-        if ours.is_empty() && reset.is_empty() {
+        if !options_cmds {
+            return None;
+        }
+        let relid = relid_of((*stmt).relation, pg_sys::NoLock as _, true);
+        if relid == pg_sys::InvalidOid || !is_columnar_relation(relid) {
             return None;
         }
         let relid = relid_of(
@@ -482,15 +532,15 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt) -> Option<bool> {
             pg_sys::AccessExclusiveLock as _,
             (*stmt).missing_ok,
         );
-        if relid == pg_sys::InvalidOid || !is_columnar_relation(relid) {
-            return None;
-        }
         if others {
             Error::NotSupported(
-                "mixing epiphany_columnar options with other ALTER TABLE actions in one statement"
+                "changing table options together with other ALTER TABLE actions in one statement on an epiphany_columnar table"
                     .into(),
             )
             .report();
+        }
+        if namespaced {
+            Error::NotSupported("toast.* options on epiphany_columnar tables".into()).report();
         }
         #[cfg(not(feature = "pg15"))]
         let owner =
@@ -504,7 +554,14 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt) -> Option<bool> {
                 pg_sys::get_rel_name(relid),
             );
         }
-        let mut pairs: Vec<(String, String)> = stored_pairs(relid)
+        let mut heap: Vec<(String, String)> = stored_pairs(relid, false)
+            .into_iter()
+            .filter(|(k, _)| !heap_reset.iter().any(|r| r.eq_ignore_ascii_case(k)))
+            .filter(|(k, _)| !heap_set.iter().any(|(o, _)| o.eq_ignore_ascii_case(k)))
+            .collect();
+        heap.extend(heap_set);
+        validate_heap_options(&heap);
+        let mut pairs: Vec<(String, String)> = stored_pairs(relid, true)
             .into_iter()
             .filter(|(k, _)| !reset.iter().any(|r| r.eq_ignore_ascii_case(k)))
             .filter(|(k, _)| !ours.iter().any(|(o, _)| o.eq_ignore_ascii_case(k)))
@@ -519,39 +576,90 @@ unsafe fn alter_table(stmt: *mut pg_sys::AlterTableStmt) -> Option<bool> {
         pairs.extend(ours);
         let options = parse(&pairs);
         check_columns(relid, &options);
-        store(relid, &options);
+        store(relid, &options, Some(&heap));
         Some(true)
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-unsafe fn call_next(
-    pstmt: *mut pg_sys::PlannedStmt,
-    query: *const std::ffi::c_char,
-    read_only_tree: bool,
-    context: pg_sys::ProcessUtilityContext::Type,
-    params: pg_sys::ParamListInfo,
-    env: *mut pg_sys::QueryEnvironment,
-    dest: *mut pg_sys::DestReceiver,
-    qc: *mut pg_sys::QueryCompletion,
-) {
-    // SAFETY: forwarding the arguments Postgres gave us.
+/// After `ALTER TABLE … RENAME COLUMN old TO new` (of `relation` and, unless `ONLY`,
+/// the tables that inherit from it): `order_by` of every columnar table among them
+/// names the column by its new name. Options keep names, not column numbers, so that
+/// `pg_dump` writes them back as they read.
+fn follow_column_rename(relation: *mut pg_sys::RangeVar, old: &str, new: &str) {
+    // SAFETY: the renamed relation is locked by the RENAME; catalog lookups on the main
+    // thread.
     unsafe {
-        match PREVIOUS {
-            Some(previous) => {
-                previous(pstmt, query, read_only_tree, context, params, env, dest, qc)
-            }
-            None => pg_sys::standard_ProcessUtility(
-                pstmt,
-                query,
-                read_only_tree,
-                context,
-                params,
-                env,
-                dest,
-                qc,
-            ),
+        let relid = relid_of(relation, pg_sys::NoLock as _, true);
+        if relid == pg_sys::InvalidOid {
+            return;
         }
+        let relids = if (*relation).inh {
+            inheritors(relid)
+        } else {
+            vec![relid]
+        };
+        for relid in relids {
+            if !is_columnar_relation(relid) {
+                continue;
+            }
+            let mut options = of_relation(relid).or_report();
+            if !options.order_by.iter().any(|c| c == old) {
+                continue;
+            }
+            for c in options.order_by.iter_mut().filter(|c| *c == old) {
+                *c = new.to_string();
+            }
+            store(relid, &options, None);
+        }
+    }
+}
+
+/// `relid` and every table that inherits from it, at any depth (partitions included).
+pub fn inheritors(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    Spi::connect(|c| {
+        c.select(
+            "WITH RECURSIVE t(r) AS (SELECT $1 UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN t ON i.inhparent = t.r) SELECT r FROM t",
+            None,
+            &[relid.into()],
+        )
+        .map(|rows| rows.filter_map(|r| r.get::<pg_sys::Oid>(1).ok().flatten()).collect())
+    })
+    .map_err(|e| Error::Internal(format!("listing the tables inheriting from {}: {e}", relid.to_u32())))
+    .or_report()
+}
+
+/// A `DefElem` list of `pairs`, in the current memory context.
+fn def_list(pairs: &[(String, String)]) -> *mut pg_sys::List {
+    let mut list = pgrx::PgList::<pg_sys::DefElem>::new();
+    for (k, v) in pairs {
+        let name = CString::new(k.as_str()).expect("option names have no NUL");
+        let value = CString::new(v.as_str()).expect("option values have no NUL");
+        // SAFETY: palloc'd copies of the strings, on the main thread.
+        unsafe {
+            let node = pg_sys::makeString(pg_sys::pstrdup(value.as_ptr()));
+            list.push(pg_sys::makeDefElem(
+                pg_sys::pstrdup(name.as_ptr()),
+                node as _,
+                -1,
+            ));
+        }
+    }
+    list.into_pg()
+}
+
+/// Checks Postgres's own table options as `ALTER TABLE` would (raising its errors).
+fn validate_heap_options(pairs: &[(String, String)]) {
+    // SAFETY: Postgres's reloption parsing of a list we built, on the main thread.
+    unsafe {
+        let datum = pg_sys::transformRelOptions(
+            pg_sys::Datum::from(0usize),
+            def_list(pairs),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            false,
+            false,
+        );
+        pg_sys::heap_reloptions(pg_sys::RELKIND_RELATION as _, datum, true);
     }
 }
 

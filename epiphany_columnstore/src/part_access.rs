@@ -378,8 +378,10 @@ impl DatumBatch {
 }
 
 /// Stores row `r` of `batch` (every table column in order, then the row-offset column)
-/// into `slot` as a virtual tuple with its TID. By-reference datums are allocated in
-/// `context`, which is reset first: the previous row stored this way is gone.
+/// into `slot` as a materialized virtual tuple with its TID: the slot owns copies of its
+/// by-reference values (in its own memory), so the row stays valid however long the
+/// caller keeps the slot — after the fetch state is gone, and whichever slot the next
+/// fetch uses. `context` only holds the datums while they are built; it is reset.
 ///
 /// # Safety
 /// `slot` must be a virtual-compatible slot of the relation `columns` describe, and
@@ -410,6 +412,8 @@ pub unsafe fn store_row(
         let offset = batch.column(n).as_primitive::<UInt32Type>().value(r);
         let (block, off) = row_to_tid(first_row + u64::from(offset))?;
         pg_sys::ExecStoreVirtualTuple(slot);
+        pg_sys::ExecMaterializeSlot(slot);
+        pg_sys::MemoryContextReset(context);
         pgrx::itemptr::item_pointer_set_all(&mut (*slot).tts_tid, block, off);
         (*slot).tts_tableOid = relid;
     }

@@ -96,6 +96,8 @@ pub struct ScanState {
     /// TABLESAMPLE without its own block order: the next block; and the current one.
     sample_cursor: u32,
     sample_block_no: u32,
+    /// Whether the first slot's descriptor was compared with the relation's.
+    slot_checked: bool,
 }
 
 struct SampleState {
@@ -118,20 +120,11 @@ impl ScanState {
     ) -> Result<ScanState, Error> {
         // SAFETY: per the contract.
         let info = unsafe { TableInfo::load(rel) }?;
+        // ANALYZE scans without a snapshot, and index builds with SnapshotAny (heap then
+        // judges each tuple itself): both see the parts committed now (see
+        // `catalog::visible`). They hold locks that keep writers out, so every
+        // participant sees the same parts.
         let parts = match unsafe { crate::meta::storage_id(rel) }? {
-            // ANALYZE scans without a snapshot, and index builds with SnapshotAny (heap
-            // then judges each tuple itself): both see the parts committed now. They hold
-            // locks that keep writers out, so every participant sees the same parts.
-            Some(storage)
-                if snapshot.is_null()
-                    || unsafe { (*snapshot).snapshot_type }
-                        == pg_sys::SnapshotType::SNAPSHOT_ANY =>
-            unsafe {
-                let latest = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
-                let parts = catalog::visible(storage, latest);
-                pg_sys::UnregisterSnapshot(latest);
-                parts?
-            },
             Some(storage) => unsafe { catalog::visible(storage, snapshot) }?,
             None => Vec::new(),
         };
@@ -152,6 +145,7 @@ impl ScanState {
             bitmap: None,
             sample_cursor: 0,
             sample_block_no: 0,
+            slot_checked: false,
         })
     }
 
@@ -208,6 +202,19 @@ impl ScanState {
         slot: *mut pg_sys::TupleTableSlot,
         shared: Option<&SharedProgress>,
     ) -> Result<bool, Error> {
+        if !self.slot_checked {
+            self.slot_checked = true;
+            // A table rewrite of ALTER COLUMN … TYPE reads the old rows into slots of the
+            // old descriptor while the relation already has the new one: parts hold the
+            // old columns, so they are decoded as the slot's.
+            // SAFETY: per the contract.
+            unsafe {
+                let desc = (*slot).tts_tupleDescriptor;
+                if !crate::table::same_column_types(desc, (*rel).rd_att) {
+                    self.info = TableInfo::load_with(rel, desc)?;
+                }
+            }
+        }
         // SAFETY: per the contract.
         unsafe { self.next(rel, slot, shared) }
     }
@@ -422,7 +429,7 @@ pub unsafe extern "C-unwind" fn scan_getnextslot(
         } else {
             Some(&(*parallel).progress)
         };
-        let found = state(scan).next(rel, slot, shared).or_report();
+        let found = state(scan).next_row(rel, slot, shared).or_report();
         if !found {
             pg_sys::ExecClearTuple(slot);
         }

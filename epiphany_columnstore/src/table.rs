@@ -24,8 +24,21 @@ impl TableInfo {
     /// `rel` must be an open relation.
     pub unsafe fn load(rel: pg_sys::Relation) -> Result<TableInfo, Error> {
         // SAFETY: per the contract; the tuple descriptor lives as long as the relation.
+        unsafe { Self::load_with(rel, (*rel).rd_att) }
+    }
+
+    /// `rel` with its columns as `desc` describes them: the columns its parts were
+    /// written with, while `ALTER TABLE … ALTER COLUMN … TYPE` rewrites it (the relation
+    /// already has the new types; the rewrite reads with a copy of the old descriptor).
+    ///
+    /// # Safety
+    /// `rel` must be an open relation, `desc` a valid descriptor of as many columns.
+    pub unsafe fn load_with(
+        rel: pg_sys::Relation,
+        desc: pg_sys::TupleDesc,
+    ) -> Result<TableInfo, Error> {
+        // SAFETY: per the contract.
         let (names, columns, types) = unsafe {
-            let desc = (*rel).rd_att;
             let natts = (*desc).natts as usize;
             let mut names = Vec::with_capacity(natts);
             let mut columns = Vec::with_capacity(natts);
@@ -76,6 +89,21 @@ impl TableInfo {
                 .to_string_lossy()
                 .into_owned()
         }
+    }
+}
+
+/// Whether two descriptors give every column the same type and type modifier.
+///
+/// # Safety
+/// Both descriptors must be valid.
+pub unsafe fn same_column_types(a: pg_sys::TupleDesc, b: pg_sys::TupleDesc) -> bool {
+    // SAFETY: per the contract; indexes below natts.
+    unsafe {
+        (*a).natts == (*b).natts
+            && (0..(*a).natts as usize).all(|i| {
+                let (x, y) = (tuple_desc_attr(a, i), tuple_desc_attr(b, i));
+                (*x).atttypid == (*y).atttypid && (*x).atttypmod == (*y).atttypmod
+            })
     }
 }
 

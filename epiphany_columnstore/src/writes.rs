@@ -13,7 +13,7 @@ use std::collections::hash_map::Entry;
 use rustc_hash::FxHashMap as HashMap;
 
 use epiphany_core::columnar::encode_part;
-use epiphany_core::columnar::flush::plan_runs;
+use epiphany_core::columnar::flush::{plan_runs, SnapshotCommands};
 use epiphany_core::columnar::rowid::{row_to_tid, Reservation};
 use epiphany_core::columnar::scan_plan::{encode_stats, summarize};
 use epiphany_core::columnar::write_set::{Batch, WriteSet};
@@ -42,11 +42,25 @@ struct Backend {
     storage: HashMap<pg_sys::Oid, u64>,
     /// Parts being encoded on a helper thread while a load goes on.
     job: Option<Job>,
+    /// Snapshots of this transaction's running queries (where flushes in the middle of
+    /// it must cut parts).
+    snapshots: SnapshotCommands,
     /// Rows and bytes inserted since the buffer was last measured (they pace the
     /// measurements).
     unmeasured_rows: usize,
     unmeasured: usize,
     registered: bool,
+}
+
+impl Backend {
+    /// The snapshots a flush now must respect: those recorded, and one at the current
+    /// command (the reader that asks for the flush).
+    fn snapshots_now(&self) -> SnapshotCommands {
+        let mut s = self.snapshots.clone();
+        // SAFETY: main thread, in a transaction.
+        s.record(unsafe { pg_sys::GetCurrentCommandId(false) });
+        s
+    }
 }
 
 /// A part encoding running on a helper thread. It works on shared clones of sealed
@@ -75,7 +89,7 @@ fn encode(
     sort_key: &[usize],
     options: &epiphany_core::columnar::TableOptions,
     batches: &[Batch],
-    split_from: Option<u32>,
+    snapshots: Option<&SnapshotCommands>,
     parallel: bool,
 ) -> Result<Vec<Encoded>, Error> {
     let batches = batches
@@ -86,7 +100,7 @@ fn encode(
     // instead of leaving it idle. In the background a second thread would only take a
     // core from the backend, which is what a load waits for.
     let mut pieces = Vec::new();
-    for run in plan_runs(schema, &batches, split_from)? {
+    for run in plan_runs(schema, &batches, snapshots)? {
         let rows = run.batch.num_rows();
         if parallel && rows >= 2 * SPLIT_ROWS {
             let mid = rows / 2;
@@ -140,6 +154,7 @@ thread_local! {
 }
 
 static mut PREVIOUS_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
+static mut PREVIOUS_EXECUTOR_END: pg_sys::ExecutorEnd_hook_type = None;
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -156,6 +171,8 @@ pub fn init() {
     unsafe {
         PREVIOUS_EXECUTOR_START = pg_sys::ExecutorStart_hook;
         pg_sys::ExecutorStart_hook = Some(executor_start);
+        PREVIOUS_EXECUTOR_END = pg_sys::ExecutorEnd_hook;
+        pg_sys::ExecutorEnd_hook = Some(executor_end);
     }
 }
 
@@ -296,6 +313,7 @@ unsafe fn flush_in_background(rel: pg_sys::Relation) -> Result<(), Error> {
         );
         let work = batches.clone();
         let bytes = batches.iter().map(|x| x.memory_bytes()).sum();
+        let snapshots = b.snapshots_now();
         let handle = std::thread::spawn(move || {
             encode(
                 &schema,
@@ -303,7 +321,7 @@ unsafe fn flush_in_background(rel: pg_sys::Relation) -> Result<(), Error> {
                 &sort_key,
                 &options,
                 &work,
-                Some(0),
+                Some(&snapshots),
                 false,
             )
         });
@@ -463,25 +481,17 @@ pub unsafe fn flush(rel: pg_sys::Relation, by_command: bool) -> Result<(), Error
         // SAFETY: per the contract.
         None => unsafe { TableInfo::load(rel) }?,
     };
-    // Parts are stamped with their rows' latest command. In the middle of a transaction a
-    // cursor opened between two commands must see exactly the rows before it, so parts
-    // are cut where the command changes — unless no cursor is open, when only this
-    // query can read and every earlier command may share a part.
-    let split_from = if !by_command {
-        None
-    // SAFETY: portal and command-counter lookups on the main thread.
-    } else if unsafe { pg_sys::ThereAreNoReadyPortals() } {
-        Some(unsafe { pg_sys::GetCurrentCommandId(false) })
-    } else {
-        Some(0)
-    };
+    // Parts are stamped with their rows' latest command. In the middle of a transaction
+    // a snapshot taken between two commands (a cursor's, say) must see exactly the rows
+    // before it, so parts are cut where a snapshot lies between two commands.
+    let snapshots = by_command.then(|| BACKEND.with(|b| b.borrow().snapshots_now()));
     let result = encode(
         &info.schema,
         &info.buffered,
         &info.sort_key,
         &info.options,
         &batches,
-        split_from,
+        snapshots.as_ref(),
         true,
     )
     // SAFETY: per the contract.
@@ -533,9 +543,16 @@ pub fn discard(relid: pg_sys::Oid) {
 }
 
 /// Flushes before a query reads a table this transaction has buffered rows for; a
-/// parallel query cannot write once it runs.
+/// parallel query cannot write once it runs. Records the query's snapshot as live.
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags: i32) {
+    // SAFETY: a valid query descriptor.
+    if let Some(curcid) = unsafe { snapshot_command(query) } {
+        ensure_callbacks();
+        BACKEND.with(|b| b.borrow_mut().snapshots.record(curcid));
+    }
+    // SAFETY: a valid query descriptor with a planned statement.
+    unsafe { refuse_on_conflict((*query).plannedstmt) };
     let pending = BACKEND.with(|b| !b.borrow().writes.is_empty());
     if pending {
         // SAFETY: a valid query descriptor with a planned statement.
@@ -559,12 +576,70 @@ unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags
             }
         }
     }
-    // SAFETY: forwarding to the next hook or the standard implementation.
+    // SAFETY: forwarding to the next hook or the standard implementation; nothing here
+    // needs dropping if it raises an error.
+    unsafe { epiphany_core::pg::hooks::executor_start(PREVIOUS_EXECUTOR_START, query, eflags) }
+}
+
+/// `INSERT … ON CONFLICT` into a columnar table is refused even where no unique index
+/// makes it speculative (Postgres then never asks the access method): conflicts are not
+/// supported, and accepting the clause only sometimes would hide that.
+///
+/// # Safety
+/// `stmt` is a valid planned statement.
+unsafe fn refuse_on_conflict(stmt: *mut pg_sys::PlannedStmt) {
+    // SAFETY: per the contract; a ModifyTable node is the root of its (sub)plan.
     unsafe {
-        match PREVIOUS_EXECUTOR_START {
-            Some(previous) => previous(query, eflags),
-            None => pg_sys::standard_ExecutorStart(query, eflags),
+        if (*stmt).commandType != pg_sys::CmdType::CMD_INSERT && !(*stmt).hasModifyingCTE {
+            return;
         }
+        let rtable = pgrx::PgList::<pg_sys::RangeTblEntry>::from_pg((*stmt).rtable);
+        let subplans = pgrx::PgList::<pg_sys::Plan>::from_pg((*stmt).subplans);
+        let roots = std::iter::once((*stmt).planTree).chain(subplans.iter_ptr());
+        for plan in roots {
+            if plan.is_null() || (*plan).type_ != pg_sys::NodeTag::T_ModifyTable {
+                continue;
+            }
+            let mt = plan as *mut pg_sys::ModifyTable;
+            if (*mt).operation != pg_sys::CmdType::CMD_INSERT
+                || (*mt).onConflictAction == pg_sys::OnConflictAction::ONCONFLICT_NONE
+            {
+                continue;
+            }
+            let targets = pgrx::PgList::<std::ffi::c_void>::from_pg((*mt).resultRelations);
+            for index in targets.iter_int() {
+                let Some(rte) = rtable.get_ptr(index as usize - 1) else {
+                    continue;
+                };
+                if crate::options::is_columnar_relation((*rte).relid) {
+                    Error::NotSupported("INSERT … ON CONFLICT on epiphany_columnar tables".into())
+                        .report();
+                }
+            }
+        }
+    }
+}
+
+/// The query no longer reads with its snapshot.
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_end(query: *mut pg_sys::QueryDesc) {
+    // SAFETY: a valid query descriptor.
+    if let Some(curcid) = unsafe { snapshot_command(query) } {
+        BACKEND.with(|b| b.borrow_mut().snapshots.release(curcid));
+    }
+    // SAFETY: as in executor_start.
+    unsafe { epiphany_core::pg::hooks::executor_end(PREVIOUS_EXECUTOR_END, query) }
+}
+
+/// The command id of the snapshot `query` reads with, if it has one.
+///
+/// # Safety
+/// `query` is a valid query descriptor.
+unsafe fn snapshot_command(query: *mut pg_sys::QueryDesc) -> Option<u32> {
+    // SAFETY: per the contract; the snapshot is registered while the query lives.
+    unsafe {
+        let snapshot = (*query).snapshot;
+        (!snapshot.is_null()).then(|| (*snapshot).curcid)
     }
 }
 
@@ -587,6 +662,7 @@ unsafe extern "C-unwind" fn xact_callback(
                 b.writes.clear();
                 b.tables.clear();
                 b.storage.clear();
+                b.snapshots.clear();
                 b.job = None;
             });
         }

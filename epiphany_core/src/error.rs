@@ -15,6 +15,7 @@ impl SqlState {
     pub const DATA_CORRUPTED: SqlState = SqlState("XX001");
     pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
     pub const UNDEFINED_OBJECT: SqlState = SqlState("42704");
+    pub const UNDEFINED_TABLE: SqlState = SqlState("42P01");
     pub const INVALID_TEXT_REPRESENTATION: SqlState = SqlState("22P02");
     pub const NUMERIC_VALUE_OUT_OF_RANGE: SqlState = SqlState("22003");
     pub const DATA_EXCEPTION: SqlState = SqlState("22000");
@@ -38,6 +39,9 @@ pub enum Error {
     NotSupported(String),
     #[error("unknown EpiphanyDB component \"{0}\"")]
     UnknownComponent(String),
+    /// A relation named by OID that does not exist.
+    #[error("relation with OID {0} does not exist")]
+    UndefinedTable(u32),
     #[error("data corrupted: {0}")]
     Corrupted(String),
     /// A broken invariant of our own code, not of the data or the input.
@@ -66,6 +70,7 @@ impl Error {
             Error::InvalidParameter { .. } => SqlState::INVALID_PARAMETER_VALUE,
             Error::NotSupported(_) => SqlState::FEATURE_NOT_SUPPORTED,
             Error::UnknownComponent(_) => SqlState::UNDEFINED_OBJECT,
+            Error::UndefinedTable(_) => SqlState::UNDEFINED_TABLE,
             Error::Corrupted(_) => SqlState::DATA_CORRUPTED,
             Error::Internal(_) => SqlState::INTERNAL_ERROR,
             Error::InvalidText { .. } => SqlState::INVALID_TEXT_REPRESENTATION,
@@ -91,6 +96,7 @@ mod tests {
             },
             Error::NotSupported("UPDATE".into()),
             Error::UnknownComponent("nope".into()),
+            Error::UndefinedTable(0),
             Error::Corrupted("bad checksum".into()),
             Error::Internal("broken".into()),
             Error::InvalidText {

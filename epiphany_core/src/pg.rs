@@ -9,6 +9,7 @@ use pgrx::PgLogLevel;
 
 use crate::error::Error;
 
+pub mod hooks;
 pub mod testing;
 
 /// Raises `err` as an ERROR with its SQLSTATE; never returns.

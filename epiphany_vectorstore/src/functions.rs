@@ -50,6 +50,7 @@ v1!(
     pg_finfo_vector_add,
     pg_finfo_vector_sub,
     pg_finfo_vector_mul,
+    pg_finfo_vector_concat,
     pg_finfo_vector_cmp,
     pg_finfo_vector_lt,
     pg_finfo_vector_le,
@@ -328,6 +329,15 @@ binary_vector! {
     vector_mul => *;
 }
 
+/// `a || b`: the elements of `a`, then those of `b`.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn vector_concat(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: a function of (vector, vector).
+    let (a, b) = unsafe { (vec_arg(fcinfo, 0), vec_arg(fcinfo, 1)) };
+    new_vector(&vector::concat(a, b).or_report())
+}
+
 /// Btree comparisons (different dimensions compare too, as in pgvector).
 macro_rules! comparison {
     ($($name:ident => $test:expr;)*) => {
@@ -539,6 +549,8 @@ CREATE FUNCTION vector_sub(vector, vector) RETURNS vector
     IMMUTABLE STRICT PARALLEL SAFE LANGUAGE C AS 'MODULE_PATHNAME', 'vector_sub';
 CREATE FUNCTION vector_mul(vector, vector) RETURNS vector
     IMMUTABLE STRICT PARALLEL SAFE LANGUAGE C AS 'MODULE_PATHNAME', 'vector_mul';
+CREATE FUNCTION vector_concat(vector, vector) RETURNS vector
+    IMMUTABLE STRICT PARALLEL SAFE LANGUAGE C AS 'MODULE_PATHNAME', 'vector_concat';
 CREATE FUNCTION vector_cmp(vector, vector) RETURNS integer
     IMMUTABLE STRICT PARALLEL SAFE LANGUAGE C AS 'MODULE_PATHNAME', 'vector_cmp';
 CREATE FUNCTION vector_lt(vector, vector) RETURNS boolean
@@ -577,6 +589,7 @@ COMMENT ON FUNCTION vector_cmp(vector, vector) IS 'Btree order: element by eleme
 COMMENT ON FUNCTION vector_lt(vector, vector) IS 'Operator <';
 COMMENT ON FUNCTION vector_le(vector, vector) IS 'Operator <=';
 COMMENT ON FUNCTION vector_eq(vector, vector) IS 'Operator =';
+COMMENT ON FUNCTION vector_concat(vector, vector) IS 'The elements of the first vector, then those of the second (operator ||)';
 COMMENT ON FUNCTION vector_ne(vector, vector) IS 'Operator <>';
 COMMENT ON FUNCTION vector_ge(vector, vector) IS 'Operator >=';
 COMMENT ON FUNCTION vector_gt(vector, vector) IS 'Operator >';
@@ -598,6 +611,7 @@ CREATE OPERATOR <=> (LEFTARG = vector, RIGHTARG = vector, FUNCTION = cosine_dist
 CREATE OPERATOR + (LEFTARG = vector, RIGHTARG = vector, FUNCTION = vector_add, COMMUTATOR = +);
 CREATE OPERATOR - (LEFTARG = vector, RIGHTARG = vector, FUNCTION = vector_sub);
 CREATE OPERATOR * (LEFTARG = vector, RIGHTARG = vector, FUNCTION = vector_mul, COMMUTATOR = *);
+CREATE OPERATOR || (LEFTARG = vector, RIGHTARG = vector, FUNCTION = vector_concat);
 CREATE OPERATOR < (LEFTARG = vector, RIGHTARG = vector, FUNCTION = vector_lt,
     COMMUTATOR = >, NEGATOR = >=, RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
 CREATE OPERATOR <= (LEFTARG = vector, RIGHTARG = vector, FUNCTION = vector_le,

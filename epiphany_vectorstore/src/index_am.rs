@@ -104,6 +104,12 @@ pub unsafe fn order_by_cost(
     // SAFETY: per the contract; the planner holds a lock on the index already.
     unsafe {
         if (*path).indexorderbys.is_null() {
+            // PostgreSQL 18 compares disabled nodes before costs: a seq scan disabled by
+            // `enable_seqscan = off` counts one, so this path must count more to lose.
+            #[cfg(feature = "pg18")]
+            {
+                (*path).path.disabled_nodes = 2;
+            }
             *startup = f64::INFINITY;
             *total = f64::INFINITY;
             *selectivity = 0.0;

@@ -37,6 +37,57 @@ pub fn buffer_schema(table: &TableSchema) -> TableSchema {
     schema
 }
 
+/// The command ids (`curcid`) of the snapshots this transaction's queries read with while
+/// they run (from executor start to end; a cursor's until it is closed). A snapshot sees
+/// the rows of commands below its `curcid`, so rows of two commands may share a part —
+/// stamped with the later command — only when no live snapshot lies between them. A
+/// cursor, or a STABLE function running under a cursor's snapshot, reads with a
+/// `curcid` older than the commands after it.
+#[derive(Debug, Default, Clone)]
+pub struct SnapshotCommands {
+    /// curcid → how many live queries read with it.
+    live: std::collections::BTreeMap<u32, u32>,
+    /// Too many to track: every change of command is a cut.
+    overflowed: bool,
+}
+
+/// Live snapshots tracked per transaction before every command change is a cut (an
+/// error skips a query's end, so entries can pile up in a long transaction).
+const MAX_TRACKED_SNAPSHOTS: usize = 10_000;
+
+impl SnapshotCommands {
+    /// A query starts reading with a snapshot at `curcid`.
+    pub fn record(&mut self, curcid: u32) {
+        if self.live.len() >= MAX_TRACKED_SNAPSHOTS {
+            self.overflowed = true;
+        } else {
+            *self.live.entry(curcid).or_default() += 1;
+        }
+    }
+
+    /// A query recorded at `curcid` has ended.
+    pub fn release(&mut self, curcid: u32) {
+        if let Some(n) = self.live.get_mut(&curcid) {
+            *n -= 1;
+            if *n == 0 {
+                self.live.remove(&curcid);
+            }
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.live.clear();
+        self.overflowed = false;
+    }
+
+    /// Whether some live snapshot sees the rows of one of the commands and not the
+    /// other's.
+    pub fn separates(&self, a: u32, b: u32) -> bool {
+        let (lo, hi) = (a.min(b), a.max(b));
+        lo != hi && (self.overflowed || self.live.range(lo + 1..=hi).next().is_some())
+    }
+}
+
 /// Rows for one part: the table's columns, row `i` being row number `first_row + i`.
 #[derive(Debug)]
 pub struct Run {
@@ -47,13 +98,13 @@ pub struct Run {
 }
 
 /// Orders buffered `batches` (in [`buffer_schema`]) by row number and cuts them into
-/// runs of consecutive numbers, and, with `split_from = Some(c)`, where the command
-/// changes — except between two commands that are both below `c` (no snapshot that
-/// could still read the table sits between them).
+/// runs of consecutive numbers, and, with `snapshots` (a flush in the middle of a
+/// transaction), where the command changes and a snapshot lies between the two
+/// commands. At commit (`None`) no snapshot of the transaction reads on.
 pub fn plan_runs(
     table: &TableSchema,
     batches: &[RecordBatch],
-    split_from: Option<u32>,
+    snapshots: Option<&SnapshotCommands>,
 ) -> Result<Vec<Run>> {
     let columns = table.columns.len();
     let Some(first) = batches.first() else {
@@ -95,17 +146,19 @@ pub fn plan_runs(
     let projected = all
         .project(&(0..columns).collect::<Vec<_>>())
         .map_err(|e| Error::Internal(format!("projecting buffered rows: {e}")))?;
-    let projected = RecordBatch::try_new(user, projected.columns().to_vec())
-        .map_err(|e| Error::Internal(format!("projecting buffered rows: {e}")))?;
+    // The row count is explicit: a table may have no columns at all.
+    let projected = RecordBatch::try_new_with_options(
+        user,
+        projected.columns().to_vec(),
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(all.num_rows())),
+    )
+    .map_err(|e| Error::Internal(format!("projecting buffered rows: {e}")))?;
     let mut runs = Vec::new();
     let mut start = 0;
     for i in 1..=numbers.len() {
         let cut = i == numbers.len()
             || numbers[i] != numbers[i - 1] + 1
-            || split_from.is_some_and(|c| {
-                commands[i] != commands[i - 1]
-                    && !((commands[i] as u32) < c && (commands[i - 1] as u32) < c)
-            });
+            || snapshots.is_some_and(|s| s.separates(commands[i] as u32, commands[i - 1] as u32));
         if !cut {
             continue;
         }
@@ -176,19 +229,65 @@ mod tests {
             summary(&plan_runs(&table, &[b, c.clone()], None).unwrap()),
             vec![(11, 5, vec![11]), (14, 7, vec![14]), (16, 8, vec![16, 17])]
         );
+        let snapshots = |ids: &[u32]| {
+            let mut s = SnapshotCommands::default();
+            ids.iter().for_each(|&i| s.record(i));
+            s
+        };
+        let rows = || [buffered(&[(16, 16, 7)]), c.clone()];
+        // A snapshot at 8 sees command 7's row and not command 8's: two parts.
         assert_eq!(
-            summary(&plan_runs(&table, &[buffered(&[(16, 16, 7)]), c.clone()], Some(0)).unwrap()),
+            summary(&plan_runs(&table, &rows(), Some(&snapshots(&[3, 8]))).unwrap()),
             vec![(16, 7, vec![16]), (17, 8, vec![17])]
         );
-        // Commands 7 and 8 are both below 9: one part, stamped with the later one.
+        // Snapshots at 7 and 9 see both rows or neither: one part, stamped with the later.
         assert_eq!(
-            summary(&plan_runs(&table, &[buffered(&[(16, 16, 7)]), c.clone()], Some(9)).unwrap()),
+            summary(&plan_runs(&table, &rows(), Some(&snapshots(&[7, 9]))).unwrap()),
             vec![(16, 8, vec![16, 17])]
         );
+        let mut overflowed = snapshots(&[]);
+        overflowed.overflowed = true;
         assert_eq!(
-            summary(&plan_runs(&table, &[buffered(&[(16, 16, 7)]), c], Some(8)).unwrap()),
+            summary(&plan_runs(&table, &rows(), Some(&overflowed)).unwrap()),
             vec![(16, 7, vec![16]), (17, 8, vec![17])]
         );
-        assert!(plan_runs(&table, &[], Some(0)).unwrap().is_empty());
+        assert!(plan_runs(&table, &[], Some(&overflowed))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_table_without_columns_keeps_its_rows() {
+        let table = TableSchema::new(Vec::<(String, ColumnType)>::new());
+        let mut buffer = RowBuffer::new(buffer_schema(&table));
+        for n in 0..3 {
+            buffer
+                .push_row(&[Value::Int64(n), Value::Int32(1)])
+                .unwrap();
+        }
+        let runs = plan_runs(&table, &[buffer.take_batch().unwrap()], None).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!((runs[0].first_row, runs[0].batch.num_rows()), (0, 3));
+        assert_eq!(runs[0].batch.num_columns(), 0);
+        let part =
+            crate::columnar::encode_part(&table, &runs[0].batch, &[], &Default::default()).unwrap();
+        let reader = crate::columnar::PartReader::open(&table, part.bytes).unwrap();
+        assert_eq!(reader.rows(), 3);
+    }
+
+    #[test]
+    fn live_snapshots_separate_commands_they_see_differently() {
+        let mut s = SnapshotCommands::default();
+        s.record(5);
+        s.record(5);
+        assert!(s.separates(4, 5) && s.separates(7, 2));
+        assert!(!s.separates(5, 9) && !s.separates(1, 4) && !s.separates(5, 5));
+        s.release(5);
+        assert!(s.separates(4, 5), "one query still reads at 5");
+        s.release(5);
+        assert!(!s.separates(4, 5));
+        s.record(5);
+        s.clear();
+        assert!(!s.separates(4, 5));
     }
 }

@@ -83,6 +83,12 @@ pub fn elementwise(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> Result<
     Ok(out)
 }
 
+/// `a` followed by `b` (operator `||`); past [`MAX_DIM`] dimensions it is an error.
+pub fn concat(a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
+    check_dims(a.len() + b.len())?;
+    Ok([a, b].concat())
+}
+
 /// Euclidean norm.
 pub fn norm(a: &[f32]) -> f64 {
     a.iter()
@@ -238,6 +244,20 @@ mod tests {
         assert!(check_typmod(&[1.0, 2.0], -1).is_ok());
         assert!(check_typmod(&[1.0, 2.0], 3).is_err());
         assert!(same_dims(&[1.0], &[1.0, 2.0]).is_err());
+    }
+
+    #[test]
+    fn concatenation_keeps_order_and_the_dimension_limit() {
+        assert_eq!(concat(&[1.0, 2.0], &[3.0]).unwrap(), vec![1.0, 2.0, 3.0]);
+        let half = vec![1.0; MAX_DIM / 2];
+        assert_eq!(concat(&half, &half).unwrap().len(), MAX_DIM);
+        assert_eq!(
+            concat(&half, &[1.0; MAX_DIM / 2 + 1])
+                .unwrap_err()
+                .sqlstate()
+                .0,
+            "54000"
+        );
     }
 
     #[test]

@@ -31,6 +31,19 @@ impl ProductQuantizer {
         1 << self.bits
     }
 
+    /// `m` when the user leaves it to us: a divisor of `dims` near four dimensions per
+    /// sub-quantizer, but at least `min(dims, 16)` sub-quantizers. Low-dimensional
+    /// vectors get one per dimension (scalar quantization): a shared 256-word codebook
+    /// over 3 dimensions ranked near neighbours so coarsely that recall collapsed, while
+    /// the code stays a few bytes either way.
+    pub fn auto_m(dims: usize) -> usize {
+        let least = dims.min(16);
+        (least..=dims)
+            .filter(|m| dims.is_multiple_of(*m))
+            .min_by_key(|m| (dims / m).abs_diff(4) * 1000 + m)
+            .unwrap_or(dims.max(1))
+    }
+
     /// Checks the shape: `m` divides `dims`, `bits` in 1..=8.
     pub fn check_shape(dims: usize, m: usize, bits: u32) -> Result<()> {
         if m == 0 || !dims.is_multiple_of(m) {
@@ -143,9 +156,22 @@ pub struct IvfPq {
     pub lists: Vec<Vec<(u64, Vec<u8>)>>,
 }
 
+/// Vectors with a component beyond this are left out of training: squared distances
+/// between such vectors overflow `f32` and would make centroids and codewords infinite
+/// (they are still indexed, and rank last).
+const TRAINABLE_MAGNITUDE: f32 = 1e15;
+
+/// Whether a (prepared) vector may train centroids and codebooks: finite (a zero vector
+/// under cosine prepares to NaNs) and not so large that distances overflow.
+pub fn trainable(v: &[f32]) -> bool {
+    v.iter().all(|x| x.abs() <= TRAINABLE_MAGNITUDE)
+}
+
 impl IvfPq {
-    /// Trains centroids and codebooks on `sample`. Cosine works on normalized vectors
-    /// (the caller normalizes both what it adds and what it searches for).
+    /// Trains centroids and codebooks on `sample`, leaving out the vectors that are not
+    /// [`trainable`] (with none left, the model is [`IvfPq::untrained`]). Cosine works on
+    /// normalized vectors (the caller normalizes both what it adds and what it searches
+    /// for).
     pub fn train(
         sample: &[f32],
         dims: usize,
@@ -156,6 +182,22 @@ impl IvfPq {
         seed: u64,
     ) -> Result<Self> {
         ProductQuantizer::check_shape(dims, m, bits)?;
+        let kept: Vec<f32>;
+        let sample = if sample.chunks_exact(dims).all(trainable) {
+            sample
+        } else {
+            kept = sample
+                .chunks_exact(dims)
+                .filter(|v| trainable(v))
+                .flatten()
+                .copied()
+                .collect();
+            &kept
+        };
+        if sample.is_empty() {
+            return Ok(Self::untrained(dims, m, bits, metric));
+        }
+        let lists = lists.min(sample.len() / dims);
         let centroids = kmeans::train(sample, dims, lists, 20, seed)?;
         let mut residuals = Vec::with_capacity(sample.len());
         for p in sample.chunks_exact(dims) {
@@ -172,6 +214,23 @@ impl IvfPq {
         })
     }
 
+    /// A model without training: one zero centroid and zero codebooks (every row goes to
+    /// list 0 and ranks only by its exact distance) until a REINDEX trains one.
+    pub fn untrained(dims: usize, m: usize, bits: u32, metric: Metric) -> IvfPq {
+        IvfPq {
+            dims,
+            metric,
+            centroids: vec![0.0; dims],
+            pq: ProductQuantizer {
+                dims,
+                m,
+                bits,
+                codebooks: vec![0.0; dims * (1 << bits)],
+            },
+            lists: vec![Vec::new()],
+        }
+    }
+
     /// The list `v` belongs to and the codes of its residual.
     pub fn assign(&self, v: &[f32]) -> (usize, Vec<u8>) {
         let (c, _) = kmeans::nearest(&self.centroids, self.dims, v);
@@ -185,13 +244,17 @@ impl IvfPq {
         self.lists[list].push((id, codes));
     }
 
-    /// The `probes` lists nearest to `query`.
+    /// The `probes` lists nearest to `query` (by the index's metric: for inner product the
+    /// centroids with the largest product hold the best candidates, not the nearest).
     pub fn probe_order(&self, query: &[f32], probes: usize) -> Vec<usize> {
         let mut order: Vec<(f32, usize)> = self
             .centroids
             .chunks_exact(self.dims)
             .enumerate()
-            .map(|(i, c)| (l2_squared(c, query), i))
+            .map(|(i, c)| match self.metric {
+                Metric::InnerProduct => (-dot(c, query), i),
+                Metric::L2 | Metric::Cosine => (l2_squared(c, query), i),
+            })
             .collect();
         order.sort_by(|a, b| a.0.total_cmp(&b.0));
         order.into_iter().take(probes).map(|(_, i)| i).collect()
@@ -276,6 +339,80 @@ mod tests {
         // Versus the spread of the data (centres in ±10): codes keep vectors close.
         assert!(err / 200.0 < 4.0, "mean squared error {}", err / 200.0);
         assert_eq!(pq, ProductQuantizer::train(&data, 16, 4, 8, 9).unwrap());
+    }
+
+    #[test]
+    fn automatic_sub_quantizers() {
+        assert_eq!(ProductQuantizer::auto_m(3), 3);
+        assert_eq!(ProductQuantizer::auto_m(16), 16);
+        assert_eq!(ProductQuantizer::auto_m(17), 17);
+        assert_eq!(ProductQuantizer::auto_m(50), 25);
+        assert_eq!(ProductQuantizer::auto_m(100), 25);
+        assert_eq!(ProductQuantizer::auto_m(128), 32);
+        assert_eq!(ProductQuantizer::auto_m(1536), 384);
+        for dims in 1..300 {
+            let m = ProductQuantizer::auto_m(dims);
+            assert!(ProductQuantizer::check_shape(dims, m, 8).is_ok(), "{dims}");
+        }
+    }
+
+    /// Uniform random 3-dimensional rows (as pgvector's own recall tests use): the
+    /// nearest rows are near ties that a coarse code cannot rank.
+    #[test]
+    fn low_dimensional_rows_keep_their_recall_for_every_metric() {
+        use crate::vector::kmeans::Rng;
+        let (dims, n) = (3, 20_000);
+        let mut rng = Rng::new(7);
+        let data: Vec<f32> = (0..n * dims).map(|_| rng.next_f64() as f32).collect();
+        let point = |id: u64| &data[id as usize * dims..(id as usize + 1) * dims];
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+            let prepared: Vec<f32> = data
+                .chunks_exact(dims)
+                .flat_map(|p| metric.prepare(p).into_owned())
+                .collect();
+            let m = ProductQuantizer::auto_m(dims);
+            let mut index =
+                IvfPq::train(&prepared, dims, 100, m, 8, metric.code_metric(), 3).unwrap();
+            for (i, p) in prepared.chunks_exact(dims).enumerate() {
+                index.add(i as u64, p);
+            }
+            let mut hits = 0;
+            for _ in 0..50 {
+                let q: Vec<f32> = (0..dims).map(|_| rng.next_f64() as f32).collect();
+                let mut all: Vec<(f32, u64)> = (0..n as u64)
+                    .map(|i| (metric.distance(point(i), &q), i))
+                    .collect();
+                all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let want: HashSet<u64> = all.iter().take(20).map(|x| x.1).collect();
+                let found = index.search(&metric.prepare(&q), 20, 10, 100, |id| {
+                    metric.distance(point(id), &q)
+                });
+                hits += found.iter().filter(|x| want.contains(&x.1)).count();
+            }
+            let recall = hits as f64 / (20 * 50) as f64;
+            assert!(recall >= 0.95, "{metric:?}: recall@20 {recall}");
+        }
+    }
+
+    #[test]
+    fn zero_and_huge_vectors_never_poison_training() {
+        let dims = 4;
+        let mut data = blobs(500, dims, 5, 3);
+        let cosine = Metric::Cosine;
+        data.extend(cosine.prepare(&[0.0; 4]).iter());
+        data.extend([1e20, -1e20, 3e19, 1.0]);
+        let mut index = IvfPq::train(&data, dims, 8, 2, 8, cosine.code_metric(), 1).unwrap();
+        assert!(index
+            .centroids
+            .iter()
+            .chain(&index.pq.codebooks)
+            .all(|x| x.is_finite()));
+        // Untrainable rows are still indexed (they rank last by their exact distance).
+        index.add(0, &cosine.prepare(&[0.0; 4]));
+        index.add(1, &[1e20, -1e20, 3e19, 1.0]);
+        assert_eq!(index.lists.iter().map(Vec::len).sum::<usize>(), 2);
+        let none = IvfPq::train(&[f32::NAN; 8], dims, 8, 2, 8, Metric::L2, 1).unwrap();
+        assert_eq!(none.centroids, vec![0.0; dims]);
     }
 
     #[test]

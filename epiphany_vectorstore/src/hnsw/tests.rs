@@ -191,4 +191,26 @@ mod tests {
             vec![50, 49, 51]
         );
     }
+
+    /// `enable_seqscan = off` must not push a query without ORDER BY onto a vector index
+    /// (PostgreSQL 18 compares disabled nodes before costs).
+    #[pg_test]
+    fn queries_without_order_by_do_not_use_vector_indexes_when_seqscan_is_off() {
+        start();
+        run("CREATE TABLE items (id int, v vector(3))");
+        run("INSERT INTO items SELECT i, ARRAY[i, 1, 2]::real[]::vector FROM generate_series(1, 100) i");
+        run("INSERT INTO items VALUES (101, NULL)");
+        run("CREATE INDEX items_hnsw ON items USING epiphany_hnsw (v)");
+        run("CREATE INDEX items_ivf ON items USING epiphany_ivfpq (v) WITH (lists = 4)");
+        run("SET LOCAL enable_seqscan = off");
+        assert_eq!(one::<i64>("SELECT count(*) FROM items"), Some(101));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM items WHERE v IS NULL"),
+            Some(1)
+        );
+        assert_eq!(
+            ids("SELECT id FROM items ORDER BY v <-> '[3,1,2]' LIMIT 1"),
+            vec![3]
+        );
+    }
 }

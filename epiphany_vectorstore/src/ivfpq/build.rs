@@ -29,15 +29,6 @@ pub const PHASE_TRAIN: i64 = 3;
 pub const PHASE_ASSIGN: i64 = 4;
 const SEED: u64 = 0x001f_5eed;
 
-/// `pq_m` when the user leaves it to us: a divisor of `dims` near one sub-quantizer per
-/// 4 dimensions.
-pub fn auto_pq_m(dims: usize) -> usize {
-    (1..=dims)
-        .filter(|m| dims.is_multiple_of(*m))
-        .min_by_key(|m| (dims / m).abs_diff(4) * 1000 + m)
-        .unwrap_or(1)
-}
-
 /// The column the index is on (rerank reads it from the table's rows).
 ///
 /// # Safety
@@ -392,21 +383,11 @@ unsafe fn create(
     }
 }
 
-/// A model for a table without rows: one zero centroid and zero codebooks (every row
-/// goes to list 0 and ranks only by its exact distance) until a REINDEX trains one.
+/// A model for a table without rows (see [`IvfPq::untrained`]).
 fn empty_model(dims: usize, pq_m: usize, bits: u32, metric: Metric) -> IvfPq {
-    IvfPq {
-        dims,
-        metric: metric.index_metric(),
-        centroids: vec![0.0; dims],
-        pq: ProductQuantizer {
-            dims,
-            m: pq_m,
-            bits,
-            codebooks: vec![0.0; dims * (1 << bits)],
-        },
-        lists: Vec::new(),
-    }
+    let mut model = IvfPq::untrained(dims, pq_m, bits, metric.code_metric());
+    model.lists.clear();
+    model
 }
 
 /// The shape of the index: (lists, pq_m, bits), checked.
@@ -416,7 +397,11 @@ fn empty_model(dims: usize, pq_m: usize, bits: u32, metric: Metric) -> IvfPq {
 unsafe fn shape(index: pg_sys::Relation, dims: usize) -> (usize, usize, u32) {
     // SAFETY: per the contract.
     let (lists, pq_m, bits) = unsafe { options::ivf_params(index) };
-    let pq_m = if pq_m == 0 { auto_pq_m(dims) } else { pq_m };
+    let pq_m = if pq_m == 0 {
+        ProductQuantizer::auto_m(dims)
+    } else {
+        pq_m
+    };
     ProductQuantizer::check_shape(dims, pq_m, bits).or_report();
     if 6 + pq_m > CHUNK_BYTES {
         Error::Limit(format!("pq_m {pq_m} makes entries larger than a page")).report();
@@ -475,7 +460,7 @@ pub unsafe extern "C-unwind" fn build(
                 );
             }
             let flat: Vec<f32> = sampler.sample.iter().flatten().copied().collect();
-            IvfPq::train(&flat, dims, k, pq_m, bits, metric.index_metric(), SEED).or_report()
+            IvfPq::train(&flat, dims, k, pq_m, bits, metric.code_metric(), SEED).or_report()
         };
         drop(sampler);
         let meta = create(index, pg_sys::ForkNumber::MAIN_FORKNUM, &model, metric);

@@ -157,7 +157,7 @@ pub unsafe fn model(rel: pg_sys::Relation, meta: &IvfMeta) -> Rc<IvfPq> {
     };
     let model = Rc::new(IvfPq {
         dims: meta.dims,
-        metric: meta.metric.index_metric(),
+        metric: meta.metric.code_metric(),
         centroids,
         pq: ProductQuantizer {
             dims: meta.dims,

@@ -36,6 +36,9 @@ struct ScanState {
     /// Candidates by estimated distance (nearest on top).
     candidates: BinaryHeap<Reverse<Scored>>,
     rows: VecDeque<RowId>,
+    /// Rows without a finite distance (a zero vector under cosine, overflowing
+    /// components): returned after every other row, as HNSW returns them.
+    last: Vec<RowId>,
     attnum: i16,
     fetch: *mut pg_sys::IndexFetchTableData,
     slot: *mut pg_sys::TupleTableSlot,
@@ -63,6 +66,7 @@ pub unsafe extern "C-unwind" fn begin_scan(
             probed: 0,
             candidates: BinaryHeap::new(),
             rows: VecDeque::new(),
+            last: Vec::new(),
             attnum: indexed_column(index),
             fetch: std::ptr::null_mut(),
             slot: std::ptr::null_mut(),
@@ -97,6 +101,7 @@ pub unsafe extern "C-unwind" fn rescan(
         state.probed = 0;
         state.candidates.clear();
         state.rows.clear();
+        state.last.clear();
     }
 }
 
@@ -178,7 +183,11 @@ impl ScanState {
             self.probed = end;
         }
         if self.candidates.is_empty() {
-            return false;
+            if self.last.is_empty() {
+                return false;
+            }
+            self.rows.extend(self.last.drain(..));
+            return true;
         }
         let mut batch = Vec::with_capacity(rerank);
         while batch.len() < rerank {
@@ -190,8 +199,13 @@ impl ScanState {
         // SAFETY: per the contract.
         let mut exact = unsafe { self.rerank(scan, &batch) };
         exact.sort();
-        self.rows
-            .extend(exact.iter().map(|s| NodeAddr::unpack(s.node)));
+        for s in exact {
+            if s.distance.is_finite() {
+                self.rows.push_back(NodeAddr::unpack(s.node));
+            } else {
+                self.last.push(NodeAddr::unpack(s.node));
+            }
+        }
         true
     }
 

@@ -24,6 +24,9 @@ SELECT cosine_distance('[0,0]', '[1,1]') AS zero_vector_is_nan;
 SELECT '[1,2,3]'::vector + '[4,5,6]', '[1,2,3]'::vector - '[4,5,6]', '[1,2,3]'::vector * '[4,5,6]';
 SELECT vector_dims('[1,2,3]'::vector), vector_norm('[3,4]'), l2_normalize('[3,4]'), l2_normalize('[0,0]');
 SELECT '[1,2,3]'::vector::real[], ARRAY[1,2]::vector;
+-- || concatenates vectors (an operator of the type, not text concatenation).
+SELECT '[1,2,3]'::vector || '[4,5]' AS v, pg_typeof('[1,2,3]'::vector || '[4,5]'), vector_concat('[1]', '[2]');
+SELECT vector_dims(array_fill(1, ARRAY[8000])::vector || array_fill(1, ARRAY[8000])::vector);
 SELECT vector_send('[1,2]');
 -- Binary COPY round-trips every value (send, then receive with the column's dimensions).
 COPY items TO '/tmp/epiphany_regress_vectors.bin' (FORMAT binary);
@@ -62,5 +65,6 @@ SELECT ARRAY[1,NULL]::vector;
 SELECT ARRAY[[1,2],[3,4]]::vector;
 SELECT ARRAY[]::int[]::vector;
 SELECT ('[' || repeat('1,', 16000) || '1]')::vector;
+SELECT array_fill(1, ARRAY[8000])::vector || array_fill(1, ARRAY[8001])::vector;
 SELECT count(*) FROM items;
 DROP TABLE items;
