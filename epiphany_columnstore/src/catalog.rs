@@ -138,7 +138,7 @@ unsafe fn visible_to(storage_id: u64, snapshot: pg_sys::Snapshot) -> Result<Vec<
             storage_id,
             snapshot,
             pg_sys::AccessShareLock as _,
-            |_, tuple, desc| {
+            |_, tuple, desc, _| {
                 parts.push(deform(tuple, desc));
             },
         )?;
@@ -158,7 +158,7 @@ pub fn delete_storage(storage_id: u64) -> Result<(), Error> {
             storage_id,
             snapshot,
             pg_sys::RowExclusiveLock as _,
-            |rel, tuple, _| {
+            |rel, tuple, _, _| {
                 pg_sys::simple_heap_delete(rel, &mut (*tuple).t_self);
             },
         );
@@ -167,7 +167,38 @@ pub fn delete_storage(storage_id: u64) -> Result<(), Error> {
     }
 }
 
-/// Calls `f` for each row of `storage_id` visible to `snapshot`.
+/// Extents (first block, pages) of every part of `storage_id` that some transaction may
+/// still read: all rows but those VACUUM could remove (written by an aborted
+/// transaction, or deleted by one every snapshot sees as committed). Rows VACUUM of the
+/// catalog already removed are not there at all.
+pub fn referenced_extents(storage_id: u64) -> Result<Vec<(u32, u32)>, Error> {
+    let mut extents = Vec::new();
+    // SAFETY: SnapshotAny returns every row version; each is judged by
+    // HeapTupleSatisfiesVacuum while its buffer is share-locked, as heap's VACUUM does.
+    unsafe {
+        let mut oldest = None;
+        scan(
+            storage_id,
+            &raw mut pg_sys::SnapshotAnyData,
+            pg_sys::AccessShareLock as _,
+            |rel, tuple, desc, buffer| {
+                let oldest =
+                    *oldest.get_or_insert_with(|| pg_sys::GetOldestNonRemovableTransactionId(rel));
+                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as _);
+                let state = pg_sys::HeapTupleSatisfiesVacuum(tuple, oldest, buffer);
+                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_UNLOCK as _);
+                if state != pg_sys::HTSV_Result::HEAPTUPLE_DEAD {
+                    let part = deform(tuple, desc);
+                    extents.push((part.first_block, part.pages));
+                }
+            },
+        )?;
+    }
+    Ok(extents)
+}
+
+/// Calls `f` for each row of `storage_id` visible to `snapshot`, with the (pinned, not
+/// locked) buffer holding it.
 ///
 /// # Safety
 /// `snapshot` must be valid for the scan's duration.
@@ -175,7 +206,7 @@ unsafe fn scan(
     storage_id: u64,
     snapshot: pg_sys::Snapshot,
     lockmode: pg_sys::LOCKMODE,
-    mut f: impl FnMut(pg_sys::Relation, pg_sys::HeapTuple, pg_sys::TupleDesc),
+    mut f: impl FnMut(pg_sys::Relation, pg_sys::HeapTuple, pg_sys::TupleDesc, pg_sys::Buffer),
 ) -> Result<(), Error> {
     let oid = parts_oid()?;
     // SAFETY: per the contract; a scan key on column 1 (int8 equality) limits the scan
@@ -199,7 +230,12 @@ unsafe fn scan(
             if tuple.is_null() {
                 break;
             }
-            f(rel, tuple, (*rel).rd_att);
+            f(
+                rel,
+                tuple,
+                (*rel).rd_att,
+                (*(scan as pg_sys::HeapScanDesc)).rs_cbuf,
+            );
         }
         pg_sys::heap_endscan(scan);
         pg_sys::table_close(rel, lockmode);

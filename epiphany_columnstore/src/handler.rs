@@ -245,12 +245,32 @@ unsafe extern "C-unwind" fn tuple_lock(
 
 #[pg_guard]
 unsafe extern "C-unwind" fn relation_vacuum(
-    _rel: pg_sys::Relation,
-    _params: *mut pg_sys::VacuumParams,
+    rel: pg_sys::Relation,
+    params: *mut pg_sys::VacuumParams,
     _strategy: pg_sys::BufferAccessStrategy,
 ) {
-    // Nothing is dead yet: rows are never deleted, and parts of aborted transactions are
-    // invisible catalog rows that VACUUM of epiphany.columnar_parts removes.
+    // Rows are never deleted yet; what VACUUM finds are the pages of parts whose
+    // transactions aborted (their catalog rows VACUUM of epiphany.columnar_parts removes).
+    // SAFETY: Postgres's open relation and parameters.
+    unsafe {
+        let done = crate::vacuum::reclaim(rel).or_report();
+        let verbose = !params.is_null()
+            && (i64::from((*params).options) & i64::from(pg_sys::VACOPT_VERBOSE)) != 0;
+        let name = std::ffi::CStr::from_ptr(pg_sys::get_rel_name((*rel).rd_id)).to_string_lossy();
+        let message = if done.skipped {
+            format!("\"{name}\": writers in progress, unused pages left for a later VACUUM")
+        } else {
+            format!(
+                "\"{name}\": {} unused pages truncated, {} unused pages free for reuse",
+                done.truncated, done.free
+            )
+        };
+        if verbose {
+            pgrx::info!("{message}");
+        } else {
+            pgrx::debug1!("{message}");
+        }
+    }
 }
 
 #[pg_guard]

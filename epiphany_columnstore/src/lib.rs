@@ -30,6 +30,7 @@ mod part_access;
 mod relation_storage;
 mod scan;
 mod table;
+mod vacuum;
 mod writes;
 
 ::pgrx::pg_module_magic!(name, version);

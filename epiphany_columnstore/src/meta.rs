@@ -3,7 +3,8 @@
 //! Storage starts without one; the first write creates it under the relation extension
 //! lock, with a storage id from `epiphany.columnar_storage_ids`. Updates are WAL-logged
 //! through GenericXLog while the page is exclusively locked, so reservations are handed
-//! out once even across crashes.
+//! out once even across crashes. It also holds the free pages VACUUM found (see
+//! `vacuum`).
 
 use epiphany_core::storage::metapage::{self, Metapage};
 use epiphany_core::Error;
@@ -78,6 +79,10 @@ pub unsafe fn update<R>(
             let data =
                 std::slice::from_raw_parts_mut(page.add(PAGE_HEADER), BLOCK_SIZE - PAGE_HEADER);
             meta.encode(data);
+            // Generic WAL logs a page up to pd_lower (and from pd_upper): the free list
+            // grows and shrinks the metapage's data.
+            (*(page as *mut pg_sys::PageHeaderData)).pd_lower =
+                (PAGE_HEADER + meta.encoded_len()) as u16;
             Ok(r)
         });
         if outcome.is_ok() {
@@ -125,9 +130,10 @@ unsafe fn create(rel: pg_sys::Relation) -> Result<(), Error> {
                 (page as *mut u8).add(PAGE_HEADER),
                 BLOCK_SIZE - PAGE_HEADER,
             );
-            Metapage::new(storage_id).encode(data);
+            let meta = Metapage::new(storage_id);
+            meta.encode(data);
             (*(page as *mut pg_sys::PageHeaderData)).pd_lower =
-                (PAGE_HEADER + metapage::LEN) as u16;
+                (PAGE_HEADER + meta.encoded_len()) as u16;
             pg_sys::GenericXLogFinish(state);
         }
         pg_sys::UnlockReleaseBuffer(buffer);

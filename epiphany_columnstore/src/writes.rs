@@ -18,7 +18,7 @@ use epiphany_core::columnar::rowid::{row_to_tid, Reservation};
 use epiphany_core::columnar::scan_plan::{encode_stats, summarize};
 use epiphany_core::columnar::write_set::{Batch, WriteSet};
 use epiphany_core::pg::OrReport;
-use epiphany_core::storage::write_extent;
+use epiphany_core::storage::{pages_for, write_extent, write_extent_at};
 use epiphany_core::Error;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
@@ -397,14 +397,25 @@ unsafe fn write_parts(rel: pg_sys::Relation, parts: Vec<Encoded>) -> Result<(), 
     if parts.is_empty() {
         return Ok(());
     }
+    // Pages are written before the transaction commits: VACUUM must not take pages back
+    // while it runs (see `vacuum`).
+    // SAFETY: per the contract.
+    unsafe { crate::vacuum::hold_off(rel) };
     // SAFETY: per the contract.
     let storage_id = unsafe { crate::meta::update(rel, |m| Ok(m.storage_id)) }?;
     // SAFETY: per the contract; the store lives only during this call.
     let mut store = unsafe { RelationPageStore::new(rel) };
     for e in parts {
+        let pages = pages_for(&store, e.part.bytes.len());
+        // Free pages VACUUM found are used before the relation grows.
         // SAFETY: per the contract.
-        let part_id = unsafe { crate::meta::update(rel, |m| Ok(m.reserve_extent())) }?;
-        let extent = write_extent(&mut store, part_id, &e.part.bytes)?;
+        let (part_id, free) = unsafe {
+            crate::meta::update(rel, |m| Ok((m.reserve_extent(), m.free.allocate(pages))))
+        }?;
+        let extent = match free {
+            Some(first) => write_extent_at(&mut store, part_id, &e.part.bytes, first)?,
+            None => write_extent(&mut store, part_id, &e.part.bytes)?,
+        };
         catalog::insert(
             &PartRow {
                 storage_id,

@@ -34,9 +34,21 @@ const WRITE_BATCH: usize = 4;
 
 /// Appends `bytes` to `store` as extent `id`.
 pub fn write_extent<S: PageStore>(store: &mut S, id: u64, bytes: &[u8]) -> Result<Extent> {
-    let per_page = payload_per_page(store);
     let pages = pages_for(store, bytes.len());
     let first_block = store.extend(pages)?;
+    write_extent_at(store, id, bytes, first_block)
+}
+
+/// Writes `bytes` as extent `id` into the [`pages_for`] pages from `first_block` on,
+/// which exist and hold nothing anyone reads (fresh, or free: see `free_space`).
+pub fn write_extent_at<S: PageStore>(
+    store: &mut S,
+    id: u64,
+    bytes: &[u8],
+    first_block: BlockNumber,
+) -> Result<Extent> {
+    let per_page = payload_per_page(store);
+    let pages = pages_for(store, bytes.len());
     let mut chunks: Vec<&[u8]> = bytes.chunks(per_page).collect();
     if chunks.is_empty() {
         chunks.push(&[]);
@@ -213,6 +225,26 @@ mod tests {
             ExtentReader::new(&store, b).unwrap().read_all().unwrap(),
             bytes(70, 2)
         );
+    }
+
+    #[test]
+    fn free_pages_take_a_new_extent_and_the_old_one_no_longer_reads() {
+        let mut store = MemoryPageStore::new(64);
+        let a = write_extent(&mut store, 1, &bytes(500, 1)).unwrap();
+        let b = write_extent(&mut store, 2, &bytes(70, 2)).unwrap();
+        let c = write_extent_at(&mut store, 3, &bytes(100, 3), a.first_block).unwrap();
+        assert_eq!(c.first_block, a.first_block);
+        assert!(c.pages <= a.pages);
+        assert_eq!(
+            ExtentReader::new(&store, c).unwrap().read_all().unwrap(),
+            bytes(100, 3)
+        );
+        assert_eq!(
+            ExtentReader::new(&store, b).unwrap().read_all().unwrap(),
+            bytes(70, 2)
+        );
+        // A stale catalog row of the old extent is an error, never the new bytes.
+        assert!(ExtentReader::new(&store, a).unwrap().read_all().is_err());
     }
 
     #[test]

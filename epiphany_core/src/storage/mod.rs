@@ -8,9 +8,10 @@
 //! reported as corruption, never decoded.
 
 pub mod extent;
+pub mod free_space;
 pub mod metapage;
 pub mod page;
 pub mod page_store;
 
-pub use extent::{write_extent, Extent, ExtentReader};
+pub use extent::{pages_for, write_extent, write_extent_at, Extent, ExtentReader};
 pub use page_store::{BlockNumber, MemoryPageStore, PageStore};

@@ -348,3 +348,85 @@ fn a_streaming_standby_answers_like_the_primary() {
     let err = s.execute("INSERT INTO m VALUES (1)", &[]).unwrap_err();
     assert_eq!(err.code().map(|c| c.code()), Some("25006"));
 }
+
+/// Pages of parts whose transactions rolled back (or died with the server) come back:
+/// VACUUM cuts a free tail off the file and lists the holes, and later writes fill the
+/// holes before the file grows; a writer still in its transaction keeps its pages.
+#[test]
+fn vacuum_takes_back_the_pages_of_aborted_writes_and_writes_reuse_them() {
+    let cluster = Cluster::start_new("columnar_reclaim");
+    let mut c = cluster.create_db_with_suite("app");
+    let size = |c: &mut postgres::Client| -> i64 {
+        c.query_one("SELECT pg_relation_size('t')", &[])
+            .unwrap()
+            .get(0)
+    };
+    let load = "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 100000) g";
+    c.batch_execute("CREATE TABLE t (id int, s text) USING epiphany_columnar")
+        .unwrap();
+    c.batch_execute(&format!("{load}; INSERT INTO t VALUES (0, 'first')"))
+        .unwrap();
+    let committed = size(&mut c);
+    // A rolled-back load at the end of the file: VACUUM cuts it off.
+    c.batch_execute(&format!("BEGIN; {load}; SELECT count(*) FROM t; ROLLBACK"))
+        .unwrap();
+    assert!(
+        size(&mut c) > committed + 1_000_000,
+        "the aborted load wrote pages"
+    );
+    c.batch_execute("VACUUM t").unwrap();
+    assert_eq!(size(&mut c), committed, "VACUUM cut the aborted pages off");
+    // A hole in the middle (a committed part after the aborted one): listed, then reused.
+    c.batch_execute(&format!("BEGIN; {load}; SELECT count(*) FROM t; ROLLBACK"))
+        .unwrap();
+    c.batch_execute("INSERT INTO t VALUES (-1, 'after the hole')")
+        .unwrap();
+    let with_hole = size(&mut c);
+    c.batch_execute("VACUUM t").unwrap();
+    assert_eq!(size(&mut c), with_hole, "a hole is not at the end");
+    c.batch_execute("INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g")
+        .unwrap();
+    assert_eq!(size(&mut c), with_hole, "the new part went into the hole");
+    // A writer still in its transaction keeps its pages from VACUUM.
+    let mut w = cluster.connect("app");
+    w.batch_execute(&format!("BEGIN; {load}; SELECT count(*) FROM t"))
+        .unwrap();
+    let growing = size(&mut c);
+    c.batch_execute("VACUUM t").unwrap();
+    assert_eq!(
+        size(&mut c),
+        growing,
+        "pages of a transaction in progress stay"
+    );
+    w.batch_execute("COMMIT").unwrap();
+    let count: i64 = c.query_one("SELECT count(*) FROM t", &[]).unwrap().get(0);
+    assert_eq!(count, 100_001 + 1 + 20_000 + 100_000);
+    // A writer killed with the server: its pages come back after recovery.
+    let mut w = cluster.connect("app");
+    w.batch_execute(&format!("BEGIN; {load}; SELECT count(*) FROM t"))
+        .unwrap();
+    let before_crash: i64 = c
+        .query_one("SELECT pg_relation_size('t')", &[])
+        .unwrap()
+        .get(0);
+    drop((c, w));
+    cluster.kill9();
+    cluster.start();
+    let mut c = cluster.connect_when_ready("app");
+    c.batch_execute("VACUUM t").unwrap();
+    assert!(
+        size(&mut c) < before_crash,
+        "the crashed writer's pages are cut off"
+    );
+    let (count, sum): (i64, i64) = c
+        .query_one("SELECT count(*), sum(id) FROM t", &[])
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(count, 100_001 + 1 + 20_000 + 100_000);
+    assert_eq!(sum, 5_000_050_000 - 1 + 200_010_000 + 5_000_050_000);
+    let problems: i64 = c
+        .query_one("SELECT count(*) FROM epiphany.verify_table('t')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(problems, 0);
+}
