@@ -610,4 +610,32 @@ mod tests {
         assert_eq!(one::<i64>("FETCH c1"), Some(1));
         assert_eq!(one::<i64>("SELECT sum(x) FROM t14"), Some(111));
     }
+
+    /// MERGE and UPDATE re-fetch rows with SnapshotAny: the parts catalog must still be
+    /// read with an MVCC snapshot, or the part of an aborted subtransaction (whose rows
+    /// were written again, with the same row numbers, in a later part) would be found.
+    #[pg_test]
+    fn fetches_with_snapshot_any_never_find_the_parts_of_aborted_subtransactions() {
+        run("CREATE TABLE t15 (x int) USING epiphany_columnar");
+        // SAFETY: a subtransaction begun and rolled back on the main thread.
+        run("INSERT INTO t15 SELECT generate_series(1, 100)");
+        unsafe {
+            pg_sys::BeginInternalSubTransaction(std::ptr::null());
+            // Flushed by the subtransaction: its part dies with it, the rows come back.
+            assert_eq!(one::<i64>("SELECT count(*) FROM t15"), Some(100));
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        run("INSERT INTO t15 SELECT generate_series(1, 10)");
+        assert_eq!(one::<i64>("SELECT count(*) FROM t15"), Some(110));
+        let oid = one::<pg_sys::Oid>("SELECT 't15'::regclass::oid").unwrap();
+        // SAFETY: an open relation of this transaction, closed again below.
+        let rows: Vec<u64> = unsafe {
+            let rel = pg_sys::relation_open(oid, pg_sys::AccessShareLock as _);
+            let storage = crate::meta::storage_id(rel).unwrap().unwrap();
+            let parts = crate::catalog::visible(storage, &raw mut pg_sys::SnapshotAnyData).unwrap();
+            pg_sys::relation_close(rel, pg_sys::AccessShareLock as _);
+            parts.iter().map(|p| p.row_count).collect()
+        };
+        assert_eq!(rows.iter().sum::<u64>(), 110, "{rows:?}");
+    }
 }
