@@ -378,4 +378,79 @@ mod tests {
             bad.join("\n")
         );
     }
+
+    fn same(a: &str, b: &str) {
+        let q = format!(
+            "SELECT count(*) FROM ((({a}) EXCEPT ALL ({b})) UNION ALL (({b}) EXCEPT ALL ({a}))) d"
+        );
+        assert_eq!(count(&q), 0, "{a}  vs  {b}");
+        assert_eq!(
+            count(&format!("SELECT count(*) FROM ({a}) x")),
+            count(&format!("SELECT count(*) FROM ({b}) x")),
+            "{a}"
+        );
+    }
+
+    /// Rows fetched by TID decode only the columns the executor asks for: every way the
+    /// executor reads, keeps or copies a fetched row must see the same values as heap's.
+    #[pg_test]
+    fn rows_fetched_by_tid_answer_like_heap_however_they_are_used() {
+        let rows = "SELECT i AS id, (i * 7919) % 1000 AS k, 'name ' || i AS name,
+            CASE WHEN i % 10 = 0 THEN NULL ELSE i * 1.5 END AS price,
+            date '2024-01-01' + (i % 366) AS day, repeat(md5(i::text), 1 + i % 80) AS long,
+            jsonb_build_object('i', i) AS doc, ARRAY[i, i + 1] AS arr
+            FROM generate_series(1, 6000) i";
+        run(&format!("CREATE TABLE tid_heap AS {rows}"));
+        run("CREATE TABLE tid_col (id int, k int, name text, price numeric, day date, long text, doc jsonb, arr int[])
+             USING epiphany_columnar WITH (order_by = 'k', granule_rows = 700)");
+        run("INSERT INTO tid_col SELECT * FROM tid_heap WHERE id <= 3000");
+        run("INSERT INTO tid_col SELECT * FROM tid_heap WHERE id > 3000");
+        for t in ["tid_heap", "tid_col"] {
+            run(&format!("CREATE INDEX ON {t} (id)"));
+            run(&format!("CREATE INDEX ON {t} (name)"));
+        }
+        run("CREATE TABLE keys AS SELECT (g * 37) % 6000 + 1 AS id FROM generate_series(1, 800) g");
+        let queries = [
+            "SELECT * FROM {t} WHERE id BETWEEN 100 AND 900",
+            "SELECT price, long FROM {t} WHERE id IN (5, 77, 1234, 5999, 6000)",
+            "SELECT arr, doc->>'i', name FROM {t} WHERE name > 'name 59' ORDER BY day, id",
+            "SELECT id FROM {t} WHERE id % 7 = 0 AND id < 3000",
+            "SELECT count(*), sum(price), max(length(long)) FROM keys JOIN {t} USING (id)",
+            "SELECT t.* FROM keys JOIN {t} t USING (id) ORDER BY t.long, t.id LIMIT 300",
+            "WITH m AS MATERIALIZED (SELECT * FROM {t} WHERE id < 500) SELECT * FROM m a JOIN m b ON a.k = b.k",
+            "SELECT id, sum(price) OVER (ORDER BY id) FROM {t} WHERE id BETWEEN 2000 AND 2600",
+            "SELECT DISTINCT ON (k) k, name, long FROM {t} WHERE id < 4000 ORDER BY k, id",
+            "SELECT x::text FROM {t} x WHERE id < 300",
+            "SELECT id FROM {t} WHERE id < 3000 AND long LIKE '%ab%'",
+        ];
+        for (scan, settings) in [
+            (
+                "index",
+                "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off",
+            ),
+            (
+                "bitmap",
+                "SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off",
+            ),
+        ] {
+            for cache in ["64MB", "0"] {
+                run("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_indexscan");
+                run(settings);
+                run(&format!(
+                    "SET LOCAL epiphany.columnar_fetch_cache = '{cache}'"
+                ));
+                run("SET LOCAL epiphany.enable_columnar_scan = off");
+                let plan = Spi::get_one::<String>(&format!(
+                    "EXPLAIN (COSTS OFF) {}",
+                    queries[0].replace("{t}", "tid_col")
+                ))
+                .unwrap()
+                .unwrap_or_default();
+                assert!(plan.to_lowercase().contains(scan), "{scan}: {plan}");
+                for q in queries {
+                    same(&q.replace("{t}", "tid_col"), &q.replace("{t}", "tid_heap"));
+                }
+            }
+        }
+    }
 }

@@ -1,15 +1,18 @@
 //! Fetching rows by TID: index scans, `tuple_fetch_row_version`, bitmap heap scans.
 //!
 //! A TID is a row number; the part owning it is found among the parts the snapshot sees
-//! (the list is reloaded when the snapshot changes), its position comes from the part's
-//! position column (one granule), and the row from one granule of every column. The last
-//! decoded granules are kept, so an index scan in key order that stays within a few
-//! granules decodes each once.
+//! (the list is reloaded when the snapshot changes) and its position from the part's
+//! position column (one granule, cached). The row is stored deferred into the columnar
+//! slot: only the columns the executor asks for are decoded, one page window each,
+//! cached per backend (`slot`), so rows fetched near each other share the work and an
+//! index-only scan decodes no column at all.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt32Type;
+use arrow_array::Array;
 use epiphany_core::columnar::part::PAGE_ROWS;
 use epiphany_core::columnar::rowid::{find_part, tid_to_row};
 use epiphany_core::pg::OrReport;
@@ -19,6 +22,7 @@ use pgrx::prelude::*;
 
 use crate::catalog::{self, PartRow};
 use crate::part_access::{store_row, OpenPart, RowContext};
+use crate::slot::DeferredRow;
 use crate::table::TableInfo;
 
 #[repr(C)]
@@ -55,13 +59,10 @@ impl SnapshotKey {
 }
 
 pub struct FetchState {
-    info: TableInfo,
+    info: Rc<TableInfo>,
     storage: Option<u64>,
     snapshot: Option<SnapshotKey>,
     parts: Vec<PartRow>,
-    positions: Option<(u64, usize, RecordBatch)>,
-    /// Decoded rows: (part, granule, window of PAGE_ROWS rows) and the batch.
-    rows: Option<((u64, usize, usize), RecordBatch)>,
     row_context: RowContext,
 }
 
@@ -75,18 +76,18 @@ impl FetchState {
                 crate::writes::flush_relid((*rel).rd_id, true);
             }
             Ok(FetchState {
-                info: TableInfo::load(rel)?,
+                info: Rc::new(TableInfo::load(rel)?),
                 storage: crate::meta::storage_id(rel)?,
                 snapshot: None,
                 parts: Vec::new(),
-                positions: None,
-                rows: None,
                 row_context: RowContext::new(c"epiphany_columnar fetch"),
             })
         }
     }
 
     /// Row `tid` as `snapshot` sees it, into `slot`; false if it does not exist for it.
+    /// Into a columnar slot the row is stored deferred: its columns are decoded when the
+    /// executor asks for them (see `slot`).
     ///
     /// # Safety
     /// `rel` open, `snapshot` valid, `slot` a slot of `rel`.
@@ -119,43 +120,85 @@ impl FetchState {
         // SAFETY: per the contract.
         let open = unsafe { cached_part(rel, &self.info.schema, &part) }?;
         // SAFETY: per the contract.
-        let pos = unsafe { open.position_of(rel, &mut self.positions, row) }?;
+        let pos = unsafe { position_of(rel, &open, row) }?;
         let (g, within) = open.reader.locate(pos).ok_or_else(|| {
             Error::Corrupted(format!(
                 "part {}: position {pos} past its rows",
                 open.row.part_id
             ))
         })?;
-        // One page's worth of rows around the one asked for is decoded and kept: the next
-        // fetch of an index scan is often nearby.
+        // The row's page window: a fetch decodes (and caches) one page per column.
         let granule_rows = open.reader.granule_rows()[g] as usize;
-        let window = within / PAGE_ROWS;
-        let first = window * PAGE_ROWS;
+        let first = within / PAGE_ROWS * PAGE_ROWS;
         let count = PAGE_ROWS.min(granule_rows - first);
-        let key = (open.row.part_id, g, window);
-        if !matches!(&self.rows, Some((k, _)) if *k == key) {
+        // SAFETY: per the contract.
+        unsafe {
+            if crate::slot::is_columnar(slot) {
+                crate::slot::store_deferred(
+                    slot,
+                    DeferredRow {
+                        info: self.info.clone(),
+                        relid: (*rel).rd_id,
+                        part: open,
+                        granule: g,
+                        first,
+                        count,
+                        row: within - first,
+                    },
+                    *tid,
+                );
+                (*slot).tts_tableOid = (*rel).rd_id;
+                return Ok(true);
+            }
+            // Another kind of slot: every column now.
             let mut columns: Vec<usize> = (0..self.info.columns.len()).collect();
             columns.push(open.reader.row_column());
-            // SAFETY: per the contract.
-            let batch = unsafe { open.rows(rel, &columns, g, first, count) }?;
-            self.rows = Some((key, batch));
-        }
-        let batch = &self.rows.as_ref().expect("cached").1;
-        let within = within - first;
-        // SAFETY: per the contract; datums go to the row context.
-        unsafe {
+            let batch = open.rows(rel, &columns, g, first, count)?;
             store_row(
                 self.row_context.get(),
                 slot,
                 &self.info.columns,
-                batch,
-                within,
+                &batch,
+                within - first,
                 open.row.first_row,
                 (*rel).rd_id,
-            )?
+            )?;
         }
         Ok(true)
     }
+}
+
+/// The stored position of row number `row` of `part` (granules' position columns are
+/// cached with the decoded windows).
+///
+/// # Safety
+/// `rel` open, the relation `part` belongs to.
+unsafe fn position_of(rel: pg_sys::Relation, part: &OpenPart, row: u64) -> Result<u64, Error> {
+    let offset = row - part.row.first_row;
+    let (g, within) = part.reader.locate(offset).ok_or_else(|| {
+        Error::Corrupted(format!(
+            "row offset {offset} past part {}",
+            part.row.part_id
+        ))
+    })?;
+    let key = (part.row.storage_id, part.row.part_id, g as u32, 0, u32::MAX);
+    let positions = crate::slot::windows(|w| {
+        w.get_or_insert(&key, || {
+            // SAFETY: per the contract.
+            let batch = unsafe { part.granule(rel, &[part.reader.pos_column()], g) }?;
+            let array = batch.column(0).clone();
+            let bytes = array.get_array_memory_size();
+            Ok::<_, Error>((array, bytes))
+        })
+    })?;
+    let pos = positions.as_primitive::<UInt32Type>().value(within);
+    if u64::from(pos) >= part.row.row_count {
+        return Err(Error::Corrupted(format!(
+            "part {}: position {pos} out of range",
+            part.row.part_id
+        )));
+    }
+    Ok(u64::from(pos))
 }
 
 /// Parts opened by this backend's fetches (footer read, chunks fetched so far), across

@@ -126,7 +126,7 @@ fn not_supported(what: &str) -> ! {
 unsafe extern "C-unwind" fn slot_callbacks(
     _rel: pg_sys::Relation,
 ) -> *const pg_sys::TupleTableSlotOps {
-    &raw const pg_sys::TTSOpsVirtual
+    &crate::slot::TTS_OPS_COLUMNAR
 }
 
 #[pg_guard]

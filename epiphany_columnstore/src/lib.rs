@@ -29,6 +29,7 @@ mod page_store;
 mod part_access;
 mod relation_storage;
 mod scan;
+mod slot;
 mod table;
 mod vacuum;
 mod writes;
@@ -41,6 +42,7 @@ pub extern "C-unwind" fn _PG_init() {
     launcher::register();
     options::install();
     writes::init();
+    slot::init();
     custom_scan::init();
     object_hook::install();
 }

@@ -140,40 +140,6 @@ impl OpenPart {
         unsafe { self.fetch(rel, columns, &[g]) }?;
         self.reader.read_rows(columns, g, first, count)
     }
-
-    /// The stored position of row number `row` of this part.
-    ///
-    /// # Safety
-    /// As [`OpenPart::fetch`].
-    pub unsafe fn position_of(
-        &self,
-        rel: pg_sys::Relation,
-        cache: &mut Option<(u64, usize, RecordBatch)>,
-        row: u64,
-    ) -> Result<u64, Error> {
-        let offset = row - self.row.first_row;
-        let (g, within) = self.reader.locate(offset).ok_or_else(|| {
-            Error::Corrupted(format!(
-                "row offset {offset} past part {}",
-                self.row.part_id
-            ))
-        })?;
-        let hit = matches!(cache, Some((p, cg, _)) if *p == self.row.part_id && *cg == g);
-        if !hit {
-            // SAFETY: per the contract.
-            let batch = unsafe { self.granule(rel, &[self.reader.pos_column()], g) }?;
-            *cache = Some((self.row.part_id, g, batch));
-        }
-        let batch = &cache.as_ref().expect("filled").2;
-        let pos = batch.column(0).as_primitive::<UInt32Type>().value(within);
-        if u64::from(pos) >= self.row.row_count {
-            return Err(Error::Corrupted(format!(
-                "part {}: position {pos} out of range",
-                self.row.part_id
-            )));
-        }
-        Ok(u64::from(pos))
-    }
 }
 
 /// A memory context for the datums of the rows a scan or fetch hands out, deleted with

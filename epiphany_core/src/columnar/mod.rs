@@ -6,6 +6,7 @@
 //! ([`PartReader`]); [`prune`] decides from granule statistics what a scan can skip.
 
 pub mod buffer;
+pub mod cache;
 pub mod fetch;
 pub mod filter;
 pub mod flush;

@@ -1,0 +1,409 @@
+//! The columnar table's tuple slot: a virtual slot whose rows fetched by TID decode a
+//! column only when the executor first asks for it.
+//!
+//! A fetch by TID (index scans, bitmap scans, EPQ and MERGE re-fetches) finds the row's
+//! part and stored position, and stores a [`DeferredRow`]; the executor deforms the
+//! columns its expressions need (`slot_getsomeattrs`, like a heap slot's lazy
+//! deforming), and only those are decoded — one page window of one column each, kept in
+//! a per-backend cache of decoded windows ([`windows`]), so nearby rows share the work.
+//! An index-only scan, which only asks whether the row is visible, decodes nothing.
+//! Rows stored by scans (and by Postgres itself, as for any virtual slot) carry all
+//! their values already.
+//!
+//! The slot owns a memory context for the by-reference values it decodes or
+//! materializes and for the deferred row; clearing the slot resets it, and a reset
+//! callback drops the row's Rust state, so an ERROR leaks nothing.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use arrow_array::{Array, ArrayRef};
+use epiphany_core::columnar::cache::ByteLru;
+use epiphany_core::columnar::value_at;
+use epiphany_core::pg::OrReport;
+use epiphany_core::Error;
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::part_access::OpenPart;
+use crate::table::TableInfo;
+
+/// Bytes (kB) of decoded column windows and positions each backend keeps for fetches.
+pub static FETCH_CACHE_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
+
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"epiphany.columnar_fetch_cache",
+        c"Memory per backend for the column pages that fetches by TID (index and bitmap scans) decode from epiphany_columnar tables.",
+        c"Rows fetched near each other share decoded pages; 0 decodes every fetch afresh.",
+        &FETCH_CACHE_KB,
+        0,
+        i32::MAX / 1024,
+        GucContext::Userset,
+        GucFlags::UNIT_KB,
+    );
+}
+
+/// What decoded windows are cached by: (storage id, part id, granule, first row of the
+/// window, column; `u32::MAX` for the granule's stored positions).
+pub type WindowKey = (u64, u64, u32, u32, u32);
+
+thread_local! {
+    static WINDOWS: RefCell<ByteLru<WindowKey, ArrayRef>> = RefCell::new(ByteLru::new(0));
+}
+
+/// The per-backend cache of decoded windows, with its budget from the GUC.
+pub fn windows<R>(f: impl FnOnce(&mut ByteLru<WindowKey, ArrayRef>) -> R) -> R {
+    let budget = FETCH_CACHE_KB.get().max(0) as usize * 1024;
+    WINDOWS.with(|w| {
+        let mut w = w.borrow_mut();
+        w.set_budget(budget);
+        f(&mut w)
+    })
+}
+
+/// A fetched row whose columns are decoded on demand.
+pub struct DeferredRow {
+    pub info: Rc<TableInfo>,
+    pub relid: pg_sys::Oid,
+    pub part: Rc<OpenPart>,
+    pub granule: usize,
+    /// The page window holding the row: its first row within the granule, its rows.
+    pub first: usize,
+    pub count: usize,
+    /// The row within the window.
+    pub row: usize,
+}
+
+impl DeferredRow {
+    /// Column `c` of the row's window, decoded (or from the cache).
+    fn column(&self, c: usize) -> Result<ArrayRef, Error> {
+        let key = (
+            self.part.row.storage_id,
+            self.part.row.part_id,
+            self.granule as u32,
+            self.first as u32,
+            c as u32,
+        );
+        windows(|w| {
+            w.get_or_insert(&key, || {
+                // SAFETY: the relation is open and locked by the query that fetched the
+                // row (the slot is the query's); NoLock only looks it up again.
+                unsafe {
+                    let rel = pg_sys::relation_open(self.relid, pg_sys::NoLock as _);
+                    let batch = self
+                        .part
+                        .rows(rel, &[c], self.granule, self.first, self.count);
+                    pg_sys::relation_close(rel, pg_sys::NoLock as _);
+                    let array = batch?.column(0).clone();
+                    let bytes = array.get_array_memory_size();
+                    Ok((array, bytes))
+                }
+            })
+        })
+    }
+}
+
+#[repr(C)]
+struct ColumnarSlot {
+    base: pg_sys::TupleTableSlot,
+    /// By-reference values the slot decoded or copied, and the deferred row's holder.
+    context: pg_sys::MemoryContext,
+    /// The deferred row (in `context`), or null.
+    deferred: *mut Option<DeferredRow>,
+    /// Every by-reference value lives in `context` (decoded or materialized).
+    owned: bool,
+}
+
+/// The slot operations of columnar tables (`slot_callbacks`).
+pub static TTS_OPS_COLUMNAR: pg_sys::TupleTableSlotOps = pg_sys::TupleTableSlotOps {
+    base_slot_size: std::mem::size_of::<ColumnarSlot>(),
+    init: Some(init_slot),
+    release: Some(release_slot),
+    clear: Some(clear_slot),
+    getsomeattrs: Some(getsomeattrs),
+    getsysattr: Some(getsysattr),
+    #[cfg(not(any(feature = "pg15", feature = "pg16")))]
+    is_current_xact_tuple: Some(is_current_xact_tuple),
+    materialize: Some(materialize),
+    copyslot: Some(copyslot),
+    get_heap_tuple: None,
+    get_minimal_tuple: None,
+    copy_heap_tuple: Some(copy_heap_tuple),
+    copy_minimal_tuple: Some(copy_minimal_tuple),
+};
+
+/// # Safety
+/// `slot` is a slot of [`TTS_OPS_COLUMNAR`].
+unsafe fn me<'a>(slot: *mut pg_sys::TupleTableSlot) -> &'a mut ColumnarSlot {
+    // SAFETY: per the contract, the slot was allocated with our base_slot_size.
+    unsafe { &mut *(slot as *mut ColumnarSlot) }
+}
+
+/// Whether `slot` is a columnar slot.
+pub fn is_columnar(slot: *mut pg_sys::TupleTableSlot) -> bool {
+    // SAFETY: a valid slot.
+    unsafe { std::ptr::eq((*slot).tts_ops, &TTS_OPS_COLUMNAR) }
+}
+
+/// Stores `row` into `slot` (a columnar slot of its relation) with TID `tid`; its
+/// columns are decoded when asked for.
+///
+/// # Safety
+/// `slot` is a columnar slot of the relation `row.info` describes; main thread.
+pub unsafe fn store_deferred(
+    slot: *mut pg_sys::TupleTableSlot,
+    row: DeferredRow,
+    tid: pg_sys::ItemPointerData,
+) {
+    // SAFETY: per the contract; the holder and its reset callback live in the slot's
+    // context, whose reset (clear) or deletion drops the row.
+    unsafe {
+        pg_sys::ExecClearTuple(slot);
+        let s = me(slot);
+        let holder =
+            pg_sys::MemoryContextAlloc(s.context, std::mem::size_of::<Option<DeferredRow>>())
+                as *mut Option<DeferredRow>;
+        std::ptr::write(holder, Some(row));
+        let callback = pg_sys::MemoryContextAlloc(
+            s.context,
+            std::mem::size_of::<pg_sys::MemoryContextCallback>(),
+        ) as *mut pg_sys::MemoryContextCallback;
+        std::ptr::write(
+            callback,
+            pg_sys::MemoryContextCallback {
+                func: Some(drop_deferred),
+                arg: holder as *mut std::ffi::c_void,
+                next: std::ptr::null_mut(),
+            },
+        );
+        pg_sys::MemoryContextRegisterResetCallback(s.context, callback);
+        s.deferred = holder;
+        s.owned = true;
+        s.base.tts_nvalid = 0;
+        s.base.tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
+        s.base.tts_tid = tid;
+    }
+}
+
+unsafe extern "C-unwind" fn drop_deferred(arg: *mut std::ffi::c_void) {
+    // SAFETY: `arg` is a holder written by store_deferred, dropped exactly once (the
+    // callback runs once, before its memory is freed).
+    unsafe { std::ptr::drop_in_place(arg as *mut Option<DeferredRow>) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn init_slot(slot: *mut pg_sys::TupleTableSlot) {
+    // SAFETY: a new slot of ours, in its memory context.
+    unsafe {
+        let s = me(slot);
+        s.context = pg_sys::AllocSetContextCreateExtended(
+            s.base.tts_mcxt,
+            c"epiphany_columnar slot".as_ptr(),
+            pg_sys::ALLOCSET_SMALL_MINSIZE as _,
+            pg_sys::ALLOCSET_SMALL_INITSIZE as _,
+            pg_sys::ALLOCSET_SMALL_MAXSIZE as _,
+        );
+        s.deferred = std::ptr::null_mut();
+        s.owned = false;
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn release_slot(slot: *mut pg_sys::TupleTableSlot) {
+    // SAFETY: the slot is being dropped; deleting its context runs the reset callback.
+    unsafe {
+        let s = me(slot);
+        s.deferred = std::ptr::null_mut();
+        pg_sys::MemoryContextDelete(s.context);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn clear_slot(slot: *mut pg_sys::TupleTableSlot) {
+    // SAFETY: a slot of ours; resetting its context frees what it owned.
+    unsafe {
+        let s = me(slot);
+        if !s.deferred.is_null() || s.owned {
+            pg_sys::MemoryContextReset(s.context);
+        }
+        s.deferred = std::ptr::null_mut();
+        s.owned = false;
+        s.base.tts_nvalid = 0;
+        s.base.tts_flags |= pg_sys::TTS_FLAG_EMPTY as u16;
+        s.base.tts_flags &= !(pg_sys::TTS_FLAG_SHOULDFREE as u16);
+        pgrx::itemptr::item_pointer_set_all(
+            &mut s.base.tts_tid,
+            pg_sys::InvalidBlockNumber,
+            pg_sys::InvalidOffsetNumber as u16,
+        );
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn getsomeattrs(slot: *mut pg_sys::TupleTableSlot, natts: i32) {
+    // SAFETY: a non-empty slot of ours; values and nulls have natts entries.
+    unsafe { deform(slot, natts as usize) }.or_report()
+}
+
+/// Decodes columns `tts_nvalid..natts` of the deferred row.
+///
+/// # Safety
+/// `slot` is a slot of ours; `natts` at most its descriptor's.
+unsafe fn deform(slot: *mut pg_sys::TupleTableSlot, natts: usize) -> Result<(), Error> {
+    // SAFETY: per the contract; datums are built in the slot's context.
+    unsafe {
+        let s = me(slot);
+        let from = s.base.tts_nvalid as usize;
+        if from >= natts {
+            return Ok(());
+        }
+        let Some(row) = s.deferred.as_ref().and_then(|d| d.as_ref()) else {
+            return Err(Error::Internal(
+                "an epiphany_columnar slot without the values asked for".into(),
+            ));
+        };
+        let values = std::slice::from_raw_parts_mut(s.base.tts_values, natts);
+        let nulls = std::slice::from_raw_parts_mut(s.base.tts_isnull, natts);
+        for c in from..natts {
+            let Some(info) = row.info.columns.get(c) else {
+                // A column the table did not have when the part was written.
+                nulls[c] = true;
+                continue;
+            };
+            let array = row.column(c)?;
+            let old = pg_sys::MemoryContextSwitchTo(s.context);
+            let datum = crate::datum::to_datum(info, &value_at(&array, info.ty, row.row));
+            pg_sys::MemoryContextSwitchTo(old);
+            values[c] = datum.unwrap_or(pg_sys::Datum::from(0usize));
+            nulls[c] = datum.is_none();
+        }
+        s.base.tts_nvalid = natts as i16;
+    }
+    Ok(())
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn getsysattr(
+    _slot: *mut pg_sys::TupleTableSlot,
+    _attnum: i32,
+    _isnull: *mut bool,
+) -> pg_sys::Datum {
+    // As for virtual slots: the row's TID is in tts_tid, other system columns do not
+    // exist.
+    error!("cannot retrieve a system column in this context")
+}
+
+#[cfg(not(any(feature = "pg15", feature = "pg16")))]
+#[pg_guard]
+unsafe extern "C-unwind" fn is_current_xact_tuple(_slot: *mut pg_sys::TupleTableSlot) -> bool {
+    error!("don't have transaction information for this type of tuple")
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn materialize(slot: *mut pg_sys::TupleTableSlot) {
+    // SAFETY: a non-empty slot of ours; by-reference values are copied into its
+    // context, so they no longer depend on memory the slot does not own.
+    unsafe {
+        let s = me(slot);
+        let desc = s.base.tts_tupleDescriptor;
+        let natts = (*desc).natts as usize;
+        deform(slot, natts).or_report();
+        let s = me(slot);
+        if !s.owned {
+            let values = std::slice::from_raw_parts_mut(s.base.tts_values, natts);
+            let nulls = std::slice::from_raw_parts(s.base.tts_isnull, natts);
+            let old = pg_sys::MemoryContextSwitchTo(s.context);
+            for i in 0..natts {
+                let attr = crate::table::tuple_desc_attr(desc, i);
+                if !nulls[i] && !(*attr).attbyval {
+                    values[i] = pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                        datumCopy(values[i], false, i32::from((*attr).attlen))
+                    });
+                }
+            }
+            pg_sys::MemoryContextSwitchTo(old);
+            s.owned = true;
+        }
+        s.base.tts_flags |= pg_sys::TTS_FLAG_SHOULDFREE as u16;
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn copyslot(
+    dst: *mut pg_sys::TupleTableSlot,
+    src: *mut pg_sys::TupleTableSlot,
+) {
+    // SAFETY: two slots of the same descriptor shape; ours is `dst`.
+    unsafe {
+        clear_slot(dst);
+        let natts = (*(*dst).tts_tupleDescriptor).natts;
+        if i32::from((*src).tts_nvalid) < natts {
+            pg_sys::slot_getsomeattrs_int(src, natts);
+        }
+        let n = natts as usize;
+        std::ptr::copy_nonoverlapping((*src).tts_values, (*dst).tts_values, n);
+        std::ptr::copy_nonoverlapping((*src).tts_isnull, (*dst).tts_isnull, n);
+        (*dst).tts_nvalid = natts as i16;
+        (*dst).tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
+        materialize(dst);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn copy_heap_tuple(
+    slot: *mut pg_sys::TupleTableSlot,
+) -> pg_sys::HeapTuple {
+    // SAFETY: a non-empty slot of ours, deformed first.
+    unsafe {
+        let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
+        deform(slot, natts).or_report();
+        pg_sys::heap_form_tuple(
+            (*slot).tts_tupleDescriptor,
+            (*slot).tts_values,
+            (*slot).tts_isnull,
+        )
+    }
+}
+
+#[cfg(not(feature = "pg18"))]
+#[pg_guard]
+unsafe extern "C-unwind" fn copy_minimal_tuple(
+    slot: *mut pg_sys::TupleTableSlot,
+) -> pg_sys::MinimalTuple {
+    // SAFETY: a non-empty slot of ours, deformed first.
+    unsafe {
+        let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
+        deform(slot, natts).or_report();
+        pg_sys::heap_form_minimal_tuple(
+            (*slot).tts_tupleDescriptor,
+            (*slot).tts_values,
+            (*slot).tts_isnull,
+        )
+    }
+}
+
+#[cfg(feature = "pg18")]
+#[pg_guard]
+unsafe extern "C-unwind" fn copy_minimal_tuple(
+    slot: *mut pg_sys::TupleTableSlot,
+    extra: pg_sys::Size,
+) -> pg_sys::MinimalTuple {
+    // SAFETY: a non-empty slot of ours, deformed first.
+    unsafe {
+        let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
+        deform(slot, natts).or_report();
+        pg_sys::heap_form_minimal_tuple(
+            (*slot).tts_tupleDescriptor,
+            (*slot).tts_values,
+            (*slot).tts_isnull,
+            extra,
+        )
+    }
+}
+
+unsafe extern "C-unwind" {
+    // utils/datum.h; pgrx does not bind it.
+    fn datumCopy(value: pg_sys::Datum, typbyval: bool, typlen: i32) -> pg_sys::Datum;
+}
