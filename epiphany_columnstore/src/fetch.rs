@@ -63,6 +63,8 @@ pub struct FetchState {
     storage: Option<u64>,
     snapshot: Option<SnapshotKey>,
     parts: Vec<PartRow>,
+    /// The part of the last fetch (fetches often stay in one).
+    last: Option<Rc<OpenPart>>,
     row_context: RowContext,
 }
 
@@ -80,6 +82,7 @@ impl FetchState {
                 storage: crate::meta::storage_id(rel)?,
                 snapshot: None,
                 parts: Vec::new(),
+                last: None,
                 row_context: RowContext::new(c"epiphany_columnar fetch"),
             })
         }
@@ -117,8 +120,17 @@ impl FetchState {
         else {
             return Ok(false);
         };
-        // SAFETY: per the contract.
-        let open = unsafe { cached_part(rel, &self.info.schema, &part) }?;
+        let open = match &self.last {
+            Some(p) if p.row.part_id == part.part_id && p.row.storage_id == part.storage_id => {
+                p.clone()
+            }
+            // SAFETY: per the contract.
+            _ => {
+                let p = unsafe { cached_part(rel, &self.info.schema, &part) }?;
+                self.last = Some(p.clone());
+                p
+            }
+        };
         // SAFETY: per the contract.
         let pos = unsafe { position_of(rel, &open, row) }?;
         let (g, within) = open.reader.locate(pos).ok_or_else(|| {
@@ -128,7 +140,7 @@ impl FetchState {
             ))
         })?;
         // The row's page window: a fetch decodes (and caches) one page per column.
-        let granule_rows = open.reader.granule_rows()[g] as usize;
+        let granule_rows = open.reader.granule_len(g).unwrap_or(0) as usize;
         let first = within / PAGE_ROWS * PAGE_ROWS;
         let count = PAGE_ROWS.min(granule_rows - first);
         // SAFETY: per the contract.

@@ -110,7 +110,7 @@ impl OpenPart {
     ) -> Result<RecordBatch, Error> {
         // SAFETY: per the contract.
         unsafe { self.fetch(rel, columns, &[g]) }?;
-        let rows = self.reader.granule_rows().get(g).copied().unwrap_or(0) as usize;
+        let rows = self.reader.granule_len(g).unwrap_or(0) as usize;
         let mut batches = self.reader.read(columns, &[g], rows.max(1))?;
         let batch = batches
             .next()

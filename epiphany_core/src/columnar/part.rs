@@ -174,6 +174,9 @@ pub struct PartReader<R: ChunkReader + Clone + 'static = Bytes> {
     schema: TableSchema,
     source: R,
     metadata: ArrowReaderMetadata,
+    /// First stored position of each granule, then the part's rows: fetches locate
+    /// rows by binary search.
+    starts: Vec<u64>,
 }
 
 impl<R: ChunkReader + Clone + 'static> PartReader<R> {
@@ -222,10 +225,19 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
             )));
         }
         check_chunk_ranges(metadata.metadata(), source.len())?;
+        let mut starts = Vec::with_capacity(metadata.metadata().num_row_groups() + 1);
+        let mut start = 0u64;
+        starts.push(0);
+        for rg in metadata.metadata().row_groups() {
+            start += u64::try_from(rg.num_rows())
+                .map_err(|_| Error::Corrupted("a granule of negative rows".into()))?;
+            starts.push(start);
+        }
         Ok(PartReader {
             schema: schema.clone(),
             source,
             metadata,
+            starts,
         })
     }
 
@@ -264,31 +276,24 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
             .collect()
     }
 
+    /// Rows in granule `g`.
+    pub fn granule_len(&self, g: usize) -> Option<u64> {
+        Some(self.starts.get(g + 1)? - self.starts[g])
+    }
+
     /// The granule holding stored position `pos`, and the position within it.
     pub fn locate(&self, pos: u64) -> Option<(usize, usize)> {
-        let mut start = 0u64;
-        for (g, rg) in self.metadata().row_groups().iter().enumerate() {
-            let rows = rg.num_rows() as u64;
-            if pos < start + rows {
-                return Some((g, (pos - start) as usize));
-            }
-            start += rows;
+        if pos >= *self.starts.last()? {
+            return None;
         }
-        None
+        // The last granule starting at or before `pos` (empty granules are skipped).
+        let g = self.starts.partition_point(|&s| s <= pos) - 1;
+        Some((g, (pos - self.starts[g]) as usize))
     }
 
     /// First stored position of each granule.
     pub fn granule_starts(&self) -> Vec<u64> {
-        let mut start = 0;
-        self.metadata()
-            .row_groups()
-            .iter()
-            .map(|rg| {
-                let s = start;
-                start += rg.num_rows() as u64;
-                s
-            })
-            .collect()
+        self.starts[..self.starts.len() - 1].to_vec()
     }
 
     /// Min, max and null count of every column in every granule.
