@@ -384,7 +384,13 @@ impl RawRows {
                 }
                 ColumnType::Text => {
                     let (offsets, data) = self.byte_column(c)?;
-                    Arc::new(StringArray::try_new(offsets, data, nulls).map_err(arrow_err)?)
+                    // Text that is not UTF-8 is kept byte for byte (see `schema_of`).
+                    match StringArray::try_new(offsets.clone(), data.clone(), nulls.clone()) {
+                        Ok(strings) => Arc::new(strings),
+                        Err(_) => {
+                            Arc::new(BinaryArray::try_new(offsets, data, nulls).map_err(arrow_err)?)
+                        }
+                    }
                 }
                 ColumnType::Bytes | ColumnType::Opaque => {
                     let (offsets, data) = self.byte_column(c)?;
@@ -414,7 +420,8 @@ impl RawRows {
             };
             arrays.push(array);
         }
-        RecordBatch::try_new(schema.arrow_schema(), arrays).map_err(arrow_err)
+        RecordBatch::try_new(crate::columnar::types::schema_of(schema, &arrays), arrays)
+            .map_err(arrow_err)
     }
 }
 
@@ -555,7 +562,18 @@ mod tests {
         let mut buffer = RowBuffer::new(schema.clone());
         buffer.push_bytes(&[0xff, 0xfe]);
         buffer.end_row().unwrap();
-        assert!(buffer.take_batch().is_err(), "invalid UTF-8");
+        buffer.push_bytes(b"fine");
+        buffer.end_row().unwrap();
+        // Text that is not UTF-8 is kept, byte for byte: the column becomes bytes.
+        let batch = buffer.take_batch().unwrap();
+        assert_eq!(
+            value_at(batch.column(0), ColumnType::Text, 0),
+            Value::Bytes(&[0xff, 0xfe])
+        );
+        assert_eq!(
+            value_at(batch.column(0), ColumnType::Text, 1),
+            Value::Bytes(b"fine")
+        );
 
         let schema = TableSchema::new([("n", ColumnType::Numeric { scale: 0 })]);
         let mut buffer = RowBuffer::new(schema.clone());

@@ -8,8 +8,6 @@
 //! is stamped with its rows' command id, so a cursor opened between two commands sees
 //! exactly the rows inserted before it.
 
-use std::sync::Arc;
-
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::RecordBatch;
@@ -115,7 +113,8 @@ pub fn plan_runs(
     let all = if batches.len() == 1 {
         first.clone()
     } else {
-        arrow_select::concat::concat_batches(&first.schema(), batches)
+        let batches = crate::columnar::types::unify_text_columns(batches);
+        arrow_select::concat::concat_batches(&batches[0].schema(), &batches)
             .map_err(|e| Error::Internal(format!("gathering buffered rows: {e}")))?
     };
     let in_order = all
@@ -142,7 +141,7 @@ pub fn plan_runs(
         .as_primitive::<Int32Type>()
         .values()
         .clone();
-    let user: SchemaRef = Arc::new(table.arrow_schema().as_ref().clone());
+    let user: SchemaRef = crate::columnar::types::schema_of(table, &all.columns()[..columns]);
     let projected = all
         .project(&(0..columns).collect::<Vec<_>>())
         .map_err(|e| Error::Internal(format!("projecting buffered rows: {e}")))?;
@@ -273,6 +272,61 @@ mod tests {
             crate::columnar::encode_part(&table, &runs[0].batch, &[], &Default::default()).unwrap();
         let reader = crate::columnar::PartReader::open(&table, part.bytes).unwrap();
         assert_eq!(reader.rows(), 3);
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_survives_buffering_sorting_and_parts() {
+        let table = TableSchema::new([("s", ColumnType::Text)]);
+        let schema = buffer_schema(&table);
+        let batch = |rows: &[(&[u8], i64)]| {
+            let mut raw = RowBuffer::new(schema.clone());
+            for &(text, n) in rows {
+                raw.push_bytes(text);
+                raw.push_word(n as u64);
+                raw.push_word(1);
+                raw.end_row().unwrap();
+            }
+            raw.take_batch().unwrap()
+        };
+        // One batch is valid UTF-8, the next is not: they concatenate as bytes.
+        let runs = plan_runs(
+            &table,
+            &[
+                batch(&[(b"b", 0), (b"a", 1)]),
+                batch(&[(&[0xff, 0x00], 2), (b"c", 3)]),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(runs.len(), 1);
+        let part = crate::columnar::encode_part(&table, &runs[0].batch, &[0], &Default::default())
+            .unwrap();
+        let reader = crate::columnar::PartReader::open(&table, part.bytes).unwrap();
+        let read = reader
+            .read(&[0], &[0], 10)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let values: Vec<Vec<u8>> = (0..4)
+            .map(
+                |i| match crate::columnar::value_at(read.column(0), ColumnType::Text, i) {
+                    Value::Bytes(b) => b.to_vec(),
+                    v => panic!("{v:?}"),
+                },
+            )
+            .collect();
+        // Sorted by bytes, as Postgres's "C" order sorts them.
+        assert_eq!(
+            values,
+            vec![
+                b"a".to_vec(),
+                b"b".to_vec(),
+                b"c".to_vec(),
+                vec![0xff, 0x00]
+            ]
+        );
+        assert_eq!(part.granules.len(), 1);
     }
 
     #[test]

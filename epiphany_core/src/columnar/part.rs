@@ -72,12 +72,13 @@ pub const POS_COLUMN: &str = "_epiphany_pos";
 
 /// The Arrow schema of a part of a table: its columns, then the two hidden ones.
 pub fn part_arrow_schema(schema: &TableSchema) -> Arc<Schema> {
-    let mut fields: Vec<Field> = schema
-        .arrow_schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
+    part_schema_of(&schema.arrow_schema())
+}
+
+/// A part's schema for table columns of `table` (with the types its rows really have:
+/// see [`crate::columnar::types::text_is_bytes`]), then the hidden columns.
+fn part_schema_of(table: &Schema) -> Arc<Schema> {
+    let mut fields: Vec<Field> = table.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(ROW_COLUMN, DataType::UInt32, false));
     fields.push(Field::new(POS_COLUMN, DataType::UInt32, false));
     Arc::new(Schema::new(fields))
@@ -118,7 +119,8 @@ pub fn encode_part(
     let mut columns = sorted.columns().to_vec();
     columns.push(Arc::new(order));
     columns.push(Arc::new(UInt32Array::from(positions)));
-    let sorted = RecordBatch::try_new(part_arrow_schema(schema), columns)
+    let table = crate::columnar::types::schema_of(schema, sorted.columns());
+    let sorted = RecordBatch::try_new(part_schema_of(&table), columns)
         .map_err(|e| format_error("assembling a part", e))?;
     let compression = match options.compression {
         Compression::None => PqCompression::UNCOMPRESSED,
@@ -203,12 +205,15 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
             .map_err(|e| format_error("reading a part's footer", e))?;
         let found = metadata.schema();
         let expected = part_arrow_schema(schema);
+        // A text column may be stored as bytes (text that is not UTF-8).
+        let compatible =
+            |a: &DataType, b: &DataType| a == b || (*a == DataType::Binary && *b == DataType::Utf8);
         if found.fields().len() != expected.fields().len()
             || found
                 .fields()
                 .iter()
                 .zip(expected.fields())
-                .any(|(a, b)| a.data_type() != b.data_type())
+                .any(|(a, b)| !compatible(a.data_type(), b.data_type()))
         {
             return Err(Error::Corrupted(format!(
                 "part columns {:?} do not match the table's {:?}",
@@ -298,7 +303,8 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
 
     /// Min, max and null count of every column in every granule.
     pub fn granule_stats(&self) -> Result<Vec<GranuleStats>> {
-        let arrow_schema = self.schema.arrow_schema();
+        // The part's own types (a text column may be stored as bytes).
+        let arrow_schema = self.metadata.schema().clone();
         let parquet_schema = self.metadata().file_metadata().schema_descr();
         let row_groups = self.metadata().row_groups();
         let mut per_column = Vec::new();
@@ -508,7 +514,10 @@ pub fn value_at(array: &ArrayRef, ty: ColumnType, row: usize) -> Value<'_> {
         ColumnType::Timestamp | ColumnType::TimestampTz => {
             Value::Timestamp(array.as_primitive::<Int64Type>().value(row))
         }
-        ColumnType::Text => Value::Text(array.as_string::<i32>().value(row)),
+        ColumnType::Text => match array.data_type() {
+            DataType::Binary => Value::Bytes(array.as_binary::<i32>().value(row)),
+            _ => Value::Text(array.as_string::<i32>().value(row)),
+        },
         ColumnType::Bytes | ColumnType::Opaque => Value::Bytes(array.as_binary::<i32>().value(row)),
         ColumnType::Uuid => Value::Uuid(
             array

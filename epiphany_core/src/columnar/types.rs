@@ -10,7 +10,9 @@
 
 use std::sync::Arc;
 
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use arrow_array::cast::AsArray;
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// Days from 1970-01-01 to 2000-01-01.
 pub const PG_EPOCH_DAYS: i32 = 10_957;
@@ -164,4 +166,69 @@ mod tests {
             assert_eq!(date_from_arrow(date_to_arrow(inf)), inf);
         }
     }
+}
+
+/// The Arrow schema of `table`'s columns as `arrays` hold them. A text column's values
+/// are UTF-8 in nearly every case, but Postgres stores what a C function or a SQL_ASCII
+/// client hands it byte for byte, and so must we: a batch with such text holds that
+/// column as bytes (`Binary`), and so does the part written from it. Everything that
+/// reads a text column takes either.
+pub fn schema_of(table: &TableSchema, arrays: &[arrow_array::ArrayRef]) -> SchemaRef {
+    let fields: Vec<Field> = table
+        .columns
+        .iter()
+        .zip(arrays)
+        .map(|(c, a)| Field::new(&c.name, a.data_type().clone(), true))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// Whether a text column's array holds bytes that are not all UTF-8.
+pub fn text_is_bytes(array: &dyn arrow_array::Array) -> bool {
+    *array.data_type() == DataType::Binary
+}
+
+/// `batches` with their text columns of one type: where one batch holds a column as bytes
+/// (see [`schema_of`]), the others' UTF-8 arrays become bytes too, so they concatenate.
+pub fn unify_text_columns(batches: &[RecordBatch]) -> Vec<RecordBatch> {
+    let Some(first) = batches.first() else {
+        return Vec::new();
+    };
+    if batches.iter().all(|b| b.schema() == first.schema()) {
+        return batches.to_vec();
+    }
+    let binary: Vec<bool> = (0..first.num_columns())
+        .map(|c| batches.iter().any(|b| text_is_bytes(b.column(c).as_ref())))
+        .collect();
+    batches
+        .iter()
+        .map(|b| {
+            let columns: Vec<arrow_array::ArrayRef> = b
+                .columns()
+                .iter()
+                .zip(&binary)
+                .map(|(a, &bin)| match a.as_string_opt::<i32>() {
+                    Some(s) if bin => Arc::new(arrow_array::BinaryArray::new(
+                        s.offsets().clone(),
+                        s.values().clone(),
+                        arrow_array::Array::nulls(s).cloned(),
+                    )) as arrow_array::ArrayRef,
+                    _ => a.clone(),
+                })
+                .collect();
+            let fields: Vec<Field> = b
+                .schema()
+                .fields()
+                .iter()
+                .zip(&columns)
+                .map(|(f, a)| f.as_ref().clone().with_data_type(a.data_type().clone()))
+                .collect();
+            RecordBatch::try_new_with_options(
+                Arc::new(Schema::new(fields)),
+                columns,
+                &arrow_array::RecordBatchOptions::new().with_row_count(Some(b.num_rows())),
+            )
+            .expect("same lengths, matching types")
+        })
+        .collect()
 }
