@@ -453,10 +453,10 @@ unsafe fn prepare(
                     );
                 }
             }
-            pg_sys::NodeTag::T_AlterTableStmt => {
-                if alter_table(node as *mut pg_sys::AlterTableStmt) == Some(true) {
-                    return None;
-                }
+            pg_sys::NodeTag::T_AlterTableStmt
+                if alter_table(node as *mut pg_sys::AlterTableStmt) == Some(true) =>
+            {
+                return None;
             }
             pg_sys::NodeTag::T_RenameStmt => {
                 let stmt = node as *mut pg_sys::RenameStmt;

@@ -83,7 +83,12 @@ pub unsafe fn reclaim(rel: pg_sys::Relation) -> Result<Reclaimed, Error> {
     let pages = list.pages();
     debug_assert!(list.runs().iter().all(|r| r.end() <= u64::from(nblocks)));
     // SAFETY: per the contract.
-    unsafe { crate::meta::update(rel, |m| Ok(m.free = list)) }?;
+    unsafe {
+        crate::meta::update(rel, |m| {
+            m.free = list;
+            Ok(())
+        })
+    }?;
     Ok(Reclaimed {
         truncated,
         free: pages,
