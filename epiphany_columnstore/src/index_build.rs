@@ -33,7 +33,15 @@ pub unsafe extern "C-unwind" fn index_build_range_scan(
                 "unique indexes, primary keys and exclusion constraints on epiphany_columnar tables".into(),
             ).report();
         }
-        if (*info).ii_Concurrent {
+        // A caller's own scan: a parallel build's (not supported), or a check that reads
+        // the rows its MVCC snapshot sees (amcheck's heapallindexed), which also marks
+        // the build "concurrent" without being CREATE INDEX CONCURRENTLY.
+        let given = !scan.is_null();
+        if given && !(*scan).rs_parallel.is_null() {
+            Error::NotSupported("parallel index builds on epiphany_columnar tables".into())
+                .report();
+        }
+        if (*info).ii_Concurrent && !given {
             Error::NotSupported("CREATE INDEX CONCURRENTLY on epiphany_columnar tables".into())
                 .report();
         }
@@ -43,12 +51,11 @@ pub unsafe extern "C-unwind" fn index_build_range_scan(
             )
             .report();
         }
-        if !scan.is_null() {
-            Error::NotSupported("parallel index builds on epiphany_columnar tables".into())
-                .report();
-        }
-        let _ = index;
-        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
+        let snapshot = pg_sys::RegisterSnapshot(if given {
+            (*scan).rs_snapshot
+        } else {
+            pg_sys::GetLatestSnapshot()
+        });
         let estate = pg_sys::CreateExecutorState();
         let econtext = pg_sys::MakePerTupleExprContext(estate);
         let slot =
@@ -57,14 +64,19 @@ pub unsafe extern "C-unwind" fn index_build_range_scan(
         let predicate = pg_sys::ExecPrepareQual((*info).ii_Predicate, estate);
         let mut values = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
         let mut nulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
-        let desc = crate::scan::scan_begin(
-            table,
-            snapshot,
-            0,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            pg_sys::ScanOptions::SO_TYPE_SEQSCAN,
-        );
+        // As heap's build does, a scan handed over is read and ended here.
+        let desc = if given {
+            scan
+        } else {
+            crate::scan::scan_begin(
+                table,
+                snapshot,
+                0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                pg_sys::ScanOptions::SO_TYPE_SEQSCAN,
+            )
+        };
         let mut rows = 0f64;
         while crate::scan::scan_getnextslot(desc, pg_sys::ScanDirection::ForwardScanDirection, slot)
         {

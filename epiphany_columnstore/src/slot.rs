@@ -306,27 +306,73 @@ unsafe extern "C-unwind" fn materialize(slot: *mut pg_sys::TupleTableSlot) {
     // SAFETY: a non-empty slot of ours; by-reference values are copied into its
     // context, so they no longer depend on memory the slot does not own.
     unsafe {
-        let s = me(slot);
-        let desc = s.base.tts_tupleDescriptor;
+        let desc = (*slot).tts_tupleDescriptor;
         let natts = (*desc).natts as usize;
         deform(slot, natts).or_report();
         let s = me(slot);
         if !s.owned {
-            let values = std::slice::from_raw_parts_mut(s.base.tts_values, natts);
-            let nulls = std::slice::from_raw_parts(s.base.tts_isnull, natts);
-            let old = pg_sys::MemoryContextSwitchTo(s.context);
-            for i in 0..natts {
-                let attr = crate::table::tuple_desc_attr(desc, i);
-                if !nulls[i] && !(*attr).attbyval {
-                    values[i] = pg_sys::ffi::pg_guard_ffi_boundary(|| {
-                        datumCopy(values[i], false, i32::from((*attr).attlen))
-                    });
-                }
-            }
-            pg_sys::MemoryContextSwitchTo(old);
+            copy_values(s, desc, natts);
             s.owned = true;
         }
         s.base.tts_flags |= pg_sys::TTS_FLAG_SHOULDFREE as u16;
+    }
+}
+
+/// Copies the by-reference values of `s` into its context, in one allocation as a
+/// virtual slot's materialization does (COPY materializes every row it batches).
+///
+/// # Safety
+/// `s` holds `natts` valid values of `desc`.
+unsafe fn copy_values(s: &mut ColumnarSlot, desc: pg_sys::TupleDesc, natts: usize) {
+    // SAFETY: per the contract; each value's length is read from the value itself.
+    unsafe {
+        let values = std::slice::from_raw_parts_mut(s.base.tts_values, natts);
+        let nulls = std::slice::from_raw_parts(s.base.tts_isnull, natts);
+        let len = |i: usize| -> Option<usize> {
+            let attr = crate::table::tuple_desc_attr(desc, i);
+            if nulls[i] || (*attr).attbyval {
+                return None;
+            }
+            let p = values[i].cast_mut_ptr::<u8>();
+            Some(match (*attr).attlen {
+                -1 if pgrx::varlena::varatt_is_1b_e(p as _)
+                    && pgrx::varlena::vartag_is_expanded(
+                        pgrx::varlena::vartag_external(p as _) as _,
+                    ) =>
+                {
+                    0 // an expanded object: flattened by datumCopy below
+                }
+                -1 => pgrx::varlena::varsize_any(p as _),
+                -2 => std::ffi::CStr::from_ptr(p as _).to_bytes_with_nul().len(),
+                n => n as usize,
+            })
+        };
+        let lens: Vec<Option<usize>> = (0..natts).map(len).collect();
+        let align = |n: usize| n.next_multiple_of(8);
+        let total: usize = lens.iter().flatten().map(|&n| align(n)).sum();
+        let mut at = if total > 0 {
+            pg_sys::MemoryContextAlloc(s.context, total) as *mut u8
+        } else {
+            std::ptr::null_mut()
+        };
+        for (i, l) in lens.into_iter().enumerate() {
+            match l {
+                None => {}
+                Some(0) => {
+                    let attr = crate::table::tuple_desc_attr(desc, i);
+                    let old = pg_sys::MemoryContextSwitchTo(s.context);
+                    values[i] = pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                        datumCopy(values[i], false, i32::from((*attr).attlen))
+                    });
+                    pg_sys::MemoryContextSwitchTo(old);
+                }
+                Some(n) => {
+                    std::ptr::copy_nonoverlapping(values[i].cast_mut_ptr::<u8>(), at, n);
+                    values[i] = pg_sys::Datum::from(at);
+                    at = at.add(align(n));
+                }
+            }
+        }
     }
 }
 

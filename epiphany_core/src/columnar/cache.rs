@@ -3,8 +3,8 @@
 //! Parts never change, so anything decoded from one — a granule's stored positions, a
 //! page window of one column — stays true for as long as the part is named: entries are
 //! never invalidated, only evicted when the budget is exceeded. Recency is a counter
-//! per entry; eviction scans for the oldest, which for the few thousand entries a
-//! budget of megabytes holds costs less than the decoding it saves.
+//! per entry, ordered in a tree, so a lookup or an eviction costs a logarithm of the
+//! entries however many a large budget holds.
 
 use std::hash::Hash;
 
@@ -12,6 +12,8 @@ use rustc_hash::FxHashMap;
 
 pub struct ByteLru<K, V> {
     entries: FxHashMap<K, Entry<V>>,
+    /// Entries by their last use, oldest first.
+    recency: std::collections::BTreeMap<u64, K>,
     budget: usize,
     bytes: usize,
     clock: u64,
@@ -27,6 +29,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ByteLru<K, V> {
     pub fn new(budget: usize) -> Self {
         ByteLru {
             entries: FxHashMap::default(),
+            recency: std::collections::BTreeMap::new(),
             budget,
             bytes: 0,
             clock: 0,
@@ -52,8 +55,11 @@ impl<K: Hash + Eq + Clone, V: Clone> ByteLru<K, V> {
     }
 
     pub fn get(&mut self, key: &K) -> Option<V> {
-        self.clock += 1;
         let entry = self.entries.get_mut(key)?;
+        self.clock += 1;
+        if let Some(k) = self.recency.remove(&entry.used) {
+            self.recency.insert(self.clock, k);
+        }
         entry.used = self.clock;
         Some(entry.value.clone())
     }
@@ -69,16 +75,15 @@ impl<K: Hash + Eq + Clone, V: Clone> ByteLru<K, V> {
         };
         if let Some(old) = self.entries.insert(key.clone(), entry) {
             self.bytes -= old.bytes;
+            self.recency.remove(&old.used);
         }
+        self.recency.insert(self.clock, key);
         self.bytes += bytes;
+        // The new entry is the most recent: it is the last to go, and stays alone.
         while self.bytes > self.budget && self.entries.len() > 1 {
-            let oldest = self
-                .entries
-                .iter()
-                .filter(|(k, _)| **k != key)
-                .min_by_key(|(_, e)| e.used)
-                .map(|(k, _)| k.clone());
-            let Some(oldest) = oldest else { break };
+            let Some((_, oldest)) = self.recency.pop_first() else {
+                break;
+            };
             if let Some(e) = self.entries.remove(&oldest) {
                 self.bytes -= e.bytes;
             }
@@ -156,6 +161,7 @@ mod tests {
                 c.insert(k, k, bytes);
                 prop_assert!(c.bytes() <= 100 || c.len() == 1);
                 prop_assert_eq!(c.get(&k), Some(k));
+                prop_assert_eq!(c.recency.len(), c.entries.len());
             }
         }
     }

@@ -120,6 +120,12 @@ SELECT * FROM epiphany.verify_table('plain_a');
 SELECT * FROM epiphany.verify_table(0);
 SELECT * FROM epiphany.columnar_stats('plain_a');
 
+-- amcheck verifies indexes of columnar tables, also against every row of the table.
+CREATE EXTENSION IF NOT EXISTS amcheck;
+CREATE INDEX retyped_i ON retyped (i);
+SELECT bt_index_check('retyped_i', true), bt_index_parent_check('retyped_i', true);
+CREATE INDEX CONCURRENTLY retyped_t ON retyped (t);
+
 -- ON CONFLICT needs a unique index, which columnar tables do not have yet.
 INSERT INTO nocols DEFAULT VALUES ON CONFLICT DO NOTHING;
 
