@@ -39,43 +39,27 @@ COMMENT ON ACCESS METHOD epiphany_columnar IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- epiphany_columnstore/src/introspect.rs:63
+-- epiphany_columnstore/src/introspect.rs:79
 -- epiphany_columnstore::introspect::columnar_part_list
-CREATE  FUNCTION "columnar_part_list"(
-	"rel" regclass /* PgRelation */
-) RETURNS TABLE (
-	"part_id" bigint,  /* i64 */
-	"level" INT,  /* i32 */
-	"first_row" bigint,  /* i64 */
-	"rows" bigint,  /* i64 */
-	"bytes_on_disk" bigint,  /* i64 */
-	"sort_key_min" TEXT,  /* Option < String > */
-	"sort_key_max" TEXT  /* Option < String > */
-)
-STRICT STABLE PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'columnar_part_list_wrapper';
+
+CREATE FUNCTION "columnar_part_list"("rel" regclass) RETURNS TABLE (
+    "part_id" bigint, "level" INT, "first_row" bigint, "rows" bigint, "bytes_on_disk" bigint,
+    "sort_key_min" TEXT, "sort_key_max" TEXT
+) STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'columnar_part_list_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- epiphany_columnstore/src/introspect.rs:118
+-- epiphany_columnstore/src/introspect.rs:145
 -- epiphany_columnstore::introspect::columnar_stats
-CREATE  FUNCTION "columnar_stats"(
-	"rel" regclass /* PgRelation */
-) RETURNS TABLE (
-	"rows" bigint,  /* i64 */
-	"parts" bigint,  /* i64 */
-	"compressed_bytes" bigint,  /* i64 */
-	"uncompressed_bytes" bigint,  /* i64 */
-	"compression_ratio" double precision  /* Option < f64 > */
-)
-STRICT STABLE PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'columnar_stats_wrapper';
+
+CREATE FUNCTION "columnar_stats"("rel" regclass) RETURNS TABLE (
+    "rows" bigint, "parts" bigint, "compressed_bytes" bigint, "uncompressed_bytes" bigint,
+    "compression_ratio" double precision
+) STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'columnar_stats_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- epiphany_columnstore/src/lib.rs:48
+-- epiphany_columnstore/src/lib.rs:51
 -- epiphany_columnstore::columnstore_version
 CREATE  FUNCTION "columnstore_version"() RETURNS TEXT /* & '_ str */
 STRICT STABLE PARALLEL SAFE
@@ -84,7 +68,7 @@ AS 'MODULE_PATHNAME', 'columnstore_version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- epiphany_columnstore/src/lib.rs:53
+-- epiphany_columnstore/src/lib.rs:56
 -- requires:
 --   columnstore_version
 
@@ -94,21 +78,15 @@ COMMENT ON FUNCTION epiphany.columnstore_version() IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- epiphany_columnstore/src/introspect.rs:152
+-- epiphany_columnstore/src/introspect.rs:189
 -- epiphany_columnstore::introspect::verify_table
-CREATE  FUNCTION "verify_table"(
-	"rel" regclass /* PgRelation */
-) RETURNS TABLE (
-	"part_id" bigint,  /* Option < i64 > */
-	"problem" TEXT  /* String */
-)
-STRICT STABLE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'verify_table_wrapper';
+
+CREATE FUNCTION "verify_table"("rel" regclass) RETURNS TABLE ("part_id" bigint, "problem" TEXT)
+    STRICT STABLE LANGUAGE c AS 'MODULE_PATHNAME', 'verify_table_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- epiphany_columnstore/src/introspect.rs:193
+-- epiphany_columnstore/src/introspect.rs:237
 -- requires:
 --   columnar_part_list
 --   columnar_stats

@@ -164,30 +164,6 @@ COMMENT ON AGGREGATE sum(vector) IS 'Element-wise sum';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- epiphany_vectorstore/src/ivfpq/mod.rs:19
--- requires:
---   vector_type
-
-
-CREATE FUNCTION ivfpq_handler(internal) RETURNS index_am_handler
-    LANGUAGE c AS 'MODULE_PATHNAME', 'ivfpq_handler';
-COMMENT ON FUNCTION ivfpq_handler(internal) IS 'Index access method handler of epiphany_ivfpq';
-CREATE ACCESS METHOD epiphany_ivfpq TYPE INDEX HANDLER ivfpq_handler;
-COMMENT ON ACCESS METHOD epiphany_ivfpq IS
-    'IVF-PQ index: k-means lists of product-quantized vectors, reranked with exact distances (ORDER BY <->, <#>, <=>)';
-
-CREATE OPERATOR CLASS vector_l2_ops DEFAULT FOR TYPE vector USING epiphany_ivfpq AS
-    OPERATOR 1 <-> (vector, vector) FOR ORDER BY float_ops,
-    FUNCTION 1 vector_l2_squared_distance(vector, vector);
-CREATE OPERATOR CLASS vector_ip_ops FOR TYPE vector USING epiphany_ivfpq AS
-    OPERATOR 1 <#> (vector, vector) FOR ORDER BY float_ops,
-    FUNCTION 1 vector_negative_inner_product(vector, vector);
-CREATE OPERATOR CLASS vector_cosine_ops FOR TYPE vector USING epiphany_ivfpq AS
-    OPERATOR 1 <=> (vector, vector) FOR ORDER BY float_ops,
-    FUNCTION 1 cosine_distance(vector, vector);
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- epiphany_vectorstore/src/hnsw/mod.rs:20
 -- requires:
 --   vector_type
@@ -207,6 +183,30 @@ CREATE OPERATOR CLASS vector_ip_ops FOR TYPE vector USING epiphany_hnsw AS
     OPERATOR 1 <#> (vector, vector) FOR ORDER BY float_ops,
     FUNCTION 1 vector_negative_inner_product(vector, vector);
 CREATE OPERATOR CLASS vector_cosine_ops FOR TYPE vector USING epiphany_hnsw AS
+    OPERATOR 1 <=> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 cosine_distance(vector, vector);
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- epiphany_vectorstore/src/ivfpq/mod.rs:19
+-- requires:
+--   vector_type
+
+
+CREATE FUNCTION ivfpq_handler(internal) RETURNS index_am_handler
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ivfpq_handler';
+COMMENT ON FUNCTION ivfpq_handler(internal) IS 'Index access method handler of epiphany_ivfpq';
+CREATE ACCESS METHOD epiphany_ivfpq TYPE INDEX HANDLER ivfpq_handler;
+COMMENT ON ACCESS METHOD epiphany_ivfpq IS
+    'IVF-PQ index: k-means lists of product-quantized vectors, reranked with exact distances (ORDER BY <->, <#>, <=>)';
+
+CREATE OPERATOR CLASS vector_l2_ops DEFAULT FOR TYPE vector USING epiphany_ivfpq AS
+    OPERATOR 1 <-> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 vector_l2_squared_distance(vector, vector);
+CREATE OPERATOR CLASS vector_ip_ops FOR TYPE vector USING epiphany_ivfpq AS
+    OPERATOR 1 <#> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 vector_negative_inner_product(vector, vector);
+CREATE OPERATOR CLASS vector_cosine_ops FOR TYPE vector USING epiphany_ivfpq AS
     OPERATOR 1 <=> (vector, vector) FOR ORDER BY float_ops,
     FUNCTION 1 cosine_distance(vector, vector);
 /* </end connected objects> */
