@@ -397,14 +397,22 @@ unsafe extern "C-unwind" fn copyslot(
     }
 }
 
+/// Every column of the row decoded (for forming a tuple of it).
+///
+/// # Safety
+/// `slot` is a non-empty slot of ours.
+unsafe fn deform_all(slot: *mut pg_sys::TupleTableSlot) {
+    // SAFETY: per the contract.
+    unsafe { deform(slot, (*(*slot).tts_tupleDescriptor).natts as usize) }.or_report()
+}
+
 #[pg_guard]
 unsafe extern "C-unwind" fn copy_heap_tuple(
     slot: *mut pg_sys::TupleTableSlot,
 ) -> pg_sys::HeapTuple {
     // SAFETY: a non-empty slot of ours, deformed first.
     unsafe {
-        let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
-        deform(slot, natts).or_report();
+        deform_all(slot);
         pg_sys::heap_form_tuple(
             (*slot).tts_tupleDescriptor,
             (*slot).tts_values,
@@ -420,8 +428,7 @@ unsafe extern "C-unwind" fn copy_minimal_tuple(
 ) -> pg_sys::MinimalTuple {
     // SAFETY: a non-empty slot of ours, deformed first.
     unsafe {
-        let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
-        deform(slot, natts).or_report();
+        deform_all(slot);
         pg_sys::heap_form_minimal_tuple(
             (*slot).tts_tupleDescriptor,
             (*slot).tts_values,
@@ -438,8 +445,7 @@ unsafe extern "C-unwind" fn copy_minimal_tuple(
 ) -> pg_sys::MinimalTuple {
     // SAFETY: a non-empty slot of ours, deformed first.
     unsafe {
-        let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
-        deform(slot, natts).or_report();
+        deform_all(slot);
         pg_sys::heap_form_minimal_tuple(
             (*slot).tts_tupleDescriptor,
             (*slot).tts_values,

@@ -2,37 +2,42 @@
 //!
 //! Parts never change, so anything decoded from one — a granule's stored positions, a
 //! page window of one column — stays true for as long as the part is named: entries are
-//! never invalidated, only evicted when the budget is exceeded. Recency is a counter
-//! per entry, ordered in a tree, so a lookup or an eviction costs a logarithm of the
-//! entries however many a large budget holds.
+//! never invalidated, only evicted when the budget is exceeded. Eviction follows the
+//! CLOCK approximation of least-recently-used: a hit only sets the entry's reference
+//! bit (a fetch looks up a window per column per row, so hits must cost no more than a
+//! hash lookup), and eviction walks the entries in insertion order, giving each one
+//! that was used since the last pass a second chance.
 
+use std::collections::VecDeque;
 use std::hash::Hash;
 
 use rustc_hash::FxHashMap;
 
 pub struct ByteLru<K, V> {
     entries: FxHashMap<K, Entry<V>>,
-    /// Entries by their last use, oldest first.
-    recency: std::collections::BTreeMap<u64, K>,
+    /// Keys in the order the clock hand visits them, with the generation they were
+    /// queued under (an entry replaced since leaves a stale item behind).
+    queue: VecDeque<(K, u64)>,
     budget: usize,
     bytes: usize,
-    clock: u64,
+    generation: u64,
 }
 
 struct Entry<V> {
     value: V,
     bytes: usize,
-    used: u64,
+    referenced: bool,
+    generation: u64,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> ByteLru<K, V> {
     pub fn new(budget: usize) -> Self {
         ByteLru {
             entries: FxHashMap::default(),
-            recency: std::collections::BTreeMap::new(),
+            queue: VecDeque::new(),
             budget,
             bytes: 0,
-            clock: 0,
+            generation: 0,
         }
     }
 
@@ -56,37 +61,54 @@ impl<K: Hash + Eq + Clone, V: Clone> ByteLru<K, V> {
 
     pub fn get(&mut self, key: &K) -> Option<V> {
         let entry = self.entries.get_mut(key)?;
-        self.clock += 1;
-        if let Some(k) = self.recency.remove(&entry.used) {
-            self.recency.insert(self.clock, k);
-        }
-        entry.used = self.clock;
+        entry.referenced = true;
         Some(entry.value.clone())
     }
 
-    /// Inserts `value` of `bytes`; the least recently used entries go until the cache
-    /// fits its budget again (the new entry always stays, however large).
+    /// Inserts `value` of `bytes`; entries go (least recently used first, in CLOCK's
+    /// approximation) until the cache fits its budget again — the new entry always
+    /// stays, however large.
     pub fn insert(&mut self, key: K, value: V, bytes: usize) {
-        self.clock += 1;
+        self.generation += 1;
         let entry = Entry {
             value,
             bytes,
-            used: self.clock,
+            referenced: false,
+            generation: self.generation,
         };
         if let Some(old) = self.entries.insert(key.clone(), entry) {
             self.bytes -= old.bytes;
-            self.recency.remove(&old.used);
         }
-        self.recency.insert(self.clock, key);
+        self.queue.push_back((key.clone(), self.generation));
         self.bytes += bytes;
-        // The new entry is the most recent: it is the last to go, and stays alone.
         while self.bytes > self.budget && self.entries.len() > 1 {
-            let Some((_, oldest)) = self.recency.pop_first() else {
+            let Some((k, generation)) = self.queue.pop_front() else {
                 break;
             };
-            if let Some(e) = self.entries.remove(&oldest) {
-                self.bytes -= e.bytes;
+            let Some(e) = self.entries.get_mut(&k) else {
+                continue; // evicted already
+            };
+            if e.generation != generation {
+                continue; // replaced since: its newer item is further back
             }
+            if k == key {
+                self.queue.push_back((k, generation));
+                continue;
+            }
+            if e.referenced {
+                e.referenced = false;
+                self.queue.push_back((k, generation));
+                continue;
+            }
+            let bytes = e.bytes;
+            self.entries.remove(&k);
+            self.bytes -= bytes;
+        }
+        // Stale items must not outgrow the entries.
+        if self.queue.len() > 2 * self.entries.len() + 16 {
+            let entries = &self.entries;
+            self.queue
+                .retain(|(k, g)| entries.get(k).is_some_and(|e| e.generation == *g));
         }
     }
 
@@ -112,14 +134,14 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn the_least_recently_used_go_first() {
+    fn entries_used_since_the_last_pass_stay() {
         let mut c = ByteLru::new(30);
         c.insert(1, "a", 10);
         c.insert(2, "b", 10);
         c.insert(3, "c", 10);
         assert_eq!(c.get(&1), Some("a"));
         c.insert(4, "d", 10);
-        assert_eq!(c.get(&2), None, "2 was the least recently used");
+        assert_eq!(c.get(&2), None, "2 was the oldest not used since");
         assert_eq!(
             (c.get(&1), c.get(&3), c.get(&4)),
             (Some("a"), Some("c"), Some("d"))
@@ -161,7 +183,7 @@ mod tests {
                 c.insert(k, k, bytes);
                 prop_assert!(c.bytes() <= 100 || c.len() == 1);
                 prop_assert_eq!(c.get(&k), Some(k));
-                prop_assert_eq!(c.recency.len(), c.entries.len());
+                prop_assert!(c.queue.len() <= 2 * c.entries.len() + 16);
             }
         }
     }
