@@ -422,6 +422,13 @@ mod tests {
             "SELECT DISTINCT ON (k) k, name, long FROM {t} WHERE id < 4000 ORDER BY k, id",
             "SELECT x::text FROM {t} x WHERE id < 300",
             "SELECT id FROM {t} WHERE id < 3000 AND long LIKE '%ab%'",
+            // Scans that project: only the columns they read are decoded.
+            "SELECT sum(price), count(*) FROM {t} WHERE id BETWEEN 10 AND 4000",
+            "SELECT count(*) FROM {t} WHERE id < 2000",
+            "SELECT length(long) + k FROM {t} WHERE id IN (1, 2, 3, 4000, 5000)",
+            "SELECT arr[2], doc FROM {t} WHERE name = 'name 42' OR id = 43",
+            "SELECT k FROM {t} WHERE id < 1000 ORDER BY price NULLS FIRST, id",
+            "SELECT (SELECT max(day) FROM {t} WHERE id < 100), count(*) FROM keys",
         ];
         for (scan, settings) in [
             (

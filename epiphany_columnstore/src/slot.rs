@@ -114,6 +114,10 @@ struct ColumnarSlot {
     deferred: *mut Option<DeferredRow>,
     /// Every by-reference value lives in `context` (decoded or materialized).
     owned: bool,
+    /// The columns the scan node owning the slot reads (attribute numbers offset by
+    /// `FirstLowInvalidHeapAttributeNumber`, in the query's memory), or null: all.
+    /// The others come out NULL without being decoded (see [`read_only_needed_columns`]).
+    needed: *mut pg_sys::Bitmapset,
 }
 
 /// The slot operations of columnar tables (`slot_callbacks`).
@@ -207,6 +211,7 @@ unsafe extern "C-unwind" fn init_slot(slot: *mut pg_sys::TupleTableSlot) {
         );
         s.deferred = std::ptr::null_mut();
         s.owned = false;
+        s.needed = std::ptr::null_mut();
     }
 }
 
@@ -267,6 +272,13 @@ unsafe fn deform(slot: *mut pg_sys::TupleTableSlot, natts: usize) -> Result<(), 
         let values = std::slice::from_raw_parts_mut(s.base.tts_values, natts);
         let nulls = std::slice::from_raw_parts_mut(s.base.tts_isnull, natts);
         for c in from..natts {
+            let attno = c as i32 + 1 - pg_sys::FirstLowInvalidHeapAttributeNumber;
+            if !s.needed.is_null() && !pg_sys::bms_is_member(attno, s.needed) {
+                // Not read by the node that owns the slot.
+                values[c] = pg_sys::Datum::from(0usize);
+                nulls[c] = true;
+                continue;
+            }
             let Some(info) = row.info.columns.get(c) else {
                 // A column the table did not have when the part was written.
                 nulls[c] = true;
@@ -458,4 +470,104 @@ unsafe extern "C-unwind" fn copy_minimal_tuple(
 unsafe extern "C-unwind" {
     // utils/datum.h; pgrx does not bind it.
     fn datumCopy(value: pg_sys::Datum, typbyval: bool, typlen: i32) -> pg_sys::Datum;
+}
+
+/// After a query's executor state is built: the index and bitmap heap scans of columnar
+/// tables decode only the columns they read. A scan node reads its slot through its
+/// quals (and index recheck and reorder expressions) and its target list; when it
+/// projects, nothing above it sees the slot, so a fetched row's other columns need not
+/// be decoded at all — for `SELECT sum(b) FROM t WHERE …` through an index, one column,
+/// not every column up to `b`. A node that does not project hands its slot up as it is,
+/// and then every column stays (its target list is the table's columns).
+///
+/// # Safety
+/// `query` has just been through ExecutorStart; main thread.
+pub unsafe fn read_only_needed_columns(query: *mut pg_sys::QueryDesc) {
+    // SAFETY: per the contract; the plan state trees are complete.
+    unsafe {
+        let estate = (*query).estate;
+        if estate.is_null() {
+            return;
+        }
+        let mut stack: Vec<*mut pg_sys::PlanState> = vec![(*query).planstate];
+        for sub in pgrx::PgList::<pg_sys::PlanState>::from_pg((*estate).es_subplanstates).iter_ptr()
+        {
+            stack.push(sub);
+        }
+        while let Some(ps) = stack.pop() {
+            if ps.is_null() {
+                continue;
+            }
+            stack.push((*ps).lefttree);
+            stack.push((*ps).righttree);
+            let children = |list: *mut *mut pg_sys::PlanState, n: i32| {
+                (0..n.max(0) as usize).map(move |i| *list.add(i))
+            };
+            use pg_sys::NodeTag as T;
+            match (*ps).type_ {
+                T::T_AppendState => {
+                    let a = ps as *mut pg_sys::AppendState;
+                    stack.extend(children((*a).appendplans, (*a).as_nplans));
+                }
+                T::T_MergeAppendState => {
+                    let m = ps as *mut pg_sys::MergeAppendState;
+                    stack.extend(children((*m).mergeplans, (*m).ms_nplans));
+                }
+                T::T_SubqueryScanState => {
+                    stack.push((*(ps as *mut pg_sys::SubqueryScanState)).subplan)
+                }
+                T::T_CustomScanState => {
+                    let c = ps as *mut pg_sys::CustomScanState;
+                    stack.extend(
+                        pgrx::PgList::<pg_sys::PlanState>::from_pg((*c).custom_ps).iter_ptr(),
+                    );
+                }
+                T::T_IndexScanState | T::T_BitmapHeapScanState => mark_scan(ps),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// # Safety
+/// `ps` is an initialized IndexScanState or BitmapHeapScanState.
+unsafe fn mark_scan(ps: *mut pg_sys::PlanState) {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*ps).ps_ProjInfo.is_null() {
+            return; // the slot goes up as it is
+        }
+        let ss = ps as *mut pg_sys::ScanState;
+        let slot = (*ss).ss_ScanTupleSlot;
+        if slot.is_null() || !is_columnar(slot) {
+            return;
+        }
+        let plan = (*ps).plan;
+        let scanrelid = (*(plan as *mut pg_sys::Scan)).scanrelid;
+        let old = pg_sys::MemoryContextSwitchTo((*slot).tts_mcxt);
+        let mut needed: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+        let mut add =
+            |list: *mut pg_sys::List| pg_sys::pull_varattnos(list as _, scanrelid, &mut needed);
+        add((*plan).targetlist);
+        add((*plan).qual);
+        if (*ps).type_ == pg_sys::NodeTag::T_IndexScanState {
+            let scan = plan as *mut pg_sys::IndexScan;
+            add((*scan).indexqualorig);
+            add((*scan).indexorderbyorig);
+        } else {
+            add((*(plan as *mut pg_sys::BitmapHeapScan)).bitmapqualorig);
+        }
+        pg_sys::MemoryContextSwitchTo(old);
+        // A whole-row reference reads every column.
+        if pg_sys::bms_is_member(-pg_sys::FirstLowInvalidHeapAttributeNumber, needed) {
+            return;
+        }
+        // An empty set is a real answer (count(*) reads no column): keep it non-null.
+        if needed.is_null() {
+            let old = pg_sys::MemoryContextSwitchTo((*slot).tts_mcxt);
+            needed = pg_sys::bms_make_singleton(0);
+            pg_sys::MemoryContextSwitchTo(old);
+        }
+        me(slot).needed = needed;
+    }
 }
