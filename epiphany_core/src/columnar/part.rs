@@ -272,15 +272,6 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
         self.metadata().num_row_groups()
     }
 
-    /// Rows in each granule, in order.
-    pub fn granule_rows(&self) -> Vec<u64> {
-        self.metadata()
-            .row_groups()
-            .iter()
-            .map(|rg| rg.num_rows() as u64)
-            .collect()
-    }
-
     /// Rows in granule `g`.
     pub fn granule_len(&self, g: usize) -> Option<u64> {
         Some(self.starts.get(g + 1)? - self.starts[g])
@@ -360,9 +351,8 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
         first: usize,
         count: usize,
     ) -> Result<RecordBatch> {
-        let rows = *self
-            .granule_rows()
-            .get(g)
+        let rows = self
+            .granule_len(g)
             .ok_or_else(|| Error::Corrupted(format!("granule {g} does not exist")))?
             as usize;
         if count == 0 || first + count > rows {
