@@ -15,7 +15,7 @@ pub static HNSW_MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000
 pub static HNSW_VECTOR_CACHE_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
 
 pub static IVF_PROBES: GucSetting<i32> = GucSetting::<i32>::new(10);
-pub static IVF_RERANK: GucSetting<i32> = GucSetting::<i32>::new(100);
+pub static IVF_RERANK: GucSetting<i32> = GucSetting::<i32>::new(40);
 pub static IVF_MAX_PROBES: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 static mut HNSW_KIND: pg_sys::relopt_kind::Type = 0;
@@ -87,8 +87,8 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"epiphany.ivf_rerank",
-        c"Candidates an epiphany_ivfpq index scan measures with exact distances at a time.",
-        c"Candidates are ranked by their compressed codes; this many of the best are measured exactly (reading their table rows) and returned in exact order.",
+        c"Candidates an epiphany_ivfpq index scan measures with exact distances before it returns a row.",
+        c"Candidates are ranked by their compressed codes; this many of the best are measured exactly (reading their table rows), then more as long as a candidate's code, less twice the error the scan has seen in codes, could still beat the next row to return.",
         &IVF_RERANK,
         1,
         100_000,

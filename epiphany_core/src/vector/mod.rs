@@ -7,6 +7,7 @@ pub mod hnsw_node;
 pub mod ivf_page;
 pub mod kmeans;
 pub mod pq;
+pub mod rerank;
 pub mod text;
 
 use std::cmp::Ordering;

@@ -1,11 +1,11 @@
 //! Index scans of epiphany_ivfpq: the `epiphany.ivf_probes` lists nearest to the query
 //! are read and their entries ranked by PQ code; the best `epiphany.ivf_rerank` are
 //! measured exactly (their table rows are read with the scan's snapshot, which also drops
-//! rows it cannot see) and returned in exact order. A scan asked for more takes the next
-//! candidates, then the next lists, up to `epiphany.ivf_max_probes` lists.
+//! rows it cannot see), and more as long as an unmeasured candidate could still beat the
+//! next row to return (`RerankQueue`): rows come in exact order. A scan asked for more
+//! than its lists hold goes on with the next lists, up to `epiphany.ivf_max_probes`.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use epiphany_core::pg::OrReport;
@@ -13,6 +13,7 @@ use epiphany_core::vector::hnsw::Scored;
 use epiphany_core::vector::hnsw_node::{NodeAddr, RowId};
 use epiphany_core::vector::ivf_page::{decode_entry, IvfMeta};
 use epiphany_core::vector::pq::IvfPq;
+use epiphany_core::vector::rerank::{RerankQueue, STEP};
 use epiphany_core::Error;
 use pgrx::itemptr::item_pointer_set_all;
 use pgrx::pg_sys;
@@ -33,8 +34,10 @@ struct ScanState {
     /// Lists in probe order, and how many were read.
     order: Vec<usize>,
     probed: usize,
-    /// Candidates by estimated distance (nearest on top).
-    candidates: BinaryHeap<Reverse<Scored>>,
+    /// Candidates by estimated distance, and those measured but not returned yet.
+    queue: RerankQueue,
+    /// Whether the first batch (`ivf_rerank` candidates) was measured.
+    measuring: bool,
     rows: VecDeque<RowId>,
     /// Rows without a finite distance (a zero vector under cosine, overflowing
     /// components): returned after every other row, as HNSW returns them.
@@ -64,7 +67,8 @@ pub unsafe extern "C-unwind" fn begin_scan(
             query: None,
             order: Vec::new(),
             probed: 0,
-            candidates: BinaryHeap::new(),
+            queue: RerankQueue::default(),
+            measuring: false,
             rows: VecDeque::new(),
             last: Vec::new(),
             attnum: indexed_column(index),
@@ -99,7 +103,8 @@ pub unsafe extern "C-unwind" fn rescan(
         state.query = None;
         state.order.clear();
         state.probed = 0;
-        state.candidates.clear();
+        state.queue.clear();
+        state.measuring = false;
         state.rows.clear();
         state.last.clear();
     }
@@ -154,7 +159,7 @@ pub unsafe extern "C-unwind" fn get_tuple(
 }
 
 impl ScanState {
-    /// Fills `rows` with the next reranked candidates; false when there are none left.
+    /// Puts the next row in exact order into `rows`; false when there are none left.
     ///
     /// # Safety
     /// `scan` is this state's scan.
@@ -170,43 +175,45 @@ impl ScanState {
         .max(first);
         // SAFETY: per the contract.
         let index = unsafe { (*scan).indexRelation };
-        while self.candidates.len() < rerank && self.probed < limit {
-            let end = if self.probed == 0 {
-                first
-            } else {
-                (self.probed + probes).min(limit)
-            };
-            for i in self.probed..end {
-                // SAFETY: per the contract.
-                unsafe { self.read_list(index, self.order[i]) };
+        loop {
+            if let Some(row) = self.queue.pop_ready() {
+                self.rows.push_back(NodeAddr::unpack(row.node));
+                return true;
             }
-            self.probed = end;
-        }
-        if self.candidates.is_empty() {
-            if self.last.is_empty() {
-                return false;
+            // The first batch is `rerank` candidates, from more lists if the first ones
+            // hold fewer; later lists are read only when every candidate was returned.
+            let wanted = if self.measuring { 1 } else { rerank };
+            if self.queue.candidates() < wanted && self.probed < limit {
+                let end = if self.probed == 0 {
+                    first
+                } else {
+                    (self.probed + probes).min(limit)
+                };
+                for i in self.probed..end {
+                    // SAFETY: per the contract.
+                    unsafe { self.read_list(index, self.order[i]) };
+                }
+                self.probed = end;
+                continue;
             }
-            self.rows.extend(self.last.drain(..));
-            return true;
-        }
-        let mut batch = Vec::with_capacity(rerank);
-        while batch.len() < rerank {
-            let Some(Reverse(c)) = self.candidates.pop() else {
-                break;
-            };
-            batch.push(c);
-        }
-        // SAFETY: per the contract.
-        let mut exact = unsafe { self.rerank(scan, &batch) };
-        exact.sort();
-        for s in exact {
-            if s.distance.is_finite() {
-                self.rows.push_back(NodeAddr::unpack(s.node));
-            } else {
-                self.last.push(NodeAddr::unpack(s.node));
+            if self.queue.candidates() == 0 {
+                if self.last.is_empty() {
+                    return false;
+                }
+                self.rows.extend(self.last.drain(..));
+                return true;
+            }
+            let batch = self.queue.take(if self.measuring { STEP } else { rerank });
+            self.measuring = true;
+            // SAFETY: per the contract.
+            for (estimate, exact) in unsafe { self.rerank(scan, &batch) } {
+                if exact.distance.is_finite() {
+                    self.queue.measured(estimate, exact);
+                } else {
+                    self.last.push(NodeAddr::unpack(exact.node));
+                }
             }
         }
-        true
     }
 
     /// Adds every entry of `list` to the candidates.
@@ -229,10 +236,10 @@ impl ScanState {
                 let page = page_bytes(buffer);
                 for (_, bytes) in entries(page) {
                     let (row, code) = decode_entry(bytes, size).or_report();
-                    self.candidates.push(Reverse(Scored {
+                    self.queue.push_candidate(Scored {
                         distance: base + self.model.pq.distance(&table, code),
                         node: row.pack(),
-                    }));
+                    });
                 }
                 block = next_of(page);
                 pg_sys::UnlockReleaseBuffer(buffer);
@@ -245,11 +252,16 @@ impl ScanState {
         }
     }
 
-    /// Exact distances of the candidates whose rows the scan's snapshot sees.
+    /// Estimated and exact distances of the candidates whose rows the scan's snapshot
+    /// sees.
     ///
     /// # Safety
     /// `scan` is this state's scan.
-    unsafe fn rerank(&mut self, scan: pg_sys::IndexScanDesc, batch: &[Scored]) -> Vec<Scored> {
+    unsafe fn rerank(
+        &mut self,
+        scan: pg_sys::IndexScanDesc,
+        batch: &[Scored],
+    ) -> Vec<(f32, Scored)> {
         let q = self.query.clone().expect("set before the first round");
         let mut out = Vec::with_capacity(batch.len());
         // SAFETY: per the contract; the heap relation and snapshot are the scan's, the
@@ -258,7 +270,7 @@ impl ScanState {
             let heap = (*scan).heapRelation;
             if heap.is_null() {
                 // No table to read (a bitmap or check scan): the codes' order.
-                return batch.to_vec();
+                return batch.iter().map(|c| (c.distance, *c)).collect();
             }
             if self.fetch.is_null() {
                 self.fetch = pg_sys::table_index_fetch_begin(heap);
@@ -294,10 +306,13 @@ impl ScanState {
                 } else {
                     f32::INFINITY
                 };
-                out.push(Scored {
-                    distance,
-                    node: c.node,
-                });
+                out.push((
+                    c.distance,
+                    Scored {
+                        distance,
+                        node: c.node,
+                    },
+                ));
             }
             pg_sys::ExecClearTuple(self.slot);
             pg_sys::MemoryContextSwitchTo(old);
