@@ -180,8 +180,8 @@ impl FetchState {
     }
 }
 
-/// The stored position of row number `row` of `part` (granules' position columns are
-/// cached with the decoded windows).
+/// The stored position of row number `row` of `part` (the position column is decoded a
+/// page window at a time and cached with the decoded column windows).
 ///
 /// # Safety
 /// `rel` open, the relation `part` belongs to.
@@ -193,16 +193,27 @@ unsafe fn position_of(rel: pg_sys::Relation, part: &OpenPart, row: u64) -> Resul
             part.row.part_id
         ))
     })?;
-    let key = (part.row.storage_id, part.row.part_id, g as u32, 0, u32::MAX);
+    let granule_rows = part.reader.granule_len(g).unwrap_or(0) as usize;
+    let first = within / PAGE_ROWS * PAGE_ROWS;
+    let count = PAGE_ROWS.min(granule_rows - first);
+    let column = part.reader.pos_column();
+    let key = (
+        part.row.storage_id,
+        part.row.part_id,
+        g as u32,
+        first as u32,
+        column as u32,
+    );
     let positions = crate::slot::windows(|w| {
         w.get_or_insert(&key, || {
             // SAFETY: per the contract.
-            let batch = unsafe { part.granule(rel, &[part.reader.pos_column()], g) }?;
+            let batch = unsafe { part.rows(rel, &[column], g, first, count) }?;
             let array = batch.column(0).clone();
             let bytes = array.get_array_memory_size();
             Ok::<_, Error>((array, bytes))
         })
     })?;
+    let within = within - first;
     let pos = positions.as_primitive::<UInt32Type>().value(within);
     if u64::from(pos) >= part.row.row_count {
         return Err(Error::Corrupted(format!(

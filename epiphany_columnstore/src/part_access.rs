@@ -124,7 +124,8 @@ impl OpenPart {
         Ok(batch)
     }
 
-    /// Rows `first .. first + count` of granule `g`, columns `columns`.
+    /// Rows `first .. first + count` of granule `g`, columns `columns`: only the pages
+    /// holding them are fetched (with the offset index, see [`OpenPart::open_for_fetch`]).
     ///
     /// # Safety
     /// As [`OpenPart::fetch`].
@@ -137,7 +138,15 @@ impl OpenPart {
         count: usize,
     ) -> Result<RecordBatch, Error> {
         // SAFETY: per the contract.
-        unsafe { self.fetch(rel, columns, &[g]) }?;
+        let store = unsafe { RelationPageStore::new(rel) };
+        let extent = ExtentReader::new(&store, self.row.extent())?;
+        self.reader.source().fetch_pages(
+            self.reader.metadata(),
+            columns,
+            g,
+            first..first + count,
+            &mut |off, len| extent.read(off, len),
+        )?;
         self.reader.read_rows(columns, g, first, count)
     }
 }

@@ -467,6 +467,45 @@ unsafe extern "C-unwind" fn copy_minimal_tuple(
     }
 }
 
+/// The columns the query reads of range table entry `rti` (offset by
+/// `FirstLowInvalidHeapAttributeNumber`, as `pull_varattnos` gives them), or null when it
+/// has no permission entry to say.
+///
+/// # Safety
+/// `estate` is an initialized executor state, `rti` one of its range table indexes.
+unsafe fn selected_columns(
+    estate: *mut pg_sys::EState,
+    rti: pg_sys::Index,
+) -> *mut pg_sys::Bitmapset {
+    // SAFETY: per the contract.
+    unsafe {
+        let rtable = pgrx::PgList::<pg_sys::RangeTblEntry>::from_pg((*estate).es_range_table);
+        let Some(rte) = rtable.get_ptr(rti as usize - 1) else {
+            return std::ptr::null_mut();
+        };
+        #[cfg(feature = "pg15")]
+        {
+            if (*rte).requiredPerms == 0 {
+                return std::ptr::null_mut();
+            }
+            (*rte).selectedCols
+        }
+        #[cfg(not(feature = "pg15"))]
+        {
+            let index = (*rte).perminfoindex as usize;
+            if index == 0 {
+                return std::ptr::null_mut();
+            }
+            let infos =
+                pgrx::PgList::<pg_sys::RTEPermissionInfo>::from_pg((*estate).es_rteperminfos);
+            match infos.get_ptr(index - 1) {
+                Some(info) if (*info).requiredPerms != 0 => (*info).selectedCols,
+                _ => std::ptr::null_mut(),
+            }
+        }
+    }
+}
+
 unsafe extern "C-unwind" {
     // utils/datum.h; pgrx does not bind it.
     fn datumCopy(value: pg_sys::Datum, typbyval: bool, typlen: i32) -> pg_sys::Datum;
@@ -477,8 +516,13 @@ unsafe extern "C-unwind" {
 /// quals (and index recheck and reorder expressions) and its target list; when it
 /// projects, nothing above it sees the slot, so a fetched row's other columns need not
 /// be decoded at all — for `SELECT sum(b) FROM t WHERE …` through an index, one column,
-/// not every column up to `b`. A node that does not project hands its slot up as it is,
-/// and then every column stays (its target list is the table's columns).
+/// not every column up to `b`. A node that does not project hands its slot up as it is
+/// (its target list is the table's columns, and a join above deforms every column up to
+/// the last it needs): nodes above can only read columns the query names, which the
+/// parser recorded in the table's `selectedCols` for the permission check (whole-row
+/// references included), so those and the node's own quals are decoded. Policies' quals
+/// run in the scan node itself. Without a permission entry (a partition or inheritance
+/// child on PostgreSQL 16+) every column stays.
 ///
 /// # Safety
 /// `query` has just been through ExecutorStart; main thread.
@@ -534,9 +578,6 @@ pub unsafe fn read_only_needed_columns(query: *mut pg_sys::QueryDesc) {
 unsafe fn mark_scan(ps: *mut pg_sys::PlanState) {
     // SAFETY: per the contract.
     unsafe {
-        if (*ps).ps_ProjInfo.is_null() {
-            return; // the slot goes up as it is
-        }
         let ss = ps as *mut pg_sys::ScanState;
         let slot = (*ss).ss_ScanTupleSlot;
         if slot.is_null() || !is_columnar(slot) {
@@ -546,9 +587,20 @@ unsafe fn mark_scan(ps: *mut pg_sys::PlanState) {
         let scanrelid = (*(plan as *mut pg_sys::Scan)).scanrelid;
         let old = pg_sys::MemoryContextSwitchTo((*slot).tts_mcxt);
         let mut needed: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+        if (*ps).ps_ProjInfo.is_null() {
+            // The slot goes up as it is: what the query reads of the table.
+            let selected = selected_columns((*ps).state, scanrelid);
+            if selected.is_null() {
+                pg_sys::MemoryContextSwitchTo(old);
+                return;
+            }
+            needed = pg_sys::bms_copy(selected);
+        }
         let mut add =
             |list: *mut pg_sys::List| pg_sys::pull_varattnos(list as _, scanrelid, &mut needed);
-        add((*plan).targetlist);
+        if !(*ps).ps_ProjInfo.is_null() {
+            add((*plan).targetlist);
+        }
         add((*plan).qual);
         if (*ps).type_ == pg_sys::NodeTag::T_IndexScanState {
             let scan = plan as *mut pg_sys::IndexScan;

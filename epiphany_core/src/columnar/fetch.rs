@@ -1,11 +1,14 @@
 //! Reading a part without reading all of it.
 //!
 //! A scan needs the footer (metadata and granule statistics), then only the column chunks
-//! of the columns it projects in the granules it did not prune. [`SparsePart`] holds just
-//! those byte ranges, fetched through a callback (from an extent, in the glue), and serves
-//! them to the Parquet reader; asking it for bytes it does not hold is an error.
+//! of the columns it projects in the granules it did not prune; a fetch by TID only the
+//! pages holding its rows. [`SparsePart`] holds just those byte ranges, fetched through a
+//! callback (from an extent, in the glue), and serves them to the Parquet reader; asking
+//! it for bytes it does not hold is an error.
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -25,7 +28,48 @@ const FOOTER: u64 = 8;
 #[derive(Clone)]
 pub struct SparsePart {
     len: u64,
-    ranges: Arc<Mutex<Vec<(u64, Bytes)>>>,
+    ranges: Arc<Mutex<Ranges>>,
+}
+
+/// Held ranges by start. None lies within another, so ordered by start they are ordered
+/// by end too: the last one starting at or before an offset reaches furthest from it.
+#[derive(Default)]
+struct Ranges {
+    by_start: BTreeMap<u64, Bytes>,
+    bytes: u64,
+}
+
+impl Ranges {
+    /// The held range reaching furthest from `start`, if one holds `start`.
+    fn around(&self, start: u64) -> Option<(u64, &Bytes)> {
+        let (&s, b) = self.by_start.range(..=start).next_back()?;
+        (start <= s + b.len() as u64).then_some((s, b))
+    }
+
+    fn holds(&self, start: u64, len: u64) -> bool {
+        self.around(start)
+            .is_some_and(|(s, b)| start + len <= s + b.len() as u64)
+    }
+
+    fn insert(&mut self, start: u64, bytes: Bytes) {
+        let end = start + bytes.len() as u64;
+        if bytes.is_empty() || self.holds(start, bytes.len() as u64) {
+            return;
+        }
+        // Ranges within the new one go.
+        let inside: Vec<u64> = self
+            .by_start
+            .range(start..)
+            .take_while(|(&s, b)| s + b.len() as u64 <= end)
+            .map(|(&s, _)| s)
+            .collect();
+        for s in inside {
+            let b = self.by_start.remove(&s).expect("listed");
+            self.bytes -= b.len() as u64;
+        }
+        self.bytes += bytes.len() as u64;
+        self.by_start.insert(start, bytes);
+    }
 }
 
 impl SparsePart {
@@ -41,7 +85,7 @@ impl SparsePart {
         }
         let part = SparsePart {
             len,
-            ranges: Arc::new(Mutex::new(Vec::new())),
+            ranges: Arc::new(Mutex::new(Ranges::default())),
         };
         let guess = len.min(TAIL_GUESS);
         part.add(len - guess, fetch(len - guess, guess as usize)?)?;
@@ -57,7 +101,7 @@ impl SparsePart {
         }
         if needed > guess {
             // The reader asks for the metadata in one piece: hold it as one range.
-            part.ranges.lock().unwrap().clear();
+            *part.ranges.lock().unwrap() = Ranges::default();
             part.add(len - needed, fetch(len - needed, needed as usize)?)?;
         }
         Ok(part)
@@ -91,7 +135,90 @@ impl SparsePart {
                 wanted.push((start, len));
             }
         }
-        // Adjacent chunks (the columns of one granule, usually) are fetched together.
+        self.fetch_ranges(wanted, fetch)
+    }
+
+    /// Fetches, of `columns` in granule `g`, the pages holding its rows `rows` and each
+    /// chunk's dictionary page, from the offset index (whole chunks without one).
+    pub fn fetch_pages(
+        &self,
+        metadata: &ParquetMetaData,
+        columns: &[usize],
+        g: usize,
+        rows: Range<usize>,
+        fetch: &mut impl FnMut(u64, usize) -> Result<Vec<u8>>,
+    ) -> Result<()> {
+        if metadata
+            .page_index()
+            .is_none_or(|p| !p.has_offset_indexes())
+        {
+            return self.fetch_chunks(metadata, columns, &[g], fetch);
+        }
+        let index = metadata.page_index_for_row_group(g);
+        let rg = metadata
+            .row_groups()
+            .get(g)
+            .ok_or_else(|| Error::Corrupted(format!("granule {g} does not exist")))?;
+        let mut wanted: Vec<(u64, u64)> = Vec::new();
+        for &c in columns {
+            let chunk = rg
+                .columns()
+                .get(c)
+                .ok_or_else(|| Error::Corrupted(format!("column {c} does not exist")))?;
+            let (start, len) = chunk.byte_range();
+            let Some(pages) = index.page_locations(c).filter(|p| !p.is_empty()) else {
+                wanted.push((start, len));
+                continue;
+            };
+            let first_page = u64::try_from(pages[0].offset).unwrap_or(u64::MAX);
+            if first_page < start || first_page > start.saturating_add(len) {
+                return Err(Error::Corrupted(format!(
+                    "granule {g} column {c}: first page at {first_page} outside its chunk"
+                )));
+            }
+            if first_page > start {
+                // The dictionary page comes first.
+                wanted.push((start, first_page - start));
+            }
+            for (i, page) in pages.iter().enumerate() {
+                let from = usize::try_from(page.first_row_index).unwrap_or(usize::MAX);
+                let to = pages.get(i + 1).map_or(usize::MAX, |n| {
+                    usize::try_from(n.first_row_index).unwrap_or(usize::MAX)
+                });
+                if from < rows.end && rows.start < to {
+                    let (Ok(offset), Ok(size)) = (
+                        u64::try_from(page.offset),
+                        u64::try_from(page.compressed_page_size),
+                    ) else {
+                        return Err(Error::Corrupted(format!(
+                            "granule {g} column {c}: a negative page location"
+                        )));
+                    };
+                    wanted.push((offset, size));
+                }
+            }
+        }
+        self.fetch_ranges(wanted, fetch)
+    }
+
+    /// Fetches the ranges not held yet; adjacent ones (the columns of one granule,
+    /// usually) together.
+    fn fetch_ranges(
+        &self,
+        mut wanted: Vec<(u64, u64)>,
+        fetch: &mut impl FnMut(u64, usize) -> Result<Vec<u8>>,
+    ) -> Result<()> {
+        for &(start, len) in &wanted {
+            if start.checked_add(len).is_none_or(|end| end > self.len) {
+                return Err(Error::Corrupted(format!(
+                    "bytes {start}+{len} outside a part of {} bytes",
+                    self.len
+                )));
+            }
+        }
+        // Held ranges are left out before merging: a merged range must not fetch again
+        // what is held (pages of a chunk next to each other, fetched at different times).
+        wanted.retain(|&(start, len)| !self.holds(start, len));
         wanted.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::new();
         for (start, len) in wanted {
@@ -101,9 +228,7 @@ impl SparsePart {
             }
         }
         for (start, len) in merged {
-            if !self.holds(start, len) {
-                self.add(start, fetch(start, len as usize)?)?;
-            }
+            self.add(start, fetch(start, len as usize)?)?;
         }
         Ok(())
     }
@@ -148,10 +273,7 @@ impl SparsePart {
     }
 
     fn holds(&self, start: u64, len: u64) -> bool {
-        let ranges = self.ranges.lock().unwrap();
-        ranges
-            .iter()
-            .any(|(s, b)| *s <= start && start + len <= *s + b.len() as u64)
+        self.ranges.lock().unwrap().holds(start, len)
     }
 
     fn add(&self, start: u64, bytes: Vec<u8>) -> Result<()> {
@@ -161,42 +283,27 @@ impl SparsePart {
         self.ranges
             .lock()
             .unwrap()
-            .push((start, Bytes::from(bytes)));
+            .insert(start, Bytes::from(bytes));
         Ok(())
     }
 
     /// Bytes held, for tests and EXPLAIN.
     pub fn bytes_held(&self) -> u64 {
-        self.ranges
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, b)| b.len() as u64)
-            .sum()
+        self.ranges.lock().unwrap().bytes
     }
 
     fn slice(&self, start: u64, len: Option<usize>) -> parquet::errors::Result<Bytes> {
         let ranges = self.ranges.lock().unwrap();
-        // A reader without a length reads on from `start`: give it the held range that
-        // reaches furthest (one that merely ends at `start` would be empty).
-        let mut best: Option<Bytes> = None;
-        for (s, b) in ranges.iter() {
-            let end = *s + b.len() as u64;
-            if *s <= start && start <= end {
-                let from = (start - s) as usize;
-                match len {
-                    Some(l) if from + l <= b.len() => return Ok(b.slice(from..from + l)),
-                    Some(_) => continue,
-                    None => {
-                        if best.as_ref().is_none_or(|x| x.len() < b.len() - from) {
-                            best = Some(b.slice(from..));
-                        }
-                    }
-                }
+        if let Some((s, b)) = ranges.around(start) {
+            let from = (start - s) as usize;
+            match len {
+                Some(l) if from + l <= b.len() => return Ok(b.slice(from..from + l)),
+                Some(_) => {}
+                // A reader without a length reads on from `start` (a range that merely
+                // ends there would be empty).
+                None if from < b.len() => return Ok(b.slice(from..)),
+                None => {}
             }
-        }
-        if let Some(bytes) = best.filter(|b| !b.is_empty()) {
-            return Ok(bytes);
         }
         Err(ParquetError::General(format!(
             "bytes {start}+{} of the part were not fetched",

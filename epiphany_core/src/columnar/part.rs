@@ -1023,6 +1023,68 @@ mod tests {
     }
 
     #[test]
+    fn rows_read_by_page_need_only_their_pages_fetched() {
+        use crate::columnar::fetch::SparsePart;
+        use crate::storage::{write_extent, ExtentReader, MemoryPageStore};
+        use std::cell::Cell;
+
+        let input = rows(6000, 5);
+        let part = encode(&input, "i8", 5000);
+        let mut store = MemoryPageStore::new(8168);
+        let extent = write_extent(&mut store, 1, &part.bytes).unwrap();
+        let extent_reader = ExtentReader::new(&store, extent).unwrap();
+        let fetched = Cell::new(0u64);
+        let mut fetch = |off: u64, len: usize| {
+            fetched.set(fetched.get() + len as u64);
+            extent_reader.read(off, len)
+        };
+        let sparse = SparsePart::with_tail(extent.len, &mut fetch).unwrap();
+        sparse.fetch_offset_indexes(&mut fetch).unwrap();
+        let reader = PartReader::open_with_offsets(&schema(), sparse).unwrap();
+        let whole = PartReader::open(&schema(), part.bytes.clone()).unwrap();
+        let columns: Vec<usize> = (0..schema().columns.len()).collect();
+        let before = fetched.get();
+        for (g, first, count) in [(0, 2048, 1024), (0, 1023, 2), (1, 0, 1000), (0, 4999, 1)] {
+            reader
+                .source()
+                .fetch_pages(
+                    reader.metadata(),
+                    &columns,
+                    g,
+                    first..first + count,
+                    &mut fetch,
+                )
+                .unwrap();
+            let got = reader.read_rows(&columns, g, first, count).unwrap();
+            assert_eq!(got, whole.read_rows(&columns, g, first, count).unwrap());
+        }
+        // The windows of granule 0 span 4 of its 5 pages, granule 1's all: less than the
+        // chunks, and a page fetched twice is held once.
+        let data = part.bytes.len() as u64 - before;
+        assert!(
+            fetched.get() - before < data,
+            "{} of {data}",
+            fetched.get() - before
+        );
+        let held = reader.source().bytes_held();
+        reader
+            .source()
+            .fetch_pages(reader.metadata(), &columns, 0, 2048..3072, &mut fetch)
+            .unwrap();
+        assert_eq!(reader.source().bytes_held(), held);
+        // A page that was not fetched is an error, not a wrong answer.
+        let fresh = SparsePart::with_tail(extent.len, &mut fetch).unwrap();
+        fresh.fetch_offset_indexes(&mut fetch).unwrap();
+        let fresh = PartReader::open_with_offsets(&schema(), fresh).unwrap();
+        fresh
+            .source()
+            .fetch_pages(fresh.metadata(), &columns, 0, 0..10, &mut fetch)
+            .unwrap();
+        assert!(fresh.read_rows(&columns, 0, 2048, 10).is_err());
+        assert!(fresh.read_rows(&columns, 0, 0, 10).is_ok());
+    }
+
+    #[test]
     fn a_damaged_footer_is_an_error() {
         use crate::columnar::fetch::SparsePart;
         let part = encode(&rows(100, 1), "i8", 50);
