@@ -207,8 +207,7 @@ unsafe fn position_of(rel: pg_sys::Relation, part: &OpenPart, row: u64) -> Resul
     let positions = crate::slot::windows(|w| {
         w.get_or_insert(&key, || {
             // SAFETY: per the contract.
-            let batch = unsafe { part.rows(rel, &[column], g, first, count) }?;
-            let array = batch.column(0).clone();
+            let array = unsafe { part.column(rel, column, g, first, count) }?;
             let bytes = array.get_array_memory_size();
             Ok::<_, Error>((array, bytes))
         })

@@ -149,6 +149,32 @@ impl OpenPart {
         )?;
         self.reader.read_rows(columns, g, first, count)
     }
+
+    /// Rows `first .. first + count` of column `c` of granule `g`, decoded from only the
+    /// pages holding them (what a fetch by TID decodes).
+    ///
+    /// # Safety
+    /// As [`OpenPart::fetch`].
+    pub unsafe fn column(
+        &self,
+        rel: pg_sys::Relation,
+        c: usize,
+        g: usize,
+        first: usize,
+        count: usize,
+    ) -> Result<arrow_array::ArrayRef, Error> {
+        // SAFETY: per the contract.
+        let store = unsafe { RelationPageStore::new(rel) };
+        let extent = ExtentReader::new(&store, self.row.extent())?;
+        self.reader.source().fetch_pages(
+            self.reader.metadata(),
+            &[c],
+            g,
+            first..first + count,
+            &mut |off, len| extent.read(off, len),
+        )?;
+        self.reader.read_column(c, g, first, count)
+    }
 }
 
 /// A memory context for the datums of the rows a scan or fetch hands out, deleted with

@@ -92,11 +92,11 @@ impl DeferredRow {
                 // row (the slot is the query's); NoLock only looks it up again.
                 unsafe {
                     let rel = pg_sys::relation_open(self.relid, pg_sys::NoLock as _);
-                    let batch = self
+                    let array = self
                         .part
-                        .rows(rel, &[c], self.granule, self.first, self.count);
+                        .column(rel, c, self.granule, self.first, self.count);
                     pg_sys::relation_close(rel, pg_sys::NoLock as _);
-                    let array = batch?.column(0).clone();
+                    let array = array?;
                     let bytes = array.get_array_memory_size();
                     Ok((array, bytes))
                 }

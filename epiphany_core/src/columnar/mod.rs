@@ -12,6 +12,7 @@ pub mod filter;
 pub mod flush;
 pub mod numeric;
 pub mod options;
+pub mod page_window;
 pub mod part;
 pub mod prune;
 pub mod rowid;

@@ -17,7 +17,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Time64MicrosecondType,
 };
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow_ord::sort::{lexsort_to_indices, SortColumn};
@@ -28,7 +28,7 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
 };
-use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::arrow::{parquet_to_arrow_field_levels, ArrowWriter, FieldLevels, ProjectionMask};
 use parquet::basic::{Compression as PqCompression, Encoding, ZstdLevel};
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -36,6 +36,7 @@ use parquet::file::reader::ChunkReader;
 use parquet::schema::types::ColumnPath;
 
 use crate::columnar::options::{Compression, TableOptions};
+use crate::columnar::page_window;
 use crate::columnar::prune::{GranuleStats, Scalar};
 use crate::columnar::types::{date_from_arrow, ColumnType, TableSchema, Value};
 use crate::error::{Error, Result};
@@ -179,6 +180,8 @@ pub struct PartReader<R: ChunkReader + Clone + 'static = Bytes> {
     /// First stored position of each granule, then the part's rows: fetches locate
     /// rows by binary search.
     starts: Vec<u64>,
+    /// Each column's reading plan for Parquet's array reader, made on first use.
+    levels: Vec<OnceLock<FieldLevels>>,
 }
 
 impl<R: ChunkReader + Clone + 'static> PartReader<R> {
@@ -238,11 +241,13 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
                 .map_err(|_| Error::Corrupted("a granule of negative rows".into()))?;
             starts.push(start);
         }
+        let columns = metadata.parquet_schema().num_columns();
         Ok(PartReader {
             schema: schema.clone(),
             source,
             metadata,
             starts,
+            levels: (0..columns).map(|_| OnceLock::new()).collect(),
         })
     }
 
@@ -391,6 +396,98 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
             )));
         }
         Ok(batch)
+    }
+
+    /// Rows `first .. first + count` of one column of granule `g`, decoded from just the
+    /// pages holding them with a reused zstd context (`page_window`); through
+    /// [`PartReader::read_rows`] when the part has no offset index or pages of a kind that
+    /// module leaves to Parquet. The source must hold the pages (`SparsePart::fetch_pages`).
+    pub fn read_column(
+        &self,
+        column: usize,
+        g: usize,
+        first: usize,
+        count: usize,
+    ) -> Result<ArrayRef> {
+        let rows = self
+            .granule_len(g)
+            .ok_or_else(|| Error::Corrupted(format!("granule {g} does not exist")))?
+            as usize;
+        if count == 0 || first + count > rows || column >= self.levels.len() {
+            return Err(Error::Internal(format!(
+                "column {column} rows {first}+{count} of a granule of {rows}"
+            )));
+        }
+        let metadata = self.metadata.metadata();
+        let Some(pages) =
+            page_window::window_pages(&self.source, metadata, g, column, first..first + count)?
+        else {
+            return Ok(self
+                .read_rows(&[column], g, first, count)?
+                .column(0)
+                .clone());
+        };
+        let skip = first - pages.first_row;
+        if first < pages.first_row || skip + count > pages.rows {
+            return Err(Error::Corrupted(format!(
+                "granule {g} column {column}: pages of rows {}+{} for rows {first}+{count}",
+                pages.first_row, pages.rows
+            )));
+        }
+        let levels = match self.levels[column].get() {
+            Some(levels) => levels,
+            None => {
+                let mask = ProjectionMask::leaves(self.metadata.parquet_schema(), [column]);
+                let levels = parquet_to_arrow_field_levels(
+                    self.metadata.parquet_schema(),
+                    mask,
+                    Some(self.metadata.schema().fields()),
+                )
+                .map_err(|e| format_error("reading a part's schema", e))?;
+                self.levels[column].get_or_init(|| levels)
+            }
+        };
+        let served = pages.rows;
+        let groups = page_window::WindowRowGroups {
+            metadata,
+            granule: g,
+            column,
+            pages: std::sync::Mutex::new(Some(pages)),
+            rows: served,
+        };
+        let selection: Vec<RowSelector> = [
+            RowSelector::skip(skip),
+            RowSelector::select(count),
+            RowSelector::skip(served - skip - count),
+        ]
+        .into_iter()
+        .filter(|s| s.row_count > 0)
+        .collect();
+        // As in `PartBatches`: a decoder's assertion on damaged bytes is a corruption.
+        let read = || -> Result<RecordBatch> {
+            let mut reader = ParquetRecordBatchReader::try_new_with_row_groups(
+                levels,
+                &groups,
+                count,
+                Some(RowSelection::from(selection)),
+            )
+            .map_err(|e| format_error("reading a part", e))?;
+            reader
+                .next()
+                .ok_or_else(|| {
+                    Error::Corrupted(format!("granule {g}: rows {first}+{count} missing"))
+                })?
+                .map_err(|e| format_error("decoding a part", e))
+        };
+        let batch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
+            .unwrap_or_else(|panic| Err(Error::Corrupted(panic_message(&panic))))?;
+        if batch.num_rows() != count || batch.num_columns() != 1 {
+            return Err(Error::Corrupted(format!(
+                "granule {g}: {} rows read, expected {count}",
+                batch.num_rows()
+            )));
+        }
+        Ok(batch.column(0).clone())
     }
 
     /// Batches of the chosen `columns` (positions) from the chosen `granules`, in order.
@@ -1044,19 +1141,19 @@ mod tests {
         let whole = PartReader::open(&schema(), part.bytes.clone()).unwrap();
         let columns: Vec<usize> = (0..schema().columns.len()).collect();
         let before = fetched.get();
+        let all: Vec<usize> = (0..columns.len() + 2).collect();
         for (g, first, count) in [(0, 2048, 1024), (0, 1023, 2), (1, 0, 1000), (0, 4999, 1)] {
             reader
                 .source()
-                .fetch_pages(
-                    reader.metadata(),
-                    &columns,
-                    g,
-                    first..first + count,
-                    &mut fetch,
-                )
+                .fetch_pages(reader.metadata(), &all, g, first..first + count, &mut fetch)
                 .unwrap();
-            let got = reader.read_rows(&columns, g, first, count).unwrap();
-            assert_eq!(got, whole.read_rows(&columns, g, first, count).unwrap());
+            let got = reader.read_rows(&all, g, first, count).unwrap();
+            assert_eq!(got, whole.read_rows(&all, g, first, count).unwrap());
+            // One column at a time from its pages, as fetches decode them.
+            for &c in &all {
+                let column = reader.read_column(c, g, first, count).unwrap();
+                assert_eq!(&column, got.column(c), "column {c} rows {first}+{count}");
+            }
         }
         // The windows of granule 0 span 4 of its 5 pages, granule 1's all: less than the
         // chunks, and a page fetched twice is held once.
@@ -1082,6 +1179,45 @@ mod tests {
             .unwrap();
         assert!(fresh.read_rows(&columns, 0, 2048, 10).is_err());
         assert!(fresh.read_rows(&columns, 0, 0, 10).is_ok());
+        assert!(fresh.read_column(3, 0, 2048, 10).is_err());
+        assert!(fresh.read_column(3, 0, 0, 10).is_ok());
+        assert!(fresh.read_column(3, 0, 4990, 20).is_err());
+    }
+
+    #[test]
+    fn columns_read_from_their_pages_match_the_reader_for_every_codec() {
+        for codec in ["none", "lz4", "zstd"] {
+            let schema = schema();
+            let mut buffer = RowBuffer::new(schema.clone());
+            for row in rows(3000, 9) {
+                buffer.push_row(&values(&row)).unwrap();
+            }
+            let options =
+                TableOptions::parse([("granule_rows", "2500"), ("compression", codec)]).unwrap();
+            let part = encode_part(&schema, &buffer.take_batch().unwrap(), &[], &options).unwrap();
+            let reader = PartReader::open_with_offsets(&schema, part.bytes.clone()).unwrap();
+            for c in 0..schema.columns.len() + 2 {
+                for (g, first, count) in [(0, 0, 1024), (0, 1500, 1000), (1, 10, 490)] {
+                    let want = reader.read_rows(&[c], g, first, count).unwrap();
+                    let got = reader.read_column(c, g, first, count).unwrap();
+                    assert_eq!(
+                        &got,
+                        want.column(0),
+                        "{codec}: column {c} {g}:{first}+{count}"
+                    );
+                    // Read by this module's pages, not Parquet's reader (but for LZ4).
+                    let window = page_window::window_pages(
+                        reader.source(),
+                        reader.metadata(),
+                        g,
+                        c,
+                        first..first + count,
+                    )
+                    .unwrap();
+                    assert_eq!(window.is_some(), codec != "lz4", "{codec}: column {c}");
+                }
+            }
+        }
     }
 
     #[test]
