@@ -443,6 +443,9 @@ mod tests {
             "SELECT keys.id, l.name, l.price FROM keys, LATERAL (SELECT name, price FROM {t} x WHERE x.id = keys.id) l",
             "SELECT k, max(name) FROM {t} WHERE id < 3000 GROUP BY k HAVING sum(price) > 100",
             "SELECT a.long, b.day FROM {t} a JOIN {t} b ON a.id = b.id + 1 WHERE a.id < 300",
+            "SELECT a.name, b.price, b.k FROM keys JOIN {t} a USING (id) JOIN {t} b ON b.id = a.k + 1",
+            "SELECT a.price FROM {t} a JOIN {t} b ON a.id = b.id AND a.day <> b.day + 1 WHERE a.id < 900",
+            "SELECT a.id FROM keys JOIN {t} a ON a.id = keys.id AND a.price > keys.id",
         ];
         for (scan, settings) in [
             (
@@ -453,9 +456,20 @@ mod tests {
                 "bitmap",
                 "SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off",
             ),
+            // Joins above unprojected index scans: what each join method reads of them.
+            (
+                "index",
+                "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off;
+                 SET LOCAL enable_nestloop = off; SET LOCAL enable_hashjoin = off",
+            ),
+            (
+                "index",
+                "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off;
+                 SET LOCAL enable_nestloop = off; SET LOCAL enable_mergejoin = off",
+            ),
         ] {
             for cache in ["64MB", "0"] {
-                run("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_indexscan");
+                run("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_indexscan; RESET enable_nestloop; RESET enable_hashjoin; RESET enable_mergejoin");
                 run(settings);
                 run(&format!(
                     "SET LOCAL epiphany.columnar_fetch_cache = '{cache}'"

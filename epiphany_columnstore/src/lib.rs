@@ -23,6 +23,7 @@ mod index_build;
 mod introspect;
 mod launcher;
 mod meta;
+mod needed_columns;
 mod object_hook;
 mod options;
 mod page_store;

@@ -116,7 +116,7 @@ struct ColumnarSlot {
     owned: bool,
     /// The columns the scan node owning the slot reads (attribute numbers offset by
     /// `FirstLowInvalidHeapAttributeNumber`, in the query's memory), or null: all.
-    /// The others come out NULL without being decoded (see [`read_only_needed_columns`]).
+    /// The others come out NULL without being decoded (see `needed_columns`).
     needed: *mut pg_sys::Bitmapset,
 }
 
@@ -467,159 +467,18 @@ unsafe extern "C-unwind" fn copy_minimal_tuple(
     }
 }
 
-/// The columns the query reads of range table entry `rti` (offset by
-/// `FirstLowInvalidHeapAttributeNumber`, as `pull_varattnos` gives them), or null when it
-/// has no permission entry to say.
-///
-/// # Safety
-/// `estate` is an initialized executor state, `rti` one of its range table indexes.
-unsafe fn selected_columns(
-    estate: *mut pg_sys::EState,
-    rti: pg_sys::Index,
-) -> *mut pg_sys::Bitmapset {
-    // SAFETY: per the contract.
-    unsafe {
-        let rtable = pgrx::PgList::<pg_sys::RangeTblEntry>::from_pg((*estate).es_range_table);
-        let Some(rte) = rtable.get_ptr(rti as usize - 1) else {
-            return std::ptr::null_mut();
-        };
-        #[cfg(feature = "pg15")]
-        {
-            if (*rte).requiredPerms == 0 {
-                return std::ptr::null_mut();
-            }
-            (*rte).selectedCols
-        }
-        #[cfg(not(feature = "pg15"))]
-        {
-            let index = (*rte).perminfoindex as usize;
-            if index == 0 {
-                return std::ptr::null_mut();
-            }
-            let infos =
-                pgrx::PgList::<pg_sys::RTEPermissionInfo>::from_pg((*estate).es_rteperminfos);
-            match infos.get_ptr(index - 1) {
-                Some(info) if (*info).requiredPerms != 0 => (*info).selectedCols,
-                _ => std::ptr::null_mut(),
-            }
-        }
-    }
-}
-
 unsafe extern "C-unwind" {
     // utils/datum.h; pgrx does not bind it.
     fn datumCopy(value: pg_sys::Datum, typbyval: bool, typlen: i32) -> pg_sys::Datum;
 }
 
-/// After a query's executor state is built: the index and bitmap heap scans of columnar
-/// tables decode only the columns they read. A scan node reads its slot through its
-/// quals (and index recheck and reorder expressions) and its target list; when it
-/// projects, nothing above it sees the slot, so a fetched row's other columns need not
-/// be decoded at all — for `SELECT sum(b) FROM t WHERE …` through an index, one column,
-/// not every column up to `b`. A node that does not project hands its slot up as it is
-/// (its target list is the table's columns, and a join above deforms every column up to
-/// the last it needs): nodes above can only read columns the query names, which the
-/// parser recorded in the table's `selectedCols` for the permission check (whole-row
-/// references included), so those and the node's own quals are decoded. Policies' quals
-/// run in the scan node itself. Without a permission entry (a partition or inheritance
-/// child on PostgreSQL 16+) every column stays.
+/// Restricts a columnar slot to decoding `needed` (attribute numbers offset by
+/// `FirstLowInvalidHeapAttributeNumber`, in the slot's memory context); the others come
+/// out NULL. See `needed_columns`.
 ///
 /// # Safety
-/// `query` has just been through ExecutorStart; main thread.
-pub unsafe fn read_only_needed_columns(query: *mut pg_sys::QueryDesc) {
-    // SAFETY: per the contract; the plan state trees are complete.
-    unsafe {
-        let estate = (*query).estate;
-        if estate.is_null() {
-            return;
-        }
-        let mut stack: Vec<*mut pg_sys::PlanState> = vec![(*query).planstate];
-        for sub in pgrx::PgList::<pg_sys::PlanState>::from_pg((*estate).es_subplanstates).iter_ptr()
-        {
-            stack.push(sub);
-        }
-        while let Some(ps) = stack.pop() {
-            if ps.is_null() {
-                continue;
-            }
-            stack.push((*ps).lefttree);
-            stack.push((*ps).righttree);
-            let children = |list: *mut *mut pg_sys::PlanState, n: i32| {
-                (0..n.max(0) as usize).map(move |i| *list.add(i))
-            };
-            use pg_sys::NodeTag as T;
-            match (*ps).type_ {
-                T::T_AppendState => {
-                    let a = ps as *mut pg_sys::AppendState;
-                    stack.extend(children((*a).appendplans, (*a).as_nplans));
-                }
-                T::T_MergeAppendState => {
-                    let m = ps as *mut pg_sys::MergeAppendState;
-                    stack.extend(children((*m).mergeplans, (*m).ms_nplans));
-                }
-                T::T_SubqueryScanState => {
-                    stack.push((*(ps as *mut pg_sys::SubqueryScanState)).subplan)
-                }
-                T::T_CustomScanState => {
-                    let c = ps as *mut pg_sys::CustomScanState;
-                    stack.extend(
-                        pgrx::PgList::<pg_sys::PlanState>::from_pg((*c).custom_ps).iter_ptr(),
-                    );
-                }
-                T::T_IndexScanState | T::T_BitmapHeapScanState => mark_scan(ps),
-                _ => {}
-            }
-        }
-    }
-}
-
-/// # Safety
-/// `ps` is an initialized IndexScanState or BitmapHeapScanState.
-unsafe fn mark_scan(ps: *mut pg_sys::PlanState) {
+/// `slot` is a columnar slot; `needed` lives as long as it.
+pub unsafe fn set_needed(slot: *mut pg_sys::TupleTableSlot, needed: *mut pg_sys::Bitmapset) {
     // SAFETY: per the contract.
-    unsafe {
-        let ss = ps as *mut pg_sys::ScanState;
-        let slot = (*ss).ss_ScanTupleSlot;
-        if slot.is_null() || !is_columnar(slot) {
-            return;
-        }
-        let plan = (*ps).plan;
-        let scanrelid = (*(plan as *mut pg_sys::Scan)).scanrelid;
-        let old = pg_sys::MemoryContextSwitchTo((*slot).tts_mcxt);
-        let mut needed: *mut pg_sys::Bitmapset = std::ptr::null_mut();
-        if (*ps).ps_ProjInfo.is_null() {
-            // The slot goes up as it is: what the query reads of the table.
-            let selected = selected_columns((*ps).state, scanrelid);
-            if selected.is_null() {
-                pg_sys::MemoryContextSwitchTo(old);
-                return;
-            }
-            needed = pg_sys::bms_copy(selected);
-        }
-        let mut add =
-            |list: *mut pg_sys::List| pg_sys::pull_varattnos(list as _, scanrelid, &mut needed);
-        if !(*ps).ps_ProjInfo.is_null() {
-            add((*plan).targetlist);
-        }
-        add((*plan).qual);
-        if (*ps).type_ == pg_sys::NodeTag::T_IndexScanState {
-            let scan = plan as *mut pg_sys::IndexScan;
-            add((*scan).indexqualorig);
-            add((*scan).indexorderbyorig);
-        } else {
-            add((*(plan as *mut pg_sys::BitmapHeapScan)).bitmapqualorig);
-        }
-        pg_sys::MemoryContextSwitchTo(old);
-        // A whole-row reference reads every column.
-        if pg_sys::bms_is_member(-pg_sys::FirstLowInvalidHeapAttributeNumber, needed) {
-            return;
-        }
-        // An empty set is a real answer (count(*) reads no column): keep it non-null.
-        if needed.is_null() {
-            let old = pg_sys::MemoryContextSwitchTo((*slot).tts_mcxt);
-            needed = pg_sys::bms_make_singleton(0);
-            pg_sys::MemoryContextSwitchTo(old);
-        }
-        me(slot).needed = needed;
-    }
+    unsafe { me(slot).needed = needed };
 }
