@@ -1,5 +1,11 @@
 //! Bitmap heap scans over a columnar table: each TID of the bitmap is fetched like an
 //! index scan's. A lossy page stands for every offset a TID block can have.
+//!
+//! TID order is insertion order, not the order a sorted part stores rows in, so rows in
+//! TID order fall all over a part's page windows. On PostgreSQL 18, where the table
+//! access method iterates the bitmap itself, TIDs are taken in batches and returned in
+//! storage order (a bitmap heap scan promises no order), so each page window is decoded
+//! once and read in sequence. Earlier versions hand over one TID block at a time.
 
 use epiphany_core::columnar::rowid::ROWS_PER_TID_BLOCK;
 use epiphany_core::pg::OrReport;
@@ -10,10 +16,24 @@ use crate::fetch::FetchState;
 
 pub struct BitmapState {
     fetch: FetchState,
+    /// The current TID block and its offsets (before PostgreSQL 18).
+    #[cfg(not(feature = "pg18"))]
     block: pg_sys::BlockNumber,
+    #[cfg(not(feature = "pg18"))]
     offsets: Vec<u16>,
+    #[cfg(not(feature = "pg18"))]
     next: usize,
+    /// Located rows of the current batch in storage order, with their recheck flags.
+    #[cfg(feature = "pg18")]
+    ready: std::collections::VecDeque<(crate::fetch::StoredRow, bool)>,
+    #[cfg(feature = "pg18")]
+    done: bool,
 }
+
+/// TIDs a PostgreSQL 18 bitmap scan sorts into storage order at a time (about 40 bytes
+/// each).
+#[cfg(feature = "pg18")]
+const BATCH_ROWS: usize = 1 << 17;
 
 /// # Safety
 /// `scan` must come from `scan::scan_begin`.
@@ -24,9 +44,16 @@ unsafe fn bitmap<'a>(scan: pg_sys::TableScanDesc) -> &'a mut BitmapState {
         if state.bitmap.is_none() {
             state.bitmap = Some(BitmapState {
                 fetch: FetchState::new((*scan).rs_rd).or_report(),
+                #[cfg(not(feature = "pg18"))]
                 block: 0,
+                #[cfg(not(feature = "pg18"))]
                 offsets: Vec::new(),
+                #[cfg(not(feature = "pg18"))]
                 next: 0,
+                #[cfg(feature = "pg18")]
+                ready: Default::default(),
+                #[cfg(feature = "pg18")]
+                done: false,
             });
         }
         state.bitmap.as_mut().expect("set")
@@ -37,6 +64,7 @@ unsafe fn bitmap<'a>(scan: pg_sys::TableScanDesc) -> &'a mut BitmapState {
 ///
 /// # Safety
 /// `scan` from `scan_begin`, `slot` a slot of its relation.
+#[cfg(not(feature = "pg18"))]
 unsafe fn next_on_page(scan: pg_sys::TableScanDesc, slot: *mut pg_sys::TupleTableSlot) -> bool {
     // SAFETY: per the contract.
     unsafe {
@@ -78,33 +106,49 @@ unsafe extern "C-unwind" fn scan_bitmap_next_tuple(
     // SAFETY: the executor set up rs_tbmiterator before the first call; out-pointers
     // are valid.
     unsafe {
+        let rel = (*scan).rs_rd;
+        let snapshot = (*scan).rs_snapshot;
         loop {
-            if next_on_page(scan, slot) {
+            let b = bitmap(scan);
+            if let Some((row, check)) = b.ready.pop_front() {
+                b.fetch.store(rel, &row, slot).or_report();
+                *recheck = check;
                 return true;
             }
-            let mut result = pg_sys::TBMIterateResult::default();
-            if !pg_sys::tbm_iterate(&mut (*scan).st.rs_tbmiterator, &mut result) {
+            if b.done {
                 pg_sys::ExecClearTuple(slot);
                 return false;
             }
-            let b = bitmap(scan);
-            b.block = result.blockno;
-            b.next = 0;
-            if result.lossy {
-                b.offsets = all_offsets();
-                *lossy_pages += 1;
-                *recheck = true;
-            } else {
-                let mut offsets = [0u16; ROWS_PER_TID_BLOCK as usize];
-                let n = pg_sys::tbm_extract_page_tuple(
-                    &mut result,
-                    offsets.as_mut_ptr(),
-                    offsets.len() as u32,
-                );
-                b.offsets = offsets[..n.max(0) as usize].to_vec();
-                *exact_pages += 1;
-                *recheck = result.recheck;
+            let mut batch = Vec::new();
+            while batch.len() < BATCH_ROWS {
+                let mut result = pg_sys::TBMIterateResult::default();
+                if !pg_sys::tbm_iterate(&mut (*scan).st.rs_tbmiterator, &mut result) {
+                    b.done = true;
+                    break;
+                }
+                let (offsets, check) = if result.lossy {
+                    *lossy_pages += 1;
+                    (all_offsets(), true)
+                } else {
+                    let mut offsets = [0u16; ROWS_PER_TID_BLOCK as usize];
+                    let n = pg_sys::tbm_extract_page_tuple(
+                        &mut result,
+                        offsets.as_mut_ptr(),
+                        offsets.len() as u32,
+                    );
+                    *exact_pages += 1;
+                    (offsets[..n.max(0) as usize].to_vec(), result.recheck)
+                };
+                for offset in offsets {
+                    let mut tid = pg_sys::ItemPointerData::default();
+                    pgrx::itemptr::item_pointer_set_all(&mut tid, result.blockno, offset);
+                    if let Some(row) = b.fetch.locate(rel, tid, snapshot).or_report() {
+                        batch.push((row, check));
+                    }
+                }
             }
+            batch.sort_by_key(|(row, _)| row.storage_key());
+            b.ready = batch.into();
         }
     }
 }

@@ -562,4 +562,53 @@ mod tests {
         assert!(count("SELECT count(*) FROM pol_c") < 4000);
         run("RESET ROLE");
     }
+
+    /// A bitmap too large for work_mem goes lossy (every offset of a TID block, each
+    /// rechecked); PostgreSQL 18 scans return rows in storage order, in batches. Both
+    /// answer like heap.
+    #[pg_test]
+    fn lossy_and_exact_bitmap_scans_answer_like_heap() {
+        let rows = "SELECT i AS id, ((i::bigint * 7919) % 1000)::int AS k, 'n' || (i % 977) AS name
+            FROM generate_series(1, 700000) i";
+        run(&format!("CREATE TABLE bm_heap AS {rows}"));
+        run("CREATE TABLE bm_col (id int, k int, name text) USING epiphany_columnar WITH (order_by = 'k')");
+        run("INSERT INTO bm_col SELECT * FROM bm_heap");
+        for t in ["bm_heap", "bm_col"] {
+            run(&format!("CREATE INDEX ON {t} (id)"));
+            run(&format!("ANALYZE {t}"));
+        }
+        run("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off");
+        run("SET LOCAL epiphany.enable_columnar_scan = off");
+        let queries = [
+            "SELECT k, name FROM {t} WHERE id BETWEEN 100 AND 650000 AND k % 7 = 0",
+            "SELECT count(*), sum(k), max(name) FROM {t} WHERE id > 5000",
+            "SELECT id FROM {t} WHERE id BETWEEN 300000 AND 300500 OR id < 50",
+        ];
+        for work_mem in ["64kB", "64MB"] {
+            run(&format!("SET LOCAL work_mem = '{work_mem}'"));
+            let plan = Spi::connect(|c| {
+                c.select(
+                    &format!(
+                        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {}",
+                        queries[1].replace("{t}", "bm_col")
+                    ),
+                    None,
+                    &[],
+                )
+                .unwrap()
+                .map(|r| r.get::<String>(1).unwrap().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+            });
+            assert!(plan.contains("Bitmap Heap Scan"), "{plan}");
+            assert_eq!(
+                plan.contains("lossy="),
+                work_mem == "64kB",
+                "{work_mem}: {plan}"
+            );
+            for q in queries {
+                same(&q.replace("{t}", "bm_col"), &q.replace("{t}", "bm_heap"));
+            }
+        }
+    }
 }

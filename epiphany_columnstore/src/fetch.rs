@@ -102,12 +102,34 @@ impl FetchState {
         slot: *mut pg_sys::TupleTableSlot,
     ) -> Result<bool, Error> {
         // SAFETY: per the contract.
-        let (block, offset) = unsafe { pgrx::itemptr::item_pointer_get_both(*tid) };
+        unsafe {
+            match self.locate(rel, *tid, snapshot)? {
+                Some(row) => {
+                    self.store(rel, &row, slot)?;
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        }
+    }
+
+    /// Where row `tid` is stored, as `snapshot` sees it; `None` if it does not exist for
+    /// it.
+    ///
+    /// # Safety
+    /// `rel` open, `snapshot` valid.
+    pub unsafe fn locate(
+        &mut self,
+        rel: pg_sys::Relation,
+        tid: pg_sys::ItemPointerData,
+        snapshot: pg_sys::Snapshot,
+    ) -> Result<Option<StoredRow>, Error> {
+        let (block, offset) = pgrx::itemptr::item_pointer_get_both(tid);
         let Some(row) = tid_to_row(block, offset) else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(storage) = self.storage else {
-            return Ok(false);
+            return Ok(None);
         };
         // SAFETY: per the contract.
         let key = unsafe { SnapshotKey::of(snapshot) };
@@ -118,7 +140,7 @@ impl FetchState {
         }
         let Some(part) = find_part(&self.parts, row, |p| (p.first_row, p.row_count)).cloned()
         else {
-            return Ok(false);
+            return Ok(None);
         };
         let open = match &self.last {
             Some(p) if p.row.part_id == part.part_id && p.row.storage_id == part.storage_id => {
@@ -132,7 +154,26 @@ impl FetchState {
             }
         };
         // SAFETY: per the contract.
-        let pos = unsafe { position_of(rel, &open, row) }?;
+        let position = unsafe { position_of(rel, &open, row) }?;
+        Ok(Some(StoredRow {
+            part: open,
+            position,
+            tid,
+        }))
+    }
+
+    /// A located row into `slot` (deferred into a columnar slot).
+    ///
+    /// # Safety
+    /// `rel` open, `slot` a slot of `rel`, `row` located by this state.
+    pub unsafe fn store(
+        &mut self,
+        rel: pg_sys::Relation,
+        row: &StoredRow,
+        slot: *mut pg_sys::TupleTableSlot,
+    ) -> Result<(), Error> {
+        let open = &row.part;
+        let pos = row.position;
         let (g, within) = open.reader.locate(pos).ok_or_else(|| {
             Error::Corrupted(format!(
                 "part {}: position {pos} past its rows",
@@ -151,16 +192,16 @@ impl FetchState {
                     DeferredRow {
                         info: self.info.clone(),
                         relid: (*rel).rd_id,
-                        part: open,
+                        part: open.clone(),
                         granule: g,
                         first,
                         count,
                         row: within - first,
                     },
-                    *tid,
+                    row.tid,
                 );
                 (*slot).tts_tableOid = (*rel).rd_id;
-                return Ok(true);
+                return Ok(());
             }
             // Another kind of slot: every column now.
             let mut columns: Vec<usize> = (0..self.info.columns.len()).collect();
@@ -176,7 +217,27 @@ impl FetchState {
                 (*rel).rd_id,
             )?;
         }
-        Ok(true)
+        Ok(())
+    }
+}
+
+/// A row found by TID: its part and stored position.
+pub struct StoredRow {
+    pub part: Rc<OpenPart>,
+    pub position: u64,
+    pub tid: pg_sys::ItemPointerData,
+}
+
+#[cfg(feature = "pg18")]
+impl StoredRow {
+    /// Storage order: part, then position (decoding in this order reads each page window
+    /// once, in sequence).
+    pub fn storage_key(&self) -> (u64, u64, u64) {
+        (
+            self.part.row.storage_id,
+            self.part.row.part_id,
+            self.position,
+        )
     }
 }
 
