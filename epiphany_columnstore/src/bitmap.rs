@@ -147,8 +147,19 @@ unsafe extern "C-unwind" fn scan_bitmap_next_tuple(
                     }
                 }
             }
-            batch.sort_by_key(|(row, _)| row.storage_key());
-            b.ready = batch.into();
+            // Sorted as (key, index) pairs, keys computed once: comparing through each
+            // row's part would chase pointers, and moving whole rows costs more.
+            let mut order: Vec<((u64, u64, u64), u32)> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, (row, _))| (row.storage_key(), i as u32))
+                .collect();
+            order.sort_unstable();
+            let mut rows: Vec<Option<_>> = batch.into_iter().map(Some).collect();
+            b.ready = order
+                .into_iter()
+                .filter_map(|(_, i)| rows[i as usize].take())
+                .collect();
         }
     }
 }
