@@ -20,28 +20,10 @@ mod tests {
         assert_eq!(one::<i64>(&q), Some(0), "{a}  vs  {b}");
     }
 
-    fn explain(sql: &str) -> String {
-        Spi::connect(|c| {
-            c.select(&format!("EXPLAIN (COSTS OFF) {sql}"), None, &[])
-                .unwrap()
-                .map(|r| r.get::<String>(1).unwrap().unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-    }
+    use crate::test_sql::explain_analyze;
 
-    fn explain_analyze(q: &str) -> String {
-        Spi::connect(|c| {
-            c.select(
-                &format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {q}"),
-                None,
-                &[],
-            )
-            .unwrap()
-            .map(|r| r.get::<String>(1).unwrap().unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n")
-        })
+    fn explain(sql: &str) -> String {
+        crate::test_sql::explain_with("COSTS OFF", sql)
     }
 
     /// The value of an EXPLAIN line `label: n`.

@@ -586,20 +586,7 @@ mod tests {
         ];
         for work_mem in ["64kB", "64MB"] {
             run(&format!("SET LOCAL work_mem = '{work_mem}'"));
-            let plan = Spi::connect(|c| {
-                c.select(
-                    &format!(
-                        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {}",
-                        queries[1].replace("{t}", "bm_col")
-                    ),
-                    None,
-                    &[],
-                )
-                .unwrap()
-                .map(|r| r.get::<String>(1).unwrap().unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join("\n")
-            });
+            let plan = crate::test_sql::explain_analyze(&queries[1].replace("{t}", "bm_col"));
             assert!(plan.contains("Bitmap Heap Scan"), "{plan}");
             assert_eq!(
                 plan.contains("lossy="),

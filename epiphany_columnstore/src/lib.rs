@@ -32,6 +32,8 @@ mod relation_storage;
 mod scan;
 mod slot;
 mod table;
+#[cfg(any(test, feature = "pg_test"))]
+mod test_sql;
 mod vacuum;
 mod writes;
 

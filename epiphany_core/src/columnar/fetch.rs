@@ -117,22 +117,8 @@ impl SparsePart {
     ) -> Result<()> {
         let mut wanted: Vec<(u64, u64)> = Vec::new();
         for &g in granules {
-            let rg = metadata
-                .row_groups()
-                .get(g)
-                .ok_or_else(|| Error::Corrupted(format!("granule {g} does not exist")))?;
             for &c in columns {
-                let chunk = rg
-                    .columns()
-                    .get(c)
-                    .ok_or_else(|| Error::Corrupted(format!("column {c} does not exist")))?;
-                let (start, len) = chunk.byte_range();
-                if start.checked_add(len).is_none_or(|end| end > self.len) {
-                    return Err(Error::Corrupted(format!(
-                        "column chunk {start}+{len} outside the part"
-                    )));
-                }
-                wanted.push((start, len));
+                wanted.push(chunk_range(metadata, g, c)?);
             }
         }
         self.fetch_ranges(wanted, fetch)
@@ -155,17 +141,9 @@ impl SparsePart {
             return self.fetch_chunks(metadata, columns, &[g], fetch);
         }
         let index = metadata.page_index_for_row_group(g);
-        let rg = metadata
-            .row_groups()
-            .get(g)
-            .ok_or_else(|| Error::Corrupted(format!("granule {g} does not exist")))?;
         let mut wanted: Vec<(u64, u64)> = Vec::new();
         for &c in columns {
-            let chunk = rg
-                .columns()
-                .get(c)
-                .ok_or_else(|| Error::Corrupted(format!("column {c} does not exist")))?;
-            let (start, len) = chunk.byte_range();
+            let (start, len) = chunk_range(metadata, g, c)?;
             let Some(pages) = index.page_locations(c).filter(|p| !p.is_empty()) else {
                 wanted.push((start, len));
                 continue;
@@ -310,6 +288,19 @@ impl SparsePart {
             len.map_or("…".to_string(), |l| l.to_string())
         )))
     }
+}
+
+/// Where column `c` of granule `g` lies in the part (bounds are checked when fetched).
+fn chunk_range(metadata: &ParquetMetaData, g: usize, c: usize) -> Result<(u64, u64)> {
+    let rg = metadata
+        .row_groups()
+        .get(g)
+        .ok_or_else(|| Error::Corrupted(format!("granule {g} does not exist")))?;
+    let chunk = rg
+        .columns()
+        .get(c)
+        .ok_or_else(|| Error::Corrupted(format!("column {c} does not exist")))?;
+    Ok(chunk.byte_range())
 }
 
 impl Length for SparsePart {
