@@ -10,6 +10,7 @@ use std::ffi::CStr;
 
 use epiphany_core::columnar::prune::{Op, Predicate, Scalar};
 use epiphany_core::columnar::{numeric, ColumnType};
+use epiphany_core::pg::owned::ContextOwned;
 use epiphany_core::pg::OrReport;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
@@ -215,11 +216,11 @@ unsafe extern "C-unwind" fn plan_path(
 #[repr(C)]
 struct ColumnarScan {
     css: pg_sys::CustomScanState,
-    state: *mut ScanState,
+    state: ContextOwned<ScanState>,
     /// The shared progress of a parallel scan (in dynamic shared memory), or null.
     shared: *const SharedProgress,
     /// Column numbers read (0-based) and the pruning predicates, known at begin.
-    read: *mut Vec<usize>,
+    read: ContextOwned<Vec<usize>>,
     preds: usize,
 }
 
@@ -266,7 +267,8 @@ unsafe extern "C-unwind" fn begin(
         };
         let preds = predicates((*plan).qual, scanrelid, &info);
         (*me).preds = preds.len();
-        (*me).read = Box::into_raw(Box::new(read.clone()));
+        // Owned by the node's memory context: an ERROR mid-scan frees them too.
+        (*me).read = ContextOwned::new(read.clone());
         if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0 {
             return;
         }
@@ -279,7 +281,7 @@ unsafe extern "C-unwind" fn begin(
         if !pg_sys::bms_is_member(ctid, attrs) && (*estate).es_rowmarks.is_null() {
             state.without_tids();
         }
-        (*me).state = Box::into_raw(Box::new(state));
+        (*me).state = ContextOwned::new(state);
     }
 }
 
@@ -299,7 +301,11 @@ unsafe extern "C-unwind" fn next(ss: *mut pg_sys::ScanState) -> *mut pg_sys::Tup
         let slot = (*ss).ss_ScanTupleSlot;
         let rel = (*ss).ss_currentRelation;
         let shared = (*me).shared.as_ref();
-        if !(*(*me).state).next_row(rel, slot, shared).or_report() {
+        let state = (*me)
+            .state
+            .get()
+            .expect("a columnar scan read after its end");
+        if !state.next_row(rel, slot, shared).or_report() {
             pg_sys::ExecClearTuple(slot);
         }
         slot
@@ -319,14 +325,8 @@ unsafe extern "C-unwind" fn end(node: *mut pg_sys::CustomScanState) {
     // SAFETY: our node; boxes made in begin are dropped once.
     unsafe {
         let me = node as *mut ColumnarScan;
-        if !(*me).state.is_null() {
-            drop(Box::from_raw((*me).state));
-            (*me).state = std::ptr::null_mut();
-        }
-        if !(*me).read.is_null() {
-            drop(Box::from_raw((*me).read));
-            (*me).read = std::ptr::null_mut();
-        }
+        (*me).state.drop_now();
+        (*me).read.drop_now();
     }
 }
 
@@ -335,8 +335,8 @@ unsafe extern "C-unwind" fn rescan(node: *mut pg_sys::CustomScanState) {
     // SAFETY: our node.
     unsafe {
         let me = node as *mut ColumnarScan;
-        if !(*me).state.is_null() {
-            (*(*me).state).restart();
+        if let Some(state) = (*me).state.get() {
+            state.restart();
         }
     }
 }
@@ -373,8 +373,8 @@ unsafe extern "C-unwind" fn reinitialize_dsm(
     unsafe {
         (*(coordinate as *const SharedProgress)).reset();
         let me = node as *mut ColumnarScan;
-        if !(*me).state.is_null() {
-            (*(*me).state).restart();
+        if let Some(state) = (*me).state.get() {
+            state.restart();
         }
     }
 }
@@ -397,11 +397,14 @@ unsafe extern "C-unwind" fn shutdown(node: *mut pg_sys::CustomScanState) {
     // children shut down.
     unsafe {
         let me = node as *mut ColumnarScan;
-        if pg_sys::ParallelWorkerNumber >= 0 || (*me).shared.is_null() || (*me).state.is_null() {
+        if pg_sys::ParallelWorkerNumber >= 0 || (*me).shared.is_null() {
             return;
         }
+        let Some(state) = (*me).state.get() else {
+            return;
+        };
         let (scanned, skipped) = (*(*me).shared).granules();
-        let counters = &mut (*(*me).state).counters;
+        let counters = &mut state.counters;
         counters.granules_scanned = scanned;
         counters.granules_skipped = skipped;
         (*me).shared = std::ptr::null();
@@ -419,11 +422,7 @@ unsafe extern "C-unwind" fn explain(
         let me = node as *mut ColumnarScan;
         let rel = (*node).ss.ss_currentRelation;
         let natts = (*(*rel).rd_att).natts;
-        let read = if (*me).read.is_null() {
-            0
-        } else {
-            (*(*me).read).len()
-        };
+        let read = (*me).read.get().map_or(0, |r| r.len());
         let text = format!("{read} of {natts}");
         let text = std::ffi::CString::new(text).unwrap();
         pg_sys::ExplainPropertyText(c"Columns Read".as_ptr(), text.as_ptr(), es);
@@ -433,8 +432,8 @@ unsafe extern "C-unwind" fn explain(
             (*me).preds as i64,
             es,
         );
-        if (*es).analyze && !(*me).state.is_null() {
-            let c = (*(*me).state).counters;
+        if let Some(state) = (*me).state.get().filter(|_| (*es).analyze) {
+            let c = state.counters;
             for (label, value) in [
                 (c"Parts Scanned", c.parts_scanned),
                 (c"Parts Skipped", c.parts_skipped),

@@ -15,6 +15,7 @@ use arrow_array::types::UInt32Type;
 use arrow_array::Array;
 use epiphany_core::columnar::part::PAGE_ROWS;
 use epiphany_core::columnar::rowid::{find_part, tid_to_row};
+use epiphany_core::pg::owned::ContextOwned;
 use epiphany_core::pg::OrReport;
 use epiphany_core::Error;
 use pgrx::pg_sys;
@@ -28,7 +29,7 @@ use crate::table::TableInfo;
 #[repr(C)]
 struct IndexFetch {
     base: pg_sys::IndexFetchTableData,
-    state: *mut FetchState,
+    state: ContextOwned<FetchState>,
 }
 
 /// What identifies a snapshot's view of the catalog.
@@ -208,7 +209,7 @@ impl FetchState {
             columns.push(open.reader.row_column());
             let batch = open.rows(rel, &columns, g, first, count)?;
             store_row(
-                self.row_context.get(),
+                &self.row_context,
                 slot,
                 &self.info.columns,
                 &batch,
@@ -346,7 +347,8 @@ pub unsafe extern "C-unwind" fn index_fetch_begin(
         let state = FetchState::new(rel).or_report();
         let desc = pg_sys::palloc0(std::mem::size_of::<IndexFetch>()) as *mut IndexFetch;
         (*desc).base.rel = rel;
-        (*desc).state = Box::into_raw(Box::new(state));
+        // Owned by the descriptor's memory context: an ERROR mid-scan frees it too.
+        (*desc).state = ContextOwned::new(state);
         desc as _
     }
 }
@@ -359,7 +361,7 @@ pub unsafe extern "C-unwind" fn index_fetch_end(data: *mut pg_sys::IndexFetchTab
     // SAFETY: a descriptor from index_fetch_begin, ended once.
     unsafe {
         let desc = data as *mut IndexFetch;
-        drop(Box::from_raw((*desc).state));
+        (*desc).state.drop_now();
         pg_sys::pfree(desc as _);
     }
 }
@@ -380,7 +382,10 @@ pub unsafe extern "C-unwind" fn index_fetch_tuple(
             *all_dead = false;
         }
         let desc = data as *mut IndexFetch;
-        (*(*desc).state)
+        (*desc)
+            .state
+            .get()
+            .expect("an index fetch used after its end")
             .fetch((*desc).base.rel, tid, snapshot, slot)
             .or_report()
     }

@@ -178,14 +178,21 @@ impl OpenPart {
 }
 
 /// A memory context for the datums of the rows a scan or fetch hands out, deleted with
-/// its owner.
-pub struct RowContext(pg_sys::MemoryContext);
+/// its owner — or before it, with its parent: a scan's state is dropped by its memory
+/// context's reset callback when an ERROR unwinds the query, and Postgres deletes child
+/// contexts before it runs a parent's callbacks. The context's own callback marks it
+/// gone, so the owner's drop never deletes it twice.
+pub struct RowContext {
+    context: pg_sys::MemoryContext,
+    /// False once Postgres deleted the context (shared with its callback, so boxed).
+    alive: Box<std::cell::Cell<bool>>,
+}
 
 impl RowContext {
     /// A child of the current memory context.
     pub fn new(name: &'static std::ffi::CStr) -> RowContext {
-        // SAFETY: main thread; the context is deleted exactly once, on drop.
-        RowContext(unsafe {
+        // SAFETY: main thread; the context is deleted at most once (see `alive`).
+        let context = unsafe {
             pg_sys::AllocSetContextCreateExtended(
                 pg_sys::CurrentMemoryContext,
                 name.as_ptr(),
@@ -193,18 +200,59 @@ impl RowContext {
                 pg_sys::ALLOCSET_DEFAULT_INITSIZE as _,
                 pg_sys::ALLOCSET_DEFAULT_MAXSIZE as _,
             )
-        })
+        };
+        let row = RowContext {
+            context,
+            alive: Box::new(std::cell::Cell::new(true)),
+        };
+        row.watch();
+        row
     }
 
     pub fn get(&self) -> pg_sys::MemoryContext {
-        self.0
+        self.context
     }
+
+    /// Frees everything in the context (a reset also runs, and forgets, its callbacks).
+    pub fn reset(&self) {
+        // SAFETY: the context is alive while its owner is.
+        unsafe { pg_sys::MemoryContextReset(self.context) };
+        self.alive.set(true);
+        self.watch();
+    }
+
+    fn watch(&self) {
+        // SAFETY: the callback lives in the context it watches; `alive` outlives the
+        // context (it is dropped after deleting it, or after Postgres did).
+        unsafe {
+            let callback = pg_sys::MemoryContextAlloc(
+                self.context,
+                std::mem::size_of::<pg_sys::MemoryContextCallback>(),
+            ) as *mut pg_sys::MemoryContextCallback;
+            std::ptr::write(
+                callback,
+                pg_sys::MemoryContextCallback {
+                    func: Some(mark_gone),
+                    arg: &*self.alive as *const std::cell::Cell<bool> as *mut std::ffi::c_void,
+                    next: std::ptr::null_mut(),
+                },
+            );
+            pg_sys::MemoryContextRegisterResetCallback(self.context, callback);
+        }
+    }
+}
+
+unsafe extern "C-unwind" fn mark_gone(arg: *mut std::ffi::c_void) {
+    // SAFETY: `arg` is a RowContext's `alive`, which outlives its context.
+    unsafe { (*(arg as *const std::cell::Cell<bool>)).set(false) };
 }
 
 impl Drop for RowContext {
     fn drop(&mut self) {
-        // SAFETY: created in new(), deleted once.
-        unsafe { pg_sys::MemoryContextDelete(self.0) };
+        if self.alive.get() {
+            // SAFETY: created in new(), not deleted yet.
+            unsafe { pg_sys::MemoryContextDelete(self.context) };
+        }
     }
 }
 
@@ -386,9 +434,9 @@ impl DatumBatch {
 ///
 /// # Safety
 /// `slot` must be a virtual-compatible slot of the relation `columns` describe, and
-/// `context` a memory context nothing else keeps data in.
+/// nothing else keeps data in `context`.
 pub unsafe fn store_row(
-    context: pg_sys::MemoryContext,
+    context: &RowContext,
     slot: *mut pg_sys::TupleTableSlot,
     columns: &[ColumnInfo],
     batch: &RecordBatch,
@@ -398,8 +446,8 @@ pub unsafe fn store_row(
 ) -> Result<(), Error> {
     // SAFETY: per the contract; the slot has natts entries.
     unsafe {
-        pg_sys::MemoryContextReset(context);
-        let old = pg_sys::MemoryContextSwitchTo(context);
+        context.reset();
+        let old = pg_sys::MemoryContextSwitchTo(context.get());
         pg_sys::ExecClearTuple(slot);
         let n = columns.len();
         let values = std::slice::from_raw_parts_mut((*slot).tts_values, n);
@@ -414,7 +462,7 @@ pub unsafe fn store_row(
         let (block, off) = row_to_tid(first_row + u64::from(offset))?;
         pg_sys::ExecStoreVirtualTuple(slot);
         pg_sys::ExecMaterializeSlot(slot);
-        pg_sys::MemoryContextReset(context);
+        context.reset();
         pgrx::itemptr::item_pointer_set_all(&mut (*slot).tts_tid, block, off);
         (*slot).tts_tableOid = relid;
     }

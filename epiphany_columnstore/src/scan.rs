@@ -11,6 +11,7 @@ use epiphany_core::columnar::filter::filter_batch;
 use epiphany_core::columnar::prune::Predicate;
 use epiphany_core::columnar::scan_plan::{decode_stats, prune_granules, prune_parts, ScanCounters};
 use epiphany_core::columnar::{ColumnType, PartBatches};
+use epiphany_core::pg::owned::ContextOwned;
 use epiphany_core::pg::OrReport;
 use epiphany_core::Error;
 use pgrx::pg_sys;
@@ -36,7 +37,7 @@ const BATCH_ROWS: usize = 8192;
 #[repr(C)]
 pub struct ScanDesc {
     base: pg_sys::TableScanDescData,
-    state: *mut ScanState,
+    state: ContextOwned<ScanState>,
 }
 
 /// What the participants of a parallel scan share, in dynamic shared memory: the next
@@ -270,7 +271,7 @@ impl ScanState {
                         // SAFETY: the previous batch's datums are no longer in any slot
                         // (the slot is cleared before every row stored).
                         let decoded = unsafe {
-                            pg_sys::MemoryContextReset(self.row_context.get());
+                            self.row_context.reset();
                             let old = pg_sys::MemoryContextSwitchTo(self.row_context.get());
                             let d = DatumBatch::decode(
                                 &self.info.columns,
@@ -364,7 +365,8 @@ pub unsafe extern "C-unwind" fn scan_begin(
         (*desc).base.rs_flags = flags;
         (*desc).base.rs_parallel = pscan;
         let state = ScanState::new(rel, snapshot).or_report();
-        (*desc).state = Box::into_raw(Box::new(state));
+        // Owned by the descriptor's memory context: an ERROR mid-scan frees it too.
+        (*desc).state = ContextOwned::new(state);
         desc as pg_sys::TableScanDesc
     }
 }
@@ -373,7 +375,12 @@ pub unsafe extern "C-unwind" fn scan_begin(
 /// `scan` must come from [`scan_begin`].
 pub unsafe fn state<'a>(scan: pg_sys::TableScanDesc) -> &'a mut ScanState {
     // SAFETY: per the contract.
-    unsafe { &mut *(*(scan as *mut ScanDesc)).state }
+    unsafe {
+        (*(scan as *mut ScanDesc))
+            .state
+            .get()
+            .expect("a columnar scan used after its end")
+    }
 }
 
 #[pg_guard]
@@ -381,7 +388,7 @@ pub unsafe extern "C-unwind" fn scan_end(scan: pg_sys::TableScanDesc) {
     // SAFETY: a descriptor from scan_begin, ended once.
     unsafe {
         let desc = scan as *mut ScanDesc;
-        drop(Box::from_raw((*desc).state));
+        (*desc).state.drop_now();
         if (*desc).base.rs_flags & pg_sys::ScanOptions::SO_TEMP_SNAPSHOT != 0 {
             pg_sys::UnregisterSnapshot((*desc).base.rs_snapshot);
         }
@@ -623,7 +630,7 @@ impl ScanState {
         // SAFETY: per the contract; datums go to the row context.
         unsafe {
             store_row(
-                self.row_context.get(),
+                &self.row_context,
                 slot,
                 &self.info.columns,
                 batch,

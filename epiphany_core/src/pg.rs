@@ -10,6 +10,7 @@ use pgrx::PgLogLevel;
 use crate::error::Error;
 
 pub mod hooks;
+pub mod owned;
 pub mod testing;
 
 /// Raises `err` as an ERROR with its SQLSTATE; never returns.
