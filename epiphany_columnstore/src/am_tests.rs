@@ -443,6 +443,7 @@ mod tests {
         run("SET epiphany.columnar_write_buffer = '1MB'");
         run("CREATE TABLE t11 (id int, s text) USING epiphany_columnar WITH (order_by = 's')");
         run("INSERT INTO t11 SELECT g, md5(g::text) FROM generate_series(1, 100000) g");
+        let (_, started) = crate::writes::encoders();
         // SAFETY: a subtransaction begun and rolled back on the main thread.
         unsafe {
             pg_sys::BeginInternalSubTransaction(std::ptr::null());
@@ -450,6 +451,17 @@ mod tests {
                 .unwrap();
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
         }
+        // A statement that fails while its rows are being encoded in the background: the
+        // encoder thread is stopped and joined at the abort, not left running.
+        run("SET LOCAL epiphany.columnar_write_buffer = '8MB'");
+        run("DO $$ BEGIN
+               INSERT INTO t11 SELECT g, CASE WHEN g = 200000 THEN (1 / 0)::text ELSE md5(g::text) END
+               FROM generate_series(1, 300000) g;
+             EXCEPTION WHEN division_by_zero THEN NULL; END $$");
+        let (running, now_started) = crate::writes::encoders();
+        assert!(now_started > started, "no encoder thread ran");
+        assert_eq!(running, 0, "an encoder thread outlived its subtransaction");
+        run("RESET epiphany.columnar_write_buffer");
         run("INSERT INTO t11 SELECT g, md5(g::text) FROM generate_series(100001, 150000) g");
         assert_eq!(one::<i64>("SELECT count(*) FROM t11"), Some(150000));
         assert_eq!(

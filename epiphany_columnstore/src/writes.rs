@@ -9,6 +9,8 @@
 
 use std::cell::RefCell;
 use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -72,6 +74,47 @@ struct Job {
     batches: Vec<Batch>,
     bytes: usize,
     handle: std::thread::JoinHandle<Result<Vec<Encoded>, Error>>,
+    /// Set to make the thread stop at the next part it would encode.
+    cancel: Arc<AtomicBool>,
+}
+
+impl Job {
+    /// Stops the thread and waits for it: a job whose rows are discarded or rolled back
+    /// must not go on using a core and memory after its transaction ends.
+    fn cancel(self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
+    }
+}
+
+/// Encoder threads running in this process, and started so far (tests check none
+/// outlives its job).
+static ENCODERS: AtomicUsize = AtomicUsize::new(0);
+static ENCODERS_STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// Encoder threads running now, and started so far.
+#[cfg(any(test, feature = "pg_test"))]
+pub fn encoders() -> (usize, usize) {
+    (
+        ENCODERS.load(Ordering::SeqCst),
+        ENCODERS_STARTED.load(Ordering::SeqCst),
+    )
+}
+
+struct Running;
+
+impl Running {
+    fn start() -> Running {
+        ENCODERS.fetch_add(1, Ordering::SeqCst);
+        ENCODERS_STARTED.fetch_add(1, Ordering::SeqCst);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        ENCODERS.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// One part ready to be written.
@@ -82,7 +125,9 @@ struct Encoded {
 }
 
 /// Encodes buffered rows into parts: pure Rust, runs on any thread. With `parallel`, a
-/// large run is cut in two and both halves are encoded at once.
+/// large run is cut in two and both halves are encoded at once. Once `cancel` is set,
+/// no further part is begun (the result is an error nobody reads).
+#[allow(clippy::too_many_arguments)]
 fn encode(
     schema: &epiphany_core::columnar::TableSchema,
     buffered: &epiphany_core::columnar::TableSchema,
@@ -91,6 +136,7 @@ fn encode(
     batches: &[Batch],
     snapshots: Option<&SnapshotCommands>,
     parallel: bool,
+    cancel: Option<&AtomicBool>,
 ) -> Result<Vec<Encoded>, Error> {
     let batches = batches
         .iter()
@@ -115,6 +161,9 @@ fn encode(
         }
     }
     let encode_one = |(first_row, command, batch): &(u64, u32, arrow_array::RecordBatch)| {
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Error::Internal("part encoding cancelled".into()));
+        }
         Ok(Encoded {
             first_row: *first_row,
             command: *command,
@@ -314,7 +363,11 @@ unsafe fn flush_in_background(rel: pg_sys::Relation) -> Result<(), Error> {
         let work = batches.clone();
         let bytes = batches.iter().map(|x| x.memory_bytes()).sum();
         let snapshots = b.snapshots_now();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let cancelled = cancel.clone();
+        let running = Running::start();
         let handle = std::thread::spawn(move || {
+            let _running = running;
             encode(
                 &schema,
                 &buffered,
@@ -323,6 +376,7 @@ unsafe fn flush_in_background(rel: pg_sys::Relation) -> Result<(), Error> {
                 &work,
                 Some(&snapshots),
                 false,
+                Some(&cancelled),
             )
         });
         b.job = Some(Job {
@@ -331,6 +385,7 @@ unsafe fn flush_in_background(rel: pg_sys::Relation) -> Result<(), Error> {
             batches,
             bytes,
             handle,
+            cancel,
         });
     });
     Ok(())
@@ -377,16 +432,20 @@ unsafe fn collect_job(rel: pg_sys::Relation) -> Result<(), Error> {
 
 /// Forgets the helper thread's work (its rows are being discarded or rolled back).
 fn drop_job(relid: Option<pg_sys::Oid>) {
-    BACKEND.with(|b| {
+    let job = BACKEND.with(|b| {
         let mut b = b.borrow_mut();
         if b.job
             .as_ref()
             .is_some_and(|j| relid.is_none_or(|r| r == j.relid))
         {
-            // The thread finishes on its own and frees what it holds.
-            b.job = None;
+            b.job.take()
+        } else {
+            None
         }
     });
+    if let Some(job) = job {
+        job.cancel();
+    }
 }
 
 /// Writes encoded parts into `rel`'s pages and their catalog rows.
@@ -504,6 +563,7 @@ pub unsafe fn flush(rel: pg_sys::Relation, by_command: bool) -> Result<(), Error
         &batches,
         snapshots.as_ref(),
         true,
+        None,
     )
     // SAFETY: per the contract.
     .and_then(|parts| unsafe { write_parts(rel, parts) });
@@ -676,7 +736,9 @@ unsafe extern "C-unwind" fn xact_callback(
                 b.tables.clear();
                 b.storage.clear();
                 b.snapshots.clear();
-                b.job = None;
+                if let Some(job) = b.job.take() {
+                    job.cancel();
+                }
             });
         }
         _ => {}
@@ -701,9 +763,43 @@ unsafe extern "C-unwind" fn subxact_callback(
             // A TRUNCATE in the aborted subtransaction may have changed the storage.
             b.storage.clear();
             if b.job.as_ref().is_some_and(|j| j.level >= sub) {
-                b.job = None;
+                b.job.take().expect("checked").cancel();
             }
         }),
         _ => {}
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::*;
+
+    /// A cancelled job's thread is stopped and joined before `cancel` returns (a job
+    /// whose transaction aborted used to be detached and run on).
+    #[pgrx::pg_test]
+    fn a_cancelled_encoder_job_is_joined() {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let seen = cancel.clone();
+        let (running_before, _) = encoders();
+        let running = Running::start();
+        let handle = std::thread::spawn(move || {
+            let _running = running;
+            while !seen.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(Error::Internal("cancelled".into()))
+        });
+        let job = Job {
+            relid: pg_sys::InvalidOid,
+            level: 0,
+            batches: Vec::new(),
+            bytes: 0,
+            handle,
+            cancel,
+        };
+        assert_eq!(encoders().0, running_before + 1);
+        job.cancel();
+        assert_eq!(encoders().0, running_before);
     }
 }
