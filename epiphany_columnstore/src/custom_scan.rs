@@ -277,7 +277,7 @@ unsafe extern "C-unwind" fn begin(
         }
         let mut state = ScanState::new(rel, (*estate).es_snapshot).or_report();
         state.project_and_prune(read, preds).or_report();
-        let ctid = pg_sys::SelfItemPointerAttributeNumber as i32 - offset;
+        let ctid = pg_sys::SelfItemPointerAttributeNumber - offset;
         if !pg_sys::bms_is_member(ctid, attrs) && (*estate).es_rowmarks.is_null() {
             state.without_tids();
         }

@@ -417,7 +417,7 @@ impl DatumBatch {
                 None => pgrx::itemptr::item_pointer_set_all(
                     &mut (*slot).tts_tid,
                     pg_sys::InvalidBlockNumber,
-                    pg_sys::InvalidOffsetNumber as u16,
+                    pg_sys::InvalidOffsetNumber,
                 ),
             }
             (*slot).tts_tableOid = relid;

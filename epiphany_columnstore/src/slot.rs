@@ -241,7 +241,7 @@ unsafe extern "C-unwind" fn clear_slot(slot: *mut pg_sys::TupleTableSlot) {
         pgrx::itemptr::item_pointer_set_all(
             &mut s.base.tts_tid,
             pg_sys::InvalidBlockNumber,
-            pg_sys::InvalidOffsetNumber as u16,
+            pg_sys::InvalidOffsetNumber,
         );
     }
 }

@@ -149,25 +149,6 @@ pub enum Value<'a> {
     Uuid([u8; 16]),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_shift_finite_values_and_keep_infinities() {
-        // Postgres's date range is 4714-11-24 BC .. 5874897-12-31 AD: no finite date may
-        // land on a sentinel after the shift.
-        for d in [0, 1, -1, -2_451_545, 2_145_031_949] {
-            assert_eq!(date_from_arrow(date_to_arrow(d)), d);
-            assert!(date_to_arrow(d) != i32::MAX && date_to_arrow(d) != i32::MIN);
-        }
-        assert_eq!(date_to_arrow(0), 10_957);
-        for inf in [i32::MAX, i32::MIN] {
-            assert_eq!(date_from_arrow(date_to_arrow(inf)), inf);
-        }
-    }
-}
-
 /// The Arrow schema of `table`'s columns as `arrays` hold them. A text column's values
 /// are UTF-8 in nearly every case, but Postgres stores what a C function or a SQL_ASCII
 /// client hands it byte for byte, and so must we: a batch with such text holds that
@@ -231,4 +212,23 @@ pub fn unify_text_columns(batches: &[RecordBatch]) -> Vec<RecordBatch> {
             .expect("same lengths, matching types")
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_shift_finite_values_and_keep_infinities() {
+        // Postgres's date range is 4714-11-24 BC .. 5874897-12-31 AD: no finite date may
+        // land on a sentinel after the shift.
+        for d in [0, 1, -1, -2_451_545, 2_145_031_949] {
+            assert_eq!(date_from_arrow(date_to_arrow(d)), d);
+            assert!(date_to_arrow(d) != i32::MAX && date_to_arrow(d) != i32::MIN);
+        }
+        assert_eq!(date_to_arrow(0), 10_957);
+        for inf in [i32::MAX, i32::MIN] {
+            assert_eq!(date_from_arrow(date_to_arrow(inf)), inf);
+        }
+    }
 }
