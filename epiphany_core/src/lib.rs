@@ -4,6 +4,10 @@
 //! the `pg` feature adds the small pieces of glue that need a running Postgres (pgrx).
 //! Extension crates stay thin: they translate between Postgres and this crate, and turn
 //! an [`Error`] into one `ereport` at the boundary.
+//!
+//! No `unsafe` outside `pg`: the engine is safe Rust, and the lint says so.
+
+#![deny(unsafe_code)]
 
 pub mod columnar;
 pub mod component;

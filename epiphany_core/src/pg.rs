@@ -3,6 +3,8 @@
 //! This is the one place an [`Error`] becomes an `ereport(ERROR)`: extension crates call
 //! [`report`] or [`OrReport::or_report`] at their SQL boundary and nowhere else.
 
+#![allow(unsafe_code)] // the glue: each block carries its SAFETY line
+
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgLogLevel;
