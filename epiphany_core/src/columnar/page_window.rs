@@ -543,4 +543,50 @@ mod tests {
         let deep = vec![0x1c; 1000];
         assert!(read_page_head(&deep).is_err());
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever bytes a page holds (damage the checksums missed), reading its
+            /// header and body is an answer or an error, never a panic.
+            #[test]
+            fn any_page_bytes_read_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let _ = read_page_head(&bytes);
+                let _ = decode_page(&bytes, Compression::UNCOMPRESSED);
+                let _ = decode_page(&bytes, Compression::ZSTD(Default::default()));
+            }
+
+            /// A valid header followed by damage keeps being refused or read.
+            #[test]
+            fn damaged_bodies_read_without_panicking(
+                size in 0i32..64, values in 0i32..64, body in proptest::collection::vec(any::<u8>(), 0..80)
+            ) {
+                let mut bytes = vec![0x15, 0x00, 0x15];
+                bytes.extend(zigzag(size));
+                bytes.push(0x15);
+                bytes.extend(zigzag(body.len() as i32));
+                bytes.extend([0x2c, 0x15]);
+                bytes.extend(zigzag(values));
+                bytes.extend([0x15, 0x00, 0x15, 0x06, 0x15, 0x06, 0x00, 0x00]);
+                bytes.extend(&body);
+                let _ = decode_page(&bytes, Compression::UNCOMPRESSED);
+                let _ = decode_page(&bytes, Compression::ZSTD(Default::default()));
+            }
+        }
+
+        fn zigzag(v: i32) -> Vec<u8> {
+            let mut z = ((v << 1) ^ (v >> 31)) as u32;
+            let mut out = Vec::new();
+            loop {
+                if z < 0x80 {
+                    out.push(z as u8);
+                    return out;
+                }
+                out.push((z as u8 & 0x7f) | 0x80);
+                z >>= 7;
+            }
+        }
+    }
 }
