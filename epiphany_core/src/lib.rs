@@ -9,6 +9,11 @@
 
 #![deny(unsafe_code)]
 
+// pgrx turns a Rust panic into a Postgres ERROR by unwinding to the callback boundary;
+// with panic = "abort" any panic would take the whole server down instead.
+#[cfg(panic = "abort")]
+compile_error!("EpiphanyDB must be built with panic = \"unwind\" (a panic becomes an ERROR)");
+
 pub mod columnar;
 pub mod component;
 pub mod error;
