@@ -8,7 +8,7 @@
 //! once and read in sequence. Earlier versions hand over one TID block at a time.
 
 use epiphany_core::columnar::rowid::ROWS_PER_TID_BLOCK;
-use epiphany_core::pg::OrReport;
+use epiphany_core::pg::OrReportIn;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -43,7 +43,7 @@ unsafe fn bitmap<'a>(scan: pg_sys::TableScanDesc) -> &'a mut BitmapState {
         let state = crate::scan::state(scan);
         if state.bitmap.is_none() {
             state.bitmap = Some(BitmapState {
-                fetch: FetchState::new((*scan).rs_rd).or_report(),
+                fetch: FetchState::new((*scan).rs_rd).or_report_in((*scan).rs_rd),
                 #[cfg(not(feature = "pg18"))]
                 block: 0,
                 #[cfg(not(feature = "pg18"))]
@@ -76,7 +76,7 @@ unsafe fn next_on_page(scan: pg_sys::TableScanDesc, slot: *mut pg_sys::TupleTabl
             pgrx::itemptr::item_pointer_set_all(&mut tid, b.block, offset);
             if b.fetch
                 .fetch((*scan).rs_rd, &mut tid, (*scan).rs_snapshot, slot)
-                .or_report()
+                .or_report_in((*scan).rs_rd)
             {
                 return true;
             }
@@ -111,7 +111,7 @@ unsafe extern "C-unwind" fn scan_bitmap_next_tuple(
         loop {
             let b = bitmap(scan);
             if let Some((row, check)) = b.ready.pop_front() {
-                b.fetch.store(rel, &row, slot).or_report();
+                b.fetch.store(rel, &row, slot).or_report_in(rel);
                 *recheck = check;
                 return true;
             }
@@ -142,7 +142,7 @@ unsafe extern "C-unwind" fn scan_bitmap_next_tuple(
                 for offset in offsets {
                     let mut tid = pg_sys::ItemPointerData::default();
                     pgrx::itemptr::item_pointer_set_all(&mut tid, result.blockno, offset);
-                    if let Some(row) = b.fetch.locate(rel, tid, snapshot).or_report() {
+                    if let Some(row) = b.fetch.locate(rel, tid, snapshot).or_report_in(rel) {
                         batch.push((row, check));
                     }
                 }

@@ -11,7 +11,7 @@ use std::ffi::CStr;
 use epiphany_core::columnar::prune::{Op, Predicate, Scalar};
 use epiphany_core::columnar::{numeric, ColumnType};
 use epiphany_core::pg::owned::ContextOwned;
-use epiphany_core::pg::OrReport;
+use epiphany_core::pg::OrReportIn;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -252,7 +252,7 @@ unsafe extern "C-unwind" fn begin(
         let rel = (*node).ss.ss_currentRelation;
         let plan = (*node).ss.ps.plan;
         let scanrelid = (*(plan as *mut pg_sys::Scan)).scanrelid;
-        let info = crate::table::TableInfo::load(rel).or_report();
+        let info = crate::table::TableInfo::load(rel).or_report_in(rel);
         let natts = info.columns.len();
         let mut attrs: *mut pg_sys::Bitmapset = std::ptr::null_mut();
         pg_sys::pull_varattnos((*plan).targetlist as _, scanrelid, &mut attrs);
@@ -275,8 +275,8 @@ unsafe extern "C-unwind" fn begin(
         if !pg_sys::IsInParallelMode() {
             crate::writes::flush_relid((*rel).rd_id, true);
         }
-        let mut state = ScanState::new(rel, (*estate).es_snapshot).or_report();
-        state.project_and_prune(read, preds).or_report();
+        let mut state = ScanState::new(rel, (*estate).es_snapshot).or_report_in(rel);
+        state.project_and_prune(read, preds).or_report_in(rel);
         let ctid = pg_sys::SelfItemPointerAttributeNumber - offset;
         if !pg_sys::bms_is_member(ctid, attrs) && (*estate).es_rowmarks.is_null() {
             state.without_tids();
@@ -305,7 +305,7 @@ unsafe extern "C-unwind" fn next(ss: *mut pg_sys::ScanState) -> *mut pg_sys::Tup
             .state
             .get()
             .expect("a columnar scan read after its end");
-        if !state.next_row(rel, slot, shared).or_report() {
+        if !state.next_row(rel, slot, shared).or_report_in(rel) {
             pg_sys::ExecClearTuple(slot);
         }
         slot

@@ -16,7 +16,7 @@ use arrow_array::Array;
 use epiphany_core::columnar::part::PAGE_ROWS;
 use epiphany_core::columnar::rowid::{find_part, tid_to_row};
 use epiphany_core::pg::owned::ContextOwned;
-use epiphany_core::pg::OrReport;
+use epiphany_core::pg::OrReportIn;
 use epiphany_core::Error;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -344,7 +344,7 @@ pub unsafe extern "C-unwind" fn index_fetch_begin(
 ) -> *mut pg_sys::IndexFetchTableData {
     // SAFETY: an open relation; the descriptor is freed by index_fetch_end.
     unsafe {
-        let state = FetchState::new(rel).or_report();
+        let state = FetchState::new(rel).or_report_in(rel);
         let desc = pg_sys::palloc0(std::mem::size_of::<IndexFetch>()) as *mut IndexFetch;
         (*desc).base.rel = rel;
         // Owned by the descriptor's memory context: an ERROR mid-scan frees it too.
@@ -387,7 +387,7 @@ pub unsafe extern "C-unwind" fn index_fetch_tuple(
             .get()
             .expect("an index fetch used after its end")
             .fetch((*desc).base.rel, tid, snapshot, slot)
-            .or_report()
+            .or_report_in((*desc).base.rel)
     }
 }
 
@@ -400,8 +400,8 @@ pub unsafe extern "C-unwind" fn tuple_fetch_row_version(
 ) -> bool {
     // SAFETY: Postgres's arguments are valid for the call.
     unsafe {
-        let mut state = FetchState::new(rel).or_report();
-        state.fetch(rel, tid, snapshot, slot).or_report()
+        let mut state = FetchState::new(rel).or_report_in(rel);
+        state.fetch(rel, tid, snapshot, slot).or_report_in(rel)
     }
 }
 

@@ -12,7 +12,7 @@ use epiphany_core::columnar::prune::Predicate;
 use epiphany_core::columnar::scan_plan::{decode_stats, prune_granules, prune_parts, ScanCounters};
 use epiphany_core::columnar::{ColumnType, PartBatches};
 use epiphany_core::pg::owned::ContextOwned;
-use epiphany_core::pg::OrReport;
+use epiphany_core::pg::{OrReport, OrReportIn};
 use epiphany_core::Error;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -364,7 +364,7 @@ pub unsafe extern "C-unwind" fn scan_begin(
         (*desc).base.rs_key = key;
         (*desc).base.rs_flags = flags;
         (*desc).base.rs_parallel = pscan;
-        let state = ScanState::new(rel, snapshot).or_report();
+        let state = ScanState::new(rel, snapshot).or_report_in(rel);
         // Owned by the descriptor's memory context: an ERROR mid-scan frees it too.
         (*desc).state = ContextOwned::new(state);
         desc as pg_sys::TableScanDesc
@@ -436,7 +436,7 @@ pub unsafe extern "C-unwind" fn scan_getnextslot(
         } else {
             Some(&(*parallel).progress)
         };
-        let found = state(scan).next_row(rel, slot, shared).or_report();
+        let found = state(scan).next_row(rel, slot, shared).or_report_in(rel);
         if !found {
             pg_sys::ExecClearTuple(slot);
         }
@@ -750,7 +750,9 @@ pub unsafe extern "C-unwind" fn scan_analyze_next_tuple(
 ) -> bool {
     // SAFETY: a descriptor from scan_begin and a slot of its relation.
     unsafe {
-        let found = state(scan).sample_next((*scan).rs_rd, slot).or_report();
+        let found = state(scan)
+            .sample_next((*scan).rs_rd, slot)
+            .or_report_in((*scan).rs_rd);
         if found {
             *liverows += 1.0;
         } else {

@@ -65,6 +65,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error as it concerns table `name`: corruption and internal errors say which
+    /// table they were met in (errors about a user's input already name what they are
+    /// about, and keep their words).
+    pub fn in_table(self, name: &str) -> Error {
+        match self {
+            Error::Corrupted(m) => Error::Corrupted(format!("table \"{name}\": {m}")),
+            Error::Internal(m) => Error::Internal(format!("table \"{name}\": {m}")),
+            e => e,
+        }
+    }
+
     pub fn sqlstate(&self) -> SqlState {
         match self {
             Error::InvalidParameter { .. } => SqlState::INVALID_PARAMETER_VALUE,
@@ -86,6 +97,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn corruption_names_its_table_and_input_errors_keep_their_words() {
+        let e = Error::Corrupted("block 2: bad checksum".into()).in_table("t");
+        assert_eq!(
+            e.to_string(),
+            "data corrupted: table \"t\": block 2: bad checksum"
+        );
+        assert_eq!(e.sqlstate(), SqlState::DATA_CORRUPTED);
+        let e = Error::NotSupported("UPDATE".into()).in_table("t");
+        assert_eq!(e, Error::NotSupported("UPDATE".into()));
+    }
 
     #[test]
     fn every_sqlstate_is_five_characters_of_the_right_class() {

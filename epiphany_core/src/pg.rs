@@ -39,3 +39,25 @@ impl<T> OrReport<T> for Result<T, Error> {
         self.unwrap_or_else(|err| report(&err))
     }
 }
+
+/// As [`OrReport`], for errors met while working on relation `rel`: corruption and
+/// internal errors name it (see [`Error::in_table`]).
+pub trait OrReportIn<T> {
+    /// # Safety
+    /// `rel` is an open relation.
+    unsafe fn or_report_in(self, rel: pgrx::pg_sys::Relation) -> T;
+}
+
+impl<T> OrReportIn<T> for Result<T, Error> {
+    unsafe fn or_report_in(self, rel: pgrx::pg_sys::Relation) -> T {
+        self.unwrap_or_else(|err| {
+            // SAFETY: per the contract, rd_rel is the relation's pg_class row.
+            let name = unsafe {
+                std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr())
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            report(&err.in_table(&name))
+        })
+    }
+}

@@ -280,7 +280,12 @@ fn damaged_pages_are_an_error_never_a_crash() {
         .as_db_error()
         .expect("a server error, not a lost connection");
     assert_eq!(db.code().code(), "XX001", "{db}");
-    assert!(db.message().starts_with("data corrupted: block 2"), "{db}");
+    // It names the table.
+    assert!(
+        db.message()
+            .starts_with("data corrupted: table \"t\": block 2"),
+        "{db}"
+    );
     let problems: Vec<(Option<i64>, String)> = c
         .query(
             "SELECT part_id, problem FROM epiphany.verify_table('t')",
