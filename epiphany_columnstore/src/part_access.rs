@@ -225,19 +225,11 @@ impl RowContext {
         // SAFETY: the callback lives in the context it watches; `alive` outlives the
         // context (it is dropped after deleting it, or after Postgres did).
         unsafe {
-            let callback = pg_sys::MemoryContextAlloc(
+            epiphany_core::pg::owned::on_reset(
                 self.context,
-                std::mem::size_of::<pg_sys::MemoryContextCallback>(),
-            ) as *mut pg_sys::MemoryContextCallback;
-            std::ptr::write(
-                callback,
-                pg_sys::MemoryContextCallback {
-                    func: Some(mark_gone),
-                    arg: &*self.alive as *const std::cell::Cell<bool> as *mut std::ffi::c_void,
-                    next: std::ptr::null_mut(),
-                },
+                mark_gone,
+                &*self.alive as *const std::cell::Cell<bool> as *mut std::ffi::c_void,
             );
-            pg_sys::MemoryContextRegisterResetCallback(self.context, callback);
         }
     }
 }

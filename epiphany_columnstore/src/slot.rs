@@ -170,19 +170,7 @@ pub unsafe fn store_deferred(
             pg_sys::MemoryContextAlloc(s.context, std::mem::size_of::<Option<DeferredRow>>())
                 as *mut Option<DeferredRow>;
         std::ptr::write(holder, Some(row));
-        let callback = pg_sys::MemoryContextAlloc(
-            s.context,
-            std::mem::size_of::<pg_sys::MemoryContextCallback>(),
-        ) as *mut pg_sys::MemoryContextCallback;
-        std::ptr::write(
-            callback,
-            pg_sys::MemoryContextCallback {
-                func: Some(drop_deferred),
-                arg: holder as *mut std::ffi::c_void,
-                next: std::ptr::null_mut(),
-            },
-        );
-        pg_sys::MemoryContextRegisterResetCallback(s.context, callback);
+        epiphany_core::pg::owned::on_reset(s.context, drop_deferred, holder as *mut _);
         s.deferred = holder;
         s.owned = true;
         s.base.tts_nvalid = 0;

@@ -54,3 +54,33 @@ impl<T> ContextOwned<T> {
         }
     }
 }
+
+/// Registers `func(arg)` to run when `context` is next reset or deleted (once; a reset
+/// forgets its callbacks). The callback record is allocated in `context` itself.
+///
+/// # Safety
+/// Main thread; `context` is alive; `arg` stays valid until the callback has run or
+/// `context` is gone.
+pub unsafe fn on_reset(
+    context: pgrx::pg_sys::MemoryContext,
+    func: unsafe extern "C-unwind" fn(*mut std::ffi::c_void),
+    arg: *mut std::ffi::c_void,
+) {
+    use pgrx::pg_sys;
+    // SAFETY: per the contract; the record lives exactly as long as the registration.
+    unsafe {
+        let callback = pg_sys::MemoryContextAlloc(
+            context,
+            std::mem::size_of::<pg_sys::MemoryContextCallback>(),
+        ) as *mut pg_sys::MemoryContextCallback;
+        std::ptr::write(
+            callback,
+            pg_sys::MemoryContextCallback {
+                func: Some(func),
+                arg,
+                next: std::ptr::null_mut(),
+            },
+        );
+        pg_sys::MemoryContextRegisterResetCallback(context, callback);
+    }
+}
