@@ -182,6 +182,9 @@ pub struct PartReader<R: ChunkReader + Clone + 'static = Bytes> {
     starts: Vec<u64>,
     /// Each column's reading plan for Parquet's array reader, made on first use.
     levels: Vec<OnceLock<FieldLevels>>,
+    /// The table's type of each column stored with another type and no value: such a
+    /// column is not decoded but read as nulls of this type.
+    nulls_for: Vec<Option<DataType>>,
 }
 
 impl<R: ChunkReader + Clone + 'static> PartReader<R> {
@@ -211,13 +214,35 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
         // A text column may be stored as bytes (text that is not UTF-8).
         let compatible =
             |a: &DataType, b: &DataType| a == b || (*a == DataType::Binary && *b == DataType::Utf8);
-        if found.fields().len() != expected.fields().len()
-            || found
+        // A column with no value in the part may have been written with another type: a
+        // virtual generated column (PostgreSQL 18) stores only nulls, and changing its
+        // type rewrites nothing. It is read as nulls of the table's type.
+        let all_null = |c: usize| {
+            metadata.metadata().row_groups().iter().all(|rg| {
+                rg.columns()
+                    .get(c)
+                    .and_then(|chunk| chunk.statistics())
+                    .and_then(|s| s.null_count_opt())
+                    == u64::try_from(rg.num_rows()).ok()
+            })
+        };
+        let mut nulls_for = vec![None; expected.fields().len()];
+        let matches = found.fields().len() == expected.fields().len()
+            && found
                 .fields()
                 .iter()
                 .zip(expected.fields())
-                .any(|(a, b)| !compatible(a.data_type(), b.data_type()))
-        {
+                .enumerate()
+                .all(|(c, (a, b))| {
+                    compatible(a.data_type(), b.data_type()) || {
+                        let substitute = all_null(c);
+                        if substitute {
+                            nulls_for[c] = Some(b.data_type().clone());
+                        }
+                        substitute
+                    }
+                });
+        if !matches {
             return Err(Error::Corrupted(format!(
                 "part columns {:?} do not match the table's {:?}",
                 found
@@ -248,6 +273,7 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
             metadata,
             starts,
             levels: (0..columns).map(|_| OnceLock::new()).collect(),
+            nulls_for,
         })
     }
 
@@ -377,7 +403,9 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
             self.source.clone(),
             self.metadata.clone(),
         );
-        let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
+        let splice = self.splice(columns);
+        let decoded = splice.as_ref().map_or(columns, |s| &s.decoded);
+        let mask = ProjectionMask::roots(builder.parquet_schema(), decoded.iter().copied());
         let mut reader = builder
             .with_projection(mask)
             .with_row_groups(vec![g])
@@ -395,7 +423,37 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
                 batch.num_rows()
             )));
         }
-        Ok(batch)
+        match splice {
+            Some(splice) => splice.apply(batch),
+            None => Ok(batch),
+        }
+    }
+
+    /// How to read `columns` when some of them are read as nulls (see `nulls_for`);
+    /// `None` when all are decoded.
+    fn splice(&self, columns: &[usize]) -> Option<NullSplice> {
+        if !columns
+            .iter()
+            .any(|&c| self.nulls_for.get(c).is_some_and(Option::is_some))
+        {
+            return None;
+        }
+        let expected = part_arrow_schema(&self.schema);
+        let decoded = columns
+            .iter()
+            .copied()
+            .filter(|&c| self.nulls_for[c].is_none())
+            .collect();
+        Some(NullSplice {
+            schema: Arc::new(Schema::new(
+                columns
+                    .iter()
+                    .map(|&c| expected.field(c).clone())
+                    .collect::<Vec<_>>(),
+            )),
+            nulls: columns.iter().map(|&c| self.nulls_for[c].clone()).collect(),
+            decoded,
+        })
     }
 
     /// Rows `first .. first + count` of one column of granule `g`, decoded from just the
@@ -417,6 +475,9 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
             return Err(Error::Internal(format!(
                 "column {column} rows {first}+{count} of a granule of {rows}"
             )));
+        }
+        if let Some(ty) = &self.nulls_for[column] {
+            return Ok(arrow_array::new_null_array(ty, count));
         }
         let metadata = self.metadata.metadata();
         let Some(pages) =
@@ -505,7 +566,9 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
             self.source.clone(),
             self.metadata.clone(),
         );
-        let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
+        let splice = self.splice(columns);
+        let decoded = splice.as_ref().map_or(columns, |s| &s.decoded);
+        let mask = ProjectionMask::roots(builder.parquet_schema(), decoded.iter().copied());
         builder
             .with_projection(mask)
             .with_row_groups(granules.to_vec())
@@ -514,6 +577,7 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
             .map(|inner| PartBatches {
                 inner,
                 failed: false,
+                splice,
             })
             .map_err(|e| format_error("reading a part", e))
     }
@@ -557,6 +621,40 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 pub struct PartBatches {
     inner: ParquetRecordBatchReader,
     failed: bool,
+    splice: Option<NullSplice>,
+}
+
+/// Batches of some columns decoded, the others all nulls of the table's type.
+struct NullSplice {
+    /// The columns decoded, in order.
+    decoded: Vec<usize>,
+    /// For each requested column in order: `None` when decoded, else its type.
+    nulls: Vec<Option<DataType>>,
+    schema: Arc<Schema>,
+}
+
+impl NullSplice {
+    fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let rows = batch.num_rows();
+        let mut decoded = batch.columns().iter();
+        let columns = self
+            .nulls
+            .iter()
+            .map(|ty| match ty {
+                Some(ty) => Ok(arrow_array::new_null_array(ty, rows)),
+                None => decoded
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| Error::Internal("a decoded column is missing".into())),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
+        .map_err(|e| Error::Internal(format!("splicing null columns: {e}")))
+    }
 }
 
 impl Iterator for PartBatches {
@@ -572,7 +670,12 @@ impl Iterator for PartBatches {
         let inner = &mut self.inner;
         let item = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.next())) {
             Ok(None) => return None,
-            Ok(Some(item)) => item.map_err(|e| format_error("decoding a part", e)),
+            Ok(Some(item)) => item
+                .map_err(|e| format_error("decoding a part", e))
+                .and_then(|batch| match &self.splice {
+                    Some(splice) => splice.apply(batch),
+                    None => Ok(batch),
+                }),
             Err(panic) => Err(Error::Corrupted(panic_message(&panic))),
         };
         self.failed = item.is_err();
@@ -1080,6 +1183,55 @@ mod tests {
             batches.next().is_none(),
             "iteration ends at the first error"
         );
+    }
+
+    #[test]
+    fn a_column_without_values_reads_as_nulls_of_the_tables_type() {
+        // PostgreSQL 18's virtual generated columns store only nulls, and changing such a
+        // column's type rewrites nothing: old parts keep the old type.
+        let written = TableSchema::new([("k", ColumnType::Int32), ("v", ColumnType::Int32)]);
+        let mut buffer = RowBuffer::new(written.clone());
+        for k in 0..3000 {
+            buffer.push_row(&[Value::Int32(k), Value::Null]).unwrap();
+        }
+        let options = TableOptions::parse([("granule_rows", "1000")]).unwrap();
+        let part = encode_part(&written, &buffer.take_batch().unwrap(), &[], &options).unwrap();
+        let now = TableSchema::new([("k", ColumnType::Int32), ("v", ColumnType::Text)]);
+        let reader = PartReader::open_with_offsets(&now, part.bytes.clone()).unwrap();
+        let check = |batch: &RecordBatch, first: i32| {
+            assert_eq!(batch.schema().field(1).data_type(), &DataType::Utf8);
+            assert_eq!(batch.column(1).null_count(), batch.num_rows());
+            let k = batch.column(0).as_primitive::<Int32Type>();
+            assert_eq!(k.value(0), first);
+        };
+        let batches: Vec<RecordBatch> = reader
+            .read(&[0, 1], &[0, 2], 500)
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect();
+        assert_eq!(batches.len(), 4);
+        check(&batches[2], 2000);
+        check(&reader.read_rows(&[0, 1], 1, 10, 5).unwrap(), 1010);
+        // Only the null column, alone and first.
+        let only = reader.read_rows(&[1], 1, 10, 5).unwrap();
+        assert_eq!(
+            (only.num_rows(), only.column(0).data_type()),
+            (5, &DataType::Utf8)
+        );
+        let swapped = reader.read_rows(&[1, 0], 0, 0, 2).unwrap();
+        assert_eq!(swapped.column(1).as_primitive::<Int32Type>().value(1), 1);
+        let column = reader.read_column(1, 2, 7, 9).unwrap();
+        assert_eq!(
+            (column.len(), column.null_count(), column.data_type()),
+            (9, 9, &DataType::Utf8)
+        );
+
+        // A column that has values must still match.
+        let changed = TableSchema::new([("k", ColumnType::Text), ("v", ColumnType::Int32)]);
+        let err = PartReader::open(&changed, part.bytes.clone())
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::Corrupted(_)), "{err:?}");
     }
 
     #[test]
