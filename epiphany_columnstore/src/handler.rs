@@ -16,6 +16,7 @@ CREATE SEQUENCE epiphany.columnar_storage_ids;
 COMMENT ON SEQUENCE epiphany.columnar_storage_ids IS
     'Ids of epiphany_columnar storages (a new one for every relfilenode that gets rows)';
 
+-- Heap whatever default_table_access_method says (it may name epiphany_columnar).
 CREATE TABLE epiphany.columnar_parts (
     storage_id  bigint  NOT NULL,
     part_id     bigint  NOT NULL,
@@ -26,7 +27,7 @@ CREATE TABLE epiphany.columnar_parts (
     pages       integer NOT NULL,
     byte_len    bigint  NOT NULL,
     stats       bytea   NOT NULL
-);
+) USING heap;
 COMMENT ON TABLE epiphany.columnar_parts IS
     'One row per part of every epiphany_columnar table: visible exactly when the part''s rows are (written by the access method; do not modify)';
 REVOKE ALL ON epiphany.columnar_parts FROM PUBLIC;
