@@ -103,14 +103,58 @@ pub fn insert(part: &PartRow, cid: pg_sys::CommandId) -> Result<(), Error> {
 /// `snapshot` must be null or a valid snapshot (registered or active for the call).
 pub unsafe fn visible(storage_id: u64, snapshot: pg_sys::Snapshot) -> Result<Vec<PartRow>, Error> {
     // SAFETY: per the contract.
-    let mvcc = !snapshot.is_null()
+    unsafe { visible_impl(storage_id, snapshot, std::ptr::null_mut()) }
+}
+
+/// As [`visible`], for a scan or fetch of the rows of `rel`, whose storage is
+/// `storage_id` (none: no rows yet): in a serializable transaction `rel` gets the SIREAD lock heap's scans
+/// take, and each part row a concurrent serializable transaction wrote that `snapshot`
+/// does not see is a rw-conflict out, as an invisible heap tuple would be. The catalog
+/// itself takes no predicate locks: it is shared by every columnar table, and SSI on it
+/// would make unrelated tables conflict.
+///
+/// # Safety
+/// As [`visible`]; `rel` open.
+pub unsafe fn visible_for_read(
+    rel: pg_sys::Relation,
+    storage_id: Option<u64>,
+    snapshot: pg_sys::Snapshot,
+) -> Result<Vec<PartRow>, Error> {
+    // SAFETY: per the contract. An empty table is locked too: a later insert into it is
+    // what a write skew is made of.
+    unsafe {
+        if is_mvcc(snapshot) {
+            epiphany_core::pg::serializable::lock_relation_read(rel, snapshot);
+        }
+        match storage_id {
+            Some(storage_id) => visible_impl(storage_id, snapshot, rel),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// # Safety
+/// `snapshot` null or valid.
+unsafe fn is_mvcc(snapshot: pg_sys::Snapshot) -> bool {
+    // SAFETY: per the contract.
+    !snapshot.is_null()
         && matches!(
             unsafe { (*snapshot).snapshot_type },
             pg_sys::SnapshotType::SNAPSHOT_MVCC | pg_sys::SnapshotType::SNAPSHOT_HISTORIC_MVCC
-        );
-    if mvcc {
+        )
+}
+
+/// # Safety
+/// As [`visible`]; `reader` null or open.
+unsafe fn visible_impl(
+    storage_id: u64,
+    snapshot: pg_sys::Snapshot,
+    reader: pg_sys::Relation,
+) -> Result<Vec<PartRow>, Error> {
+    // SAFETY: per the contract.
+    if unsafe { is_mvcc(snapshot) } {
         // SAFETY: per the contract.
-        return unsafe { visible_to(storage_id, snapshot) };
+        return unsafe { visible_to(storage_id, snapshot, reader) };
     }
     // SAFETY: a copy of a current MVCC snapshot on this frame serves the one catalog
     // scan below; its transaction arrays belong to the snapshot manager and are not
@@ -124,22 +168,41 @@ pub unsafe fn visible(storage_id: u64, snapshot: pg_sys::Snapshot) -> Result<Vec
         };
         let mut own = *current;
         own.curcid = pg_sys::InvalidCommandId;
-        visible_to(storage_id, &mut own)
+        visible_to(storage_id, &mut own, std::ptr::null_mut())
     }
 }
 
+/// The rows visible to `snapshot`, judged one by one over a `SnapshotAny` scan: an MVCC
+/// scan of a heap table takes SIREAD locks on it in a serializable transaction. With a
+/// `reader`, each row is also checked for a rw-conflict out on that relation.
+///
 /// # Safety
-/// `snapshot` must be a valid MVCC snapshot for the call.
-unsafe fn visible_to(storage_id: u64, snapshot: pg_sys::Snapshot) -> Result<Vec<PartRow>, Error> {
+/// `snapshot` must be a valid MVCC snapshot for the call; `reader` null or open.
+unsafe fn visible_to(
+    storage_id: u64,
+    snapshot: pg_sys::Snapshot,
+    reader: pg_sys::Relation,
+) -> Result<Vec<PartRow>, Error> {
     let mut parts = Vec::new();
-    // SAFETY: per the contract; each tuple is deformed while the scan holds it.
+    // SAFETY: per the contract; SnapshotAny returns every row version, each judged while
+    // its buffer is share-locked (as heap's own scans judge tuples), then deformed while
+    // the scan holds it.
     unsafe {
         scan(
             storage_id,
-            snapshot,
             pg_sys::AccessShareLock as _,
-            |_, tuple, desc, _| {
-                parts.push(deform(tuple, desc));
+            |_, tuple, desc, buffer| {
+                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as _);
+                let seen = pg_sys::HeapTupleSatisfiesVisibility(tuple, snapshot, buffer);
+                if !reader.is_null() {
+                    pg_sys::HeapCheckForSerializableConflictOut(
+                        seen, reader, tuple, buffer, snapshot,
+                    );
+                }
+                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_UNLOCK as _);
+                if seen {
+                    parts.push(deform(tuple, desc));
+                }
             },
         )?;
     }
@@ -156,10 +219,14 @@ pub fn delete_storage(storage_id: u64) -> Result<(), Error> {
         let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
         let result = scan(
             storage_id,
-            snapshot,
             pg_sys::RowExclusiveLock as _,
-            |rel, tuple, _, _| {
-                pg_sys::simple_heap_delete(rel, &mut (*tuple).t_self);
+            |rel, tuple, _, buffer| {
+                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as _);
+                let seen = pg_sys::HeapTupleSatisfiesVisibility(tuple, snapshot, buffer);
+                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_UNLOCK as _);
+                if seen {
+                    pg_sys::simple_heap_delete(rel, &mut (*tuple).t_self);
+                }
             },
         );
         pg_sys::UnregisterSnapshot(snapshot);
@@ -179,7 +246,6 @@ pub fn referenced_extents(storage_id: u64) -> Result<Vec<(u32, u32)>, Error> {
         let mut oldest = None;
         scan(
             storage_id,
-            &raw mut pg_sys::SnapshotAnyData,
             pg_sys::AccessShareLock as _,
             |rel, tuple, desc, buffer| {
                 let oldest =
@@ -197,14 +263,15 @@ pub fn referenced_extents(storage_id: u64) -> Result<Vec<(u32, u32)>, Error> {
     Ok(extents)
 }
 
-/// Calls `f` for each row of `storage_id` visible to `snapshot`, with the (pinned, not
-/// locked) buffer holding it.
+/// Calls `f` for every version of every row of `storage_id` (`SnapshotAny`), with the
+/// (pinned, not locked) buffer holding it; `f` judges visibility. Never an MVCC scan of
+/// the catalog: in a serializable transaction that takes SIREAD locks on the catalog,
+/// which every columnar table shares (see [`visible_for_read`]).
 ///
 /// # Safety
-/// `snapshot` must be valid for the scan's duration.
+/// Main thread.
 unsafe fn scan(
     storage_id: u64,
-    snapshot: pg_sys::Snapshot,
     lockmode: pg_sys::LOCKMODE,
     mut f: impl FnMut(pg_sys::Relation, pg_sys::HeapTuple, pg_sys::TupleDesc, pg_sys::Buffer),
 ) -> Result<(), Error> {
@@ -224,7 +291,14 @@ unsafe fn scan(
         let flags = pg_sys::ScanOptions::SO_TYPE_SEQSCAN
             | pg_sys::ScanOptions::SO_ALLOW_STRAT
             | pg_sys::ScanOptions::SO_ALLOW_PAGEMODE;
-        let scan = pg_sys::heap_beginscan(rel, snapshot, 1, &mut key, std::ptr::null_mut(), flags);
+        let scan = pg_sys::heap_beginscan(
+            rel,
+            &raw mut pg_sys::SnapshotAnyData,
+            1,
+            &mut key,
+            std::ptr::null_mut(),
+            flags,
+        );
         loop {
             let tuple = pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection);
             if tuple.is_null() {

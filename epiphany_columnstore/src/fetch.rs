@@ -136,7 +136,7 @@ impl FetchState {
         let key = unsafe { SnapshotKey::of(snapshot) };
         if self.snapshot != Some(key) {
             // SAFETY: per the contract.
-            self.parts = unsafe { catalog::visible(storage, snapshot) }?;
+            self.parts = unsafe { catalog::visible_for_read(rel, Some(storage), snapshot) }?;
             self.snapshot = Some(key);
         }
         let Some(part) = find_part(&self.parts, row, |p| (p.first_row, p.row_count)).cloned()

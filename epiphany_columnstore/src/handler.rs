@@ -139,7 +139,10 @@ unsafe extern "C-unwind" fn tuple_insert(
     _bistate: *mut pg_sys::BulkInsertStateData,
 ) {
     // SAFETY: Postgres passes an open relation locked for insert and a slot of it.
-    unsafe { crate::writes::insert(rel, slot, cid) }
+    unsafe {
+        epiphany_core::pg::serializable::check_insert(rel);
+        crate::writes::insert(rel, slot, cid)
+    }
 }
 
 #[pg_guard]
@@ -157,6 +160,7 @@ unsafe extern "C-unwind" fn multi_insert(
     // SAFETY: Postgres passes `nslots` valid slots of an open relation locked for insert.
     unsafe {
         let slots = std::slice::from_raw_parts(slots, nslots as usize);
+        epiphany_core::pg::serializable::check_insert(rel);
         crate::writes::insert_many(rel, slots, cid);
     }
 }

@@ -125,10 +125,8 @@ impl ScanState {
         // judges each tuple itself): both see the parts committed now (see
         // `catalog::visible`). They hold locks that keep writers out, so every
         // participant sees the same parts.
-        let parts = match unsafe { crate::meta::storage_id(rel) }? {
-            Some(storage) => unsafe { catalog::visible(storage, snapshot) }?,
-            None => Vec::new(),
-        };
+        let storage = unsafe { crate::meta::storage_id(rel) }?;
+        let parts = unsafe { catalog::visible_for_read(rel, storage, snapshot) }?;
         let row_context = RowContext::new(c"epiphany_columnar row");
         let read = (0..info.columns.len()).collect();
         Ok(ScanState {

@@ -13,6 +13,7 @@ use crate::error::Error;
 
 pub mod hooks;
 pub mod owned;
+pub mod serializable;
 pub mod testing;
 
 /// Raises `err` as an ERROR with its SQLSTATE; never returns.
