@@ -29,6 +29,43 @@ PG16_COPY=$STATE/pg16
 PG16_CONFIG=$PG16_COPY/bin/pg_config
 pg16_available() { [ -x "$PG16_CONFIG" ]; }
 
+# PostgreSQL's own regression suite (the `postgres` test tier), from Debian's source
+# packages: no registry ships it otherwise. The suite of major $1 lands in
+# $PG_SUITES/$1 (src/test/regress of the source tree). Debian suite per major: 15 is
+# bookworm's; 18 is only in sid, whose minor version can move past the wheel's — the
+# tier compares our access method with heap on the same server, so a newer minor's
+# expected files do not matter.
+PG_SUITES=$STATE/pgsuite
+pg_suite_debian_release() { case $1 in 15) echo bookworm ;; 18) echo sid ;; *) return 1 ;; esac; }
+
+fetch_pg_suite() {
+    local major=$1 release dir=$PG_SUITES/$1 tmp tarball
+    [ -f "$dir/parallel_schedule" ] && return 0
+    release=$(pg_suite_debian_release "$major") || die "no Debian source for PostgreSQL $major"
+    say "fetching PostgreSQL $major's regression suite (Debian $release source package)"
+    tmp=$(mktemp -d)
+    mkdir -p "$tmp/sources.list.d" "$tmp/lists/partial" "$tmp/cache/archives/partial"
+    cat >"$tmp/sources.list.d/src.sources" <<SRC
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: $release
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    local -a apt=(-qq -o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$tmp/sources.list.d"
+                  -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache" -o APT::Sandbox::User=root)
+    apt-get "${apt[@]}" update >/dev/null &&
+        (cd "$tmp" && apt-get "${apt[@]}" source --download-only "postgresql-$major" >/dev/null 2>&1) ||
+        { rm -rf "$tmp"; die "could not download the postgresql-$major source package"; }
+    tarball=$(ls "$tmp"/postgresql-"$major"_*.orig.tar.* | head -n 1)
+    mkdir -p "$tmp/src"
+    tar -xf "$tarball" -C "$tmp/src" --wildcards '*/src/test/regress' || die "could not unpack $tarball"
+    rm -rf "$dir"; mkdir -p "$PG_SUITES"
+    mv "$tmp"/src/postgresql-*/src/test/regress "$dir"
+    basename "$tarball" | sed 's/^postgresql-[0-9]*_\(.*\)\.orig.*/\1/' >"$dir/VERSION"
+    rm -rf "$tmp"
+}
+
 # The pgrx extension crates, in dependency order; epiphany_core is SQL-only (sql/).
 PGRX_CRATES=(epiphany_columnstore epiphany_timestore epiphany_vectorstore epiphany_unified_api)
 # Libraries whose background workers need shared_preload_libraries
