@@ -308,6 +308,12 @@ unsafe extern "C-unwind" fn next(ss: *mut pg_sys::ScanState) -> *mut pg_sys::Tup
         if !state.next_row(rel, slot, shared).or_report_in(rel) {
             pg_sys::ExecClearTuple(slot);
         }
+        // Rows our predicates dropped count as EXPLAIN ANALYZE's "Rows Removed by Filter",
+        // as they would had Postgres evaluated the qual on them (InstrCountFiltered1).
+        let instrument = (*ss).ps.instrument;
+        if !instrument.is_null() {
+            (*instrument).nfiltered1 += state.take_filtered() as f64;
+        }
         slot
     }
 }

@@ -83,6 +83,9 @@ pub struct ScanState {
     /// Pruning predicates (the custom scan's quals that statistics can answer).
     preds: Vec<Predicate>,
     pub counters: ScanCounters,
+    /// Rows the pruning predicates dropped before Postgres saw them, not yet added to
+    /// the node's "Rows Removed by Filter" (see `take_filtered`).
+    filtered: u64,
     /// Whether rows get their TIDs (read from the part's row-number column).
     need_tids: bool,
     next_part: usize,
@@ -135,6 +138,7 @@ impl ScanState {
             read,
             preds: Vec::new(),
             counters: ScanCounters::default(),
+            filtered: 0,
             need_tids: true,
             next_part: 0,
             current: None,
@@ -146,6 +150,12 @@ impl ScanState {
             sample_block_no: 0,
             slot_checked: false,
         })
+    }
+
+    /// The rows dropped by the pruning predicates since the last call: they failed a
+    /// qual Postgres would have counted as filtered.
+    pub fn take_filtered(&mut self) -> u64 {
+        std::mem::take(&mut self.filtered)
     }
 
     pub fn total_rows(&self) -> u64 {
@@ -264,7 +274,9 @@ impl ScanState {
                                     self.read.iter().position(|&c| c == column).map(|k| (k, p))
                                 })
                                 .collect();
-                            filter_batch(&batch, &types, &preds)?
+                            let kept = filter_batch(&batch, &types, &preds)?;
+                            self.filtered += (batch.num_rows() - kept.num_rows()) as u64;
+                            kept
                         };
                         // SAFETY: the previous batch's datums are no longer in any slot
                         // (the slot is cleared before every row stored).
