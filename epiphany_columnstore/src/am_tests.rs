@@ -800,4 +800,30 @@ mod tests {
             Some("20".into())
         );
     }
+
+    /// `CLUSTER … USING index` orders the rows (their TIDs) by the index, as on heap
+    /// (found by PostgreSQL's tuplesort test).
+    #[pg_test]
+    fn cluster_orders_rows_by_the_index() {
+        for (name, using) in [("cl", "epiphany_columnar"), ("cl_heap", "heap")] {
+            run(&format!(
+                "CREATE TABLE {name} (id int, k int, s text) USING {using}"
+            ));
+            run(&format!(
+                "INSERT INTO {name} SELECT i, (i * 7919) % 3001, 'row ' || i FROM generate_series(1, 3000) i"
+            ));
+            run(&format!("CREATE INDEX {name}_k ON {name} (k DESC, id)"));
+            run(&format!("CLUSTER {name} USING {name}_k"));
+        }
+        let by_ctid = |t: &str| {
+            one::<Vec<i32>>(&format!("SELECT array_agg(id ORDER BY ctid) FROM {t}")).unwrap()
+        };
+        assert_eq!(by_ctid("cl"), by_ctid("cl_heap"));
+        same("SELECT * FROM cl", "SELECT * FROM cl_heap");
+        run("SET LOCAL enable_seqscan = off; SET LOCAL epiphany.enable_columnar_scan = off");
+        same(
+            "SELECT * FROM cl WHERE k < 100",
+            "SELECT * FROM cl_heap WHERE k < 100",
+        );
+    }
 }

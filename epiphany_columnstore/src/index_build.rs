@@ -119,14 +119,15 @@ pub unsafe extern "C-unwind" fn index_validate_scan(
     Error::NotSupported("CREATE INDEX CONCURRENTLY on epiphany_columnar tables".into()).report()
 }
 
-/// `VACUUM FULL` / `CLUSTER`: every row into the new storage, in new parts (sorted by
-/// `order_by`; CLUSTER's index order is not used, the table's own order is the point).
+/// `VACUUM FULL` / `CLUSTER`: every row into the new storage, in new parts. `CLUSTER …
+/// USING index` sorts the rows by the index first (heap's tuplesort of a cluster), so row
+/// numbers — TIDs — follow the index; each part is still stored sorted by `order_by`.
 #[pg_guard]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C-unwind" fn copy_for_cluster(
     old: pg_sys::Relation,
     new: pg_sys::Relation,
-    _old_index: pg_sys::Relation,
+    old_index: pg_sys::Relation,
     _use_sort: bool,
     _oldest_xmin: pg_sys::TransactionId,
     _xid_cutoff: *mut pg_sys::TransactionId,
@@ -149,14 +150,48 @@ pub unsafe extern "C-unwind" fn copy_for_cluster(
             pg_sys::ScanOptions::SO_TYPE_SEQSCAN,
         );
         let cid = pg_sys::GetCurrentCommandId(true);
+        let sort = if old_index.is_null() {
+            std::ptr::null_mut()
+        } else {
+            pg_sys::tuplesort_begin_cluster(
+                (*old).rd_att,
+                old_index,
+                pg_sys::maintenance_work_mem,
+                std::ptr::null_mut(),
+                0, // TUPLESORT_NONE
+            )
+        };
         let mut rows = 0f64;
         while crate::scan::scan_getnextslot(desc, pg_sys::ScanDirection::ForwardScanDirection, slot)
         {
             pgrx::check_for_interrupts!();
-            crate::writes::insert(new, slot, cid);
+            if sort.is_null() {
+                crate::writes::insert(new, slot, cid);
+            } else {
+                // The sort copies the tuple into its own memory.
+                let mut should_free = false;
+                let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, true, &mut should_free);
+                pg_sys::tuplesort_putheaptuple(sort, tuple);
+                if should_free {
+                    pg_sys::heap_freetuple(tuple);
+                }
+            }
             rows += 1.0;
         }
         crate::scan::scan_end(desc);
+        if !sort.is_null() {
+            pg_sys::tuplesort_performsort(sort);
+            loop {
+                pgrx::check_for_interrupts!();
+                let tuple = pg_sys::tuplesort_getheaptuple(sort, true);
+                if tuple.is_null() {
+                    break;
+                }
+                pg_sys::ExecForceStoreHeapTuple(tuple, slot, false);
+                crate::writes::insert(new, slot, cid);
+            }
+            pg_sys::tuplesort_end(sort);
+        }
         crate::writes::flush(new, true).or_report();
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         pg_sys::UnregisterSnapshot(snapshot);
