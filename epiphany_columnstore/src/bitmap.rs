@@ -23,17 +23,95 @@ pub struct BitmapState {
     offsets: Vec<u16>,
     #[cfg(not(feature = "pg18"))]
     next: usize,
-    /// Located rows of the current batch in storage order, with their recheck flags.
+    /// The located rows of the current batch, in storage order.
     #[cfg(feature = "pg18")]
-    ready: std::collections::VecDeque<(crate::fetch::StoredRow, bool)>,
+    batch: Batch,
     #[cfg(feature = "pg18")]
     done: bool,
+    /// The columns the scan's slot needs (known at the first row), without and with
+    /// what a recheck reads.
+    #[cfg(feature = "pg18")]
+    needed: [Option<Vec<usize>>; 2],
+    /// The page window rows come from now.
+    #[cfg(feature = "pg18")]
+    window: Option<Current>,
 }
 
-/// TIDs a PostgreSQL 18 bitmap scan sorts into storage order at a time (about 40 bytes
-/// each).
+/// TIDs a PostgreSQL 18 bitmap scan sorts into storage order at a time (16 bytes each).
 #[cfg(feature = "pg18")]
 const BATCH_ROWS: usize = 1 << 17;
+
+/// A batch's rows, each as a (part slot of the batch's part table, stored position)
+/// word to sort by and its TID beside it (with the recheck flag), so that sorting moves
+/// 16 bytes a row and returning rows in sorted order reads memory in sequence.
+#[cfg(feature = "pg18")]
+#[derive(Default)]
+struct Batch {
+    parts: Vec<std::rc::Rc<crate::part_access::OpenPart>>,
+    rows: Vec<(u64, u64)>,
+    next: usize,
+}
+
+#[cfg(feature = "pg18")]
+const RECHECK: u64 = 1 << 63;
+
+#[cfg(feature = "pg18")]
+impl Batch {
+    fn push(&mut self, row: crate::fetch::StoredRow, recheck: bool) {
+        let slot = match self
+            .parts
+            .iter()
+            .rposition(|p| std::rc::Rc::ptr_eq(p, &row.part))
+        {
+            Some(i) => i,
+            None => {
+                self.parts.push(row.part);
+                self.parts.len() - 1
+            }
+        };
+        assert!(row.position < 1 << 32, "a stored position past 2^32");
+        let (block, offset) = pgrx::itemptr::item_pointer_get_both(row.tid);
+        let tid = u64::from(block) << 16 | u64::from(offset);
+        self.rows.push((
+            (slot as u64) << 32 | row.position,
+            tid | if recheck { RECHECK } else { 0 },
+        ));
+    }
+
+    /// Whether one more TID block's rows fit.
+    fn has_room(&self) -> bool {
+        self.rows.len() + ROWS_PER_TID_BLOCK as usize <= BATCH_ROWS
+    }
+
+    fn sort(&mut self) {
+        self.rows.sort_unstable_by_key(|r| r.0);
+    }
+
+    /// The next row in storage order: (part slot, position, TID, recheck).
+    fn pop(&mut self) -> Option<(usize, u64, pg_sys::ItemPointerData, bool)> {
+        let (key, tid) = *self.rows.get(self.next)?;
+        self.next += 1;
+        let mut item = pg_sys::ItemPointerData::default();
+        pgrx::itemptr::item_pointer_set_all(&mut item, (tid >> 16) as u32, tid as u16);
+        Some((
+            (key >> 32) as usize,
+            key & 0xffff_ffff,
+            item,
+            tid & RECHECK != 0,
+        ))
+    }
+}
+
+/// The page window of the rows being returned: which part (slot of the batch's part
+/// table) and which stored positions it covers.
+#[cfg(feature = "pg18")]
+struct Current {
+    part: usize,
+    positions: std::ops::Range<u64>,
+    window: crate::slot::Window,
+    /// Whether it holds what a recheck reads.
+    recheck: bool,
+}
 
 /// # Safety
 /// `scan` must come from `scan::scan_begin`.
@@ -51,9 +129,13 @@ unsafe fn bitmap<'a>(scan: pg_sys::TableScanDesc) -> &'a mut BitmapState {
                 #[cfg(not(feature = "pg18"))]
                 next: 0,
                 #[cfg(feature = "pg18")]
-                ready: Default::default(),
+                batch: Batch::default(),
                 #[cfg(feature = "pg18")]
                 done: false,
+                #[cfg(feature = "pg18")]
+                needed: [None, None],
+                #[cfg(feature = "pg18")]
+                window: None,
             });
         }
         state.bitmap.as_mut().expect("set")
@@ -85,6 +167,7 @@ unsafe fn next_on_page(scan: pg_sys::TableScanDesc, slot: *mut pg_sys::TupleTabl
     }
 }
 
+#[cfg(not(feature = "pg18"))]
 fn all_offsets() -> Vec<u16> {
     (1..=ROWS_PER_TID_BLOCK as u16).collect()
 }
@@ -110,8 +193,43 @@ unsafe extern "C-unwind" fn scan_bitmap_next_tuple(
         let snapshot = (*scan).rs_snapshot;
         loop {
             let b = bitmap(scan);
-            if let Some((row, check)) = b.ready.pop_front() {
-                b.fetch.store(rel, &row, slot).or_report_in(rel);
+            if let Some((part, position, tid, check)) = b.batch.pop() {
+                let open = &b.batch.parts[part];
+                if !crate::slot::is_columnar(slot) {
+                    let row = crate::fetch::StoredRow {
+                        part: open.clone(),
+                        position,
+                        tid,
+                    };
+                    b.fetch.store(rel, &row, slot).or_report_in(rel);
+                } else {
+                    let current = match &b.window {
+                        Some(c)
+                            if c.part == part
+                                && c.positions.contains(&position)
+                                && (c.recheck || !check) =>
+                        {
+                            c
+                        }
+                        _ => {
+                            let needed = b.needed[check as usize].get_or_insert_with(|| {
+                                crate::slot::needed_columns(slot, b.fetch.column_count(), check)
+                            });
+                            let (positions, window) =
+                                crate::fetch::window_at(rel, open, position, needed)
+                                    .or_report_in(rel);
+                            b.window.insert(Current {
+                                part,
+                                positions,
+                                window,
+                                recheck: check,
+                            })
+                        }
+                    };
+                    let r = (position - current.positions.start) as usize;
+                    b.fetch
+                        .store_from_window(rel, &current.window, r, tid, slot);
+                }
                 *recheck = check;
                 return true;
             }
@@ -119,50 +237,51 @@ unsafe extern "C-unwind" fn scan_bitmap_next_tuple(
                 pg_sys::ExecClearTuple(slot);
                 return false;
             }
-            let mut batch = Vec::new();
-            while batch.len() < BATCH_ROWS {
+            b.batch = Batch::default();
+            b.window = None;
+            while b.batch.has_room() {
                 let mut result = pg_sys::TBMIterateResult::default();
                 if !pg_sys::tbm_iterate(&mut (*scan).st.rs_tbmiterator, &mut result) {
                     b.done = true;
                     break;
                 }
+                let mut exact = [0u16; ROWS_PER_TID_BLOCK as usize];
                 let (offsets, check) = if result.lossy {
                     *lossy_pages += 1;
-                    (all_offsets(), true)
+                    (&ALL_OFFSETS[..], true)
                 } else {
-                    let mut offsets = [0u16; ROWS_PER_TID_BLOCK as usize];
                     let n = pg_sys::tbm_extract_page_tuple(
                         &mut result,
-                        offsets.as_mut_ptr(),
-                        offsets.len() as u32,
+                        exact.as_mut_ptr(),
+                        exact.len() as u32,
                     );
                     *exact_pages += 1;
-                    (offsets[..n.max(0) as usize].to_vec(), result.recheck)
+                    (&exact[..n.max(0) as usize], result.recheck)
                 };
-                for offset in offsets {
+                for &offset in offsets {
                     let mut tid = pg_sys::ItemPointerData::default();
                     pgrx::itemptr::item_pointer_set_all(&mut tid, result.blockno, offset);
                     if let Some(row) = b.fetch.locate(rel, tid, snapshot).or_report_in(rel) {
-                        batch.push((row, check));
+                        b.batch.push(row, check);
                     }
                 }
             }
-            // Sorted as (key, index) pairs, keys computed once: comparing through each
-            // row's part would chase pointers, and moving whole rows costs more.
-            let mut order: Vec<((u64, u64, u64), u32)> = batch
-                .iter()
-                .enumerate()
-                .map(|(i, (row, _))| (row.storage_key(), i as u32))
-                .collect();
-            order.sort_unstable();
-            let mut rows: Vec<Option<_>> = batch.into_iter().map(Some).collect();
-            b.ready = order
-                .into_iter()
-                .filter_map(|(_, i)| rows[i as usize].take())
-                .collect();
+            b.batch.sort();
         }
     }
 }
+
+/// Every offset a TID block can have (a lossy bitmap page stands for all of them).
+#[cfg(feature = "pg18")]
+const ALL_OFFSETS: [u16; ROWS_PER_TID_BLOCK as usize] = {
+    let mut all = [0u16; ROWS_PER_TID_BLOCK as usize];
+    let mut i = 0;
+    while i < all.len() {
+        all[i] = i as u16 + 1;
+        i += 1;
+    }
+    all
+};
 
 #[cfg(not(feature = "pg18"))]
 pub fn install(r: &mut pg_sys::TableAmRoutine) {

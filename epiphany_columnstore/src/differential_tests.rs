@@ -432,6 +432,13 @@ mod tests {
             "SELECT arr[2], doc FROM {t} WHERE name = 'name 42' OR id = 43",
             "SELECT k FROM {t} WHERE id < 1000 ORDER BY price NULLS FIRST, id",
             "SELECT (SELECT max(day) FROM {t} WHERE id < 100), count(*) FROM keys",
+            // Aggregates above scans that hand their slot up: what the aggregate reads
+            // (arguments, FILTER, ORDER BY within, HAVING, grouping columns).
+            "SELECT name, count(*), sum(price) FILTER (WHERE k > 500) FROM {t} WHERE id < 3000 GROUP BY name ORDER BY name LIMIT 60",
+            "SELECT string_agg(long, ',' ORDER BY day DESC, id) FILTER (WHERE price > 10) FROM {t} WHERE id BETWEEN 100 AND 140",
+            "SELECT day, count(DISTINCT k) FROM {t} WHERE id < 2500 GROUP BY day HAVING max(name) > 'name 1' ORDER BY day",
+            "SELECT k, day, count(*), min(arr) FROM {t} WHERE id < 1500 GROUP BY GROUPING SETS ((k), (day), ()) ORDER BY 1, 2, 3",
+            "SELECT count(x) FROM {t} x WHERE id < 700",
             // Scans that hand their slot up: what nodes above read is what the query
             // names of the table (its permission entry's selectedCols).
             "SELECT t.name, t.price, keys.id FROM keys JOIN {t} t USING (id) WHERE t.day > '2024-03-01'",

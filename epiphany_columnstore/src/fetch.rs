@@ -66,6 +66,9 @@ pub struct FetchState {
     parts: Vec<PartRow>,
     /// The part of the last fetch (fetches often stay in one).
     last: Option<Rc<OpenPart>>,
+    /// The stored positions of the last fetch's window (fetches in TID order stay in
+    /// one), saving the cache lookup.
+    positions: Option<(crate::slot::WindowKey, arrow_array::ArrayRef)>,
     row_context: RowContext,
 }
 
@@ -84,6 +87,7 @@ impl FetchState {
                 snapshot: None,
                 parts: Vec::new(),
                 last: None,
+                positions: None,
                 row_context: RowContext::new(c"epiphany_columnar fetch"),
             })
         }
@@ -139,8 +143,7 @@ impl FetchState {
             self.parts = unsafe { catalog::visible_for_read(rel, Some(storage), snapshot) }?;
             self.snapshot = Some(key);
         }
-        let Some(part) = find_part(&self.parts, row, |p| (p.first_row, p.row_count)).cloned()
-        else {
+        let Some(part) = find_part(&self.parts, row, |p| (p.first_row, p.row_count)) else {
             return Ok(None);
         };
         let open = match &self.last {
@@ -149,13 +152,13 @@ impl FetchState {
             }
             // SAFETY: per the contract.
             _ => {
-                let p = unsafe { cached_part(rel, &self.info.schema, &part) }?;
+                let p = unsafe { cached_part(rel, &self.info.schema, part) }?;
                 self.last = Some(p.clone());
                 p
             }
         };
         // SAFETY: per the contract.
-        let position = unsafe { position_of(rel, &open, row) }?;
+        let position = unsafe { position_of(rel, &open, row, &mut self.positions) }?;
         Ok(Some(StoredRow {
             part: open,
             position,
@@ -174,17 +177,7 @@ impl FetchState {
         slot: *mut pg_sys::TupleTableSlot,
     ) -> Result<(), Error> {
         let open = &row.part;
-        let pos = row.position;
-        let (g, within) = open.reader.locate(pos).ok_or_else(|| {
-            Error::Corrupted(format!(
-                "part {}: position {pos} past its rows",
-                open.row.part_id
-            ))
-        })?;
-        // The row's page window: a fetch decodes (and caches) one page per column.
-        let granule_rows = open.reader.granule_len(g).unwrap_or(0) as usize;
-        let first = within / PAGE_ROWS * PAGE_ROWS;
-        let count = PAGE_ROWS.min(granule_rows - first);
+        let (g, within, first, count) = row.window()?;
         // SAFETY: per the contract.
         unsafe {
             if crate::slot::is_columnar(slot) {
@@ -220,6 +213,33 @@ impl FetchState {
         }
         Ok(())
     }
+
+    /// Row `r` of a decoded page window of `rel` into columnar `slot` with TID `tid`.
+    ///
+    /// # Safety
+    /// `rel` open, `slot` a columnar slot of it, `window` decoded for the columns the
+    /// slot needs.
+    #[cfg(feature = "pg18")]
+    pub unsafe fn store_from_window(
+        &self,
+        rel: pg_sys::Relation,
+        window: &crate::slot::Window,
+        r: usize,
+        tid: pg_sys::ItemPointerData,
+        slot: *mut pg_sys::TupleTableSlot,
+    ) {
+        // SAFETY: per the contract.
+        unsafe {
+            crate::slot::store_from_window(slot, &self.info, window, r, tid);
+            (*slot).tts_tableOid = (*rel).rd_id;
+        }
+    }
+
+    /// The table's columns.
+    #[cfg(feature = "pg18")]
+    pub fn column_count(&self) -> usize {
+        self.info.columns.len()
+    }
 }
 
 /// A row found by TID: its part and stored position.
@@ -229,17 +249,47 @@ pub struct StoredRow {
     pub tid: pg_sys::ItemPointerData,
 }
 
-#[cfg(feature = "pg18")]
 impl StoredRow {
-    /// Storage order: part, then position (decoding in this order reads each page window
-    /// once, in sequence).
-    pub fn storage_key(&self) -> (u64, u64, u64) {
-        (
-            self.part.row.storage_id,
-            self.part.row.part_id,
-            self.position,
-        )
+    /// The row's granule and place in it, and its page window (first row within the
+    /// granule, rows): a fetch decodes (and caches) one page window per column.
+    fn window(&self) -> Result<(usize, usize, usize, usize), Error> {
+        let pos = self.position;
+        let (g, within) = self.part.reader.locate(pos).ok_or_else(|| {
+            Error::Corrupted(format!(
+                "part {}: position {pos} past its rows",
+                self.part.row.part_id
+            ))
+        })?;
+        let granule_rows = self.part.reader.granule_len(g).unwrap_or(0) as usize;
+        let first = within / PAGE_ROWS * PAGE_ROWS;
+        let count = PAGE_ROWS.min(granule_rows - first);
+        Ok((g, within, first, count))
     }
+}
+
+/// The page window holding stored position `position` of `part`, with the columns
+/// `needed` decoded, and the stored positions it covers (rows in storage order share
+/// it).
+///
+/// # Safety
+/// `rel` open, the relation `part` belongs to.
+#[cfg(feature = "pg18")]
+pub unsafe fn window_at(
+    rel: pg_sys::Relation,
+    part: &Rc<OpenPart>,
+    position: u64,
+    needed: &[usize],
+) -> Result<(std::ops::Range<u64>, crate::slot::Window), Error> {
+    let row = StoredRow {
+        part: part.clone(),
+        position,
+        tid: pg_sys::ItemPointerData::default(),
+    };
+    let (g, within, first, count) = row.window()?;
+    let start = position - (within - first) as u64;
+    // SAFETY: per the contract.
+    let window = unsafe { crate::slot::Window::decode(rel, part, g, first, count, needed) }?;
+    Ok((start..start + count as u64, window))
 }
 
 /// The stored position of row number `row` of `part` (the position column is decoded a
@@ -247,7 +297,12 @@ impl StoredRow {
 ///
 /// # Safety
 /// `rel` open, the relation `part` belongs to.
-unsafe fn position_of(rel: pg_sys::Relation, part: &OpenPart, row: u64) -> Result<u64, Error> {
+unsafe fn position_of(
+    rel: pg_sys::Relation,
+    part: &OpenPart,
+    row: u64,
+    last: &mut Option<(crate::slot::WindowKey, arrow_array::ArrayRef)>,
+) -> Result<u64, Error> {
     let offset = row - part.row.first_row;
     let (g, within) = part.reader.locate(offset).ok_or_else(|| {
         Error::Corrupted(format!(
@@ -266,14 +321,20 @@ unsafe fn position_of(rel: pg_sys::Relation, part: &OpenPart, row: u64) -> Resul
         first as u32,
         column as u32,
     );
-    let positions = crate::slot::windows(|w| {
-        w.get_or_insert(&key, || {
-            // SAFETY: per the contract.
-            let array = unsafe { part.column(rel, column, g, first, count) }?;
-            let bytes = array.get_array_memory_size();
-            Ok::<_, Error>((array, bytes))
-        })
-    })?;
+    let positions = match last {
+        Some((k, array)) if *k == key => array,
+        _ => {
+            let array = crate::slot::windows(|w| {
+                w.get_or_insert(&key, || {
+                    // SAFETY: per the contract.
+                    let array = unsafe { part.column(rel, column, g, first, count) }?;
+                    let bytes = array.get_array_memory_size();
+                    Ok::<_, Error>((array, bytes))
+                })
+            })?;
+            &last.insert((key, array)).1
+        }
+    };
     let within = within - first;
     let pos = positions.as_primitive::<UInt32Type>().value(within);
     if u64::from(pos) >= part.row.row_count {
@@ -328,7 +389,7 @@ unsafe fn cached_part(
         while c.parts.len() > 1
             && c.parts
                 .iter()
-                .map(|(_, p)| p.reader.source().bytes_held())
+                .map(|(_, p)| p.reader.source().bytes_held() + p.reader.dictionary_bytes())
                 .sum::<u64>()
                 > CACHE_BYTES
         {

@@ -18,8 +18,10 @@ use crate::slot::{is_columnar, set_needed};
 /// not every column up to `b`. A node that does not project hands its slot up as it is
 /// (its target list is the table's columns, and a join above deforms every column up to
 /// the last it needs). Under a join, what the join's expressions read of that side (its
-/// target list, quals, join, merge and hash clauses, nested-loop parameters) is known;
-/// under any other node, nodes above can only read columns the query names, which the
+/// target list, quals, join, merge and hash clauses, nested-loop parameters) is known,
+/// and so is what an aggregate reads (its target list, HAVING, grouping columns); a
+/// bitmap heap scan on PostgreSQL 18 decodes its index conditions' columns only for
+/// rows to recheck. Under any other node, nodes above can only read columns the query names, which the
 /// parser recorded in the table's `selectedCols` for the permission check (whole-row
 /// references included). Policies' quals run in the scan node itself. Without a
 /// permission entry (a partition or inheritance child on PostgreSQL 16+) every column
@@ -94,7 +96,7 @@ unsafe fn mark_scan(ps: *mut pg_sys::PlanState, parent: *mut pg_sys::PlanState) 
         let scanrelid = (*(plan as *mut pg_sys::Scan)).scanrelid;
         let old = pg_sys::MemoryContextSwitchTo((*slot).tts_mcxt);
         let mut needed: *mut pg_sys::Bitmapset = std::ptr::null_mut();
-        if (*ps).ps_ProjInfo.is_null() && !join_reads(parent, ps, scanrelid, &mut needed) {
+        if (*ps).ps_ProjInfo.is_null() && !parent_reads(parent, ps, scanrelid, &mut needed) {
             // The slot goes up as it is: what the query reads of the table.
             let selected = selected_columns((*ps).state, scanrelid);
             if selected.is_null() {
@@ -119,32 +121,60 @@ unsafe fn mark_scan(ps: *mut pg_sys::PlanState, parent: *mut pg_sys::PlanState) 
                 add((*scan).indexqualorig);
             }
             add((*scan).indexorderbyorig);
-        } else {
-            add((*(plan as *mut pg_sys::BitmapHeapScan)).bitmapqualorig);
         }
+        // A bitmap heap scan evaluates its original index conditions only on rows the
+        // bitmap asks to recheck (lossy pages, or an index that cannot be exact). On
+        // PostgreSQL 18 the access method returns the rows with their recheck flag, so
+        // only those rows need the conditions' columns; before, the slot must always
+        // carry them (it cannot tell which rows the executor will recheck).
+        let mut recheck = std::ptr::null_mut();
+        if (*ps).type_ == pg_sys::NodeTag::T_BitmapHeapScanState {
+            let quals = (*(plan as *mut pg_sys::BitmapHeapScan)).bitmapqualorig;
+            if cfg!(feature = "pg18") {
+                recheck = pg_sys::bms_copy(needed);
+                pg_sys::pull_varattnos(quals as _, scanrelid, &mut recheck);
+                recheck = non_empty(recheck);
+            } else {
+                add(quals);
+            }
+        }
+        let needed = non_empty(needed);
         pg_sys::MemoryContextSwitchTo(old);
-        // A whole-row reference reads every column.
-        if pg_sys::bms_is_member(-pg_sys::FirstLowInvalidHeapAttributeNumber, needed) {
+        // A whole-row reference reads every column (a null set).
+        let whole_row =
+            |set| pg_sys::bms_is_member(-pg_sys::FirstLowInvalidHeapAttributeNumber, set);
+        if whole_row(needed) {
             return;
         }
-        // An empty set is a real answer (count(*) reads no column): keep it non-null.
-        if needed.is_null() {
-            let old = pg_sys::MemoryContextSwitchTo((*slot).tts_mcxt);
-            needed = pg_sys::bms_make_singleton(0);
-            pg_sys::MemoryContextSwitchTo(old);
+        if whole_row(recheck) {
+            recheck = std::ptr::null_mut();
         }
-        set_needed(slot, needed);
+        set_needed(slot, needed, recheck);
     }
 }
 
-/// Adds to `needed` the columns of `child`'s relation `scanrelid` that `parent`, a join,
-/// reads of the unprojected rows `child` hands it; false when `parent` is not a join
-/// whose reads are known (nothing added then).
+/// An empty set is a real answer (count(*) reads no column): kept non-null, as the set
+/// of no column but the (never decoded) attribute 0.
+///
+/// # Safety
+/// In the memory context `set` lives in.
+unsafe fn non_empty(set: *mut pg_sys::Bitmapset) -> *mut pg_sys::Bitmapset {
+    if set.is_null() {
+        // SAFETY: per the contract.
+        unsafe { pg_sys::bms_make_singleton(0) }
+    } else {
+        set
+    }
+}
+
+/// Adds to `needed` the columns of `child`'s relation `scanrelid` that `parent`, a join
+/// or an aggregate, reads of the unprojected rows `child` hands it; false when `parent`
+/// is not a node whose reads are known (nothing added then).
 ///
 /// # Safety
 /// `child` is an initialized scan node that does not project, `parent` null or the node
 /// above it; in a memory context that lives as long as `needed`.
-unsafe fn join_reads(
+unsafe fn parent_reads(
     parent: *mut pg_sys::PlanState,
     child: *mut pg_sys::PlanState,
     scanrelid: pg_sys::Index,
@@ -155,8 +185,8 @@ unsafe fn join_reads(
         if parent.is_null() {
             return false;
         }
-        // A join's expressions read its children's slots as OUTER_VAR / INNER_VAR, by
-        // position in the child's target list.
+        // A join's (or aggregate's) expressions read its children's slots as OUTER_VAR /
+        // INNER_VAR, by position in the child's target list.
         let side = if (*parent).lefttree == child {
             pg_sys::OUTER_VAR
         } else if (*parent).righttree == child {
@@ -192,6 +222,23 @@ unsafe fn join_reads(
                 add((*j).join.joinqual);
                 add((*j).hashclauses);
                 add((*j).hashkeys);
+            }
+            // An aggregate reads its input through its target list and HAVING (the
+            // aggregates' arguments, filters and orderings are in them) and groups by
+            // input columns named by position. Grouping sets in more than one phase
+            // (`chain`) read in ways not followed here.
+            T::T_AggState => {
+                let a = plan as *mut pg_sys::Agg;
+                if !(*a).chain.is_null() || side != pg_sys::OUTER_VAR {
+                    return false;
+                }
+                for i in 0..(*a).numCols.max(0) as usize {
+                    let position = i32::from(*(*a).grpColIdx.add(i));
+                    refs = pg_sys::bms_add_member(
+                        refs,
+                        position - pg_sys::FirstLowInvalidHeapAttributeNumber,
+                    );
+                }
             }
             _ => return false,
         }

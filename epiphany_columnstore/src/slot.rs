@@ -79,13 +79,7 @@ pub struct DeferredRow {
 impl DeferredRow {
     /// Column `c` of the row's window, decoded (or from the cache).
     fn column(&self, c: usize) -> Result<ArrayRef, Error> {
-        let key = (
-            self.part.row.storage_id,
-            self.part.row.part_id,
-            self.granule as u32,
-            self.first as u32,
-            c as u32,
-        );
+        let key = window_key(&self.part, self.granule, self.first, c);
         windows(|w| {
             w.get_or_insert(&key, || {
                 // SAFETY: the relation is open and locked by the query that fetched the
@@ -105,6 +99,118 @@ impl DeferredRow {
     }
 }
 
+fn window_key(part: &OpenPart, granule: usize, first: usize, c: usize) -> WindowKey {
+    (
+        part.row.storage_id,
+        part.row.part_id,
+        granule as u32,
+        first as u32,
+        c as u32,
+    )
+}
+
+/// The page window of rows `first..first + count` of granule `g` of `part`: the
+/// columns a slot needs, decoded (or from the cache), for storing many of its rows.
+pub struct Window {
+    /// (table column, its values in the window).
+    columns: Vec<(usize, ArrayRef)>,
+}
+
+impl Window {
+    /// Decodes `needed` (see [`needed_columns`]) of the window.
+    ///
+    /// # Safety
+    /// `rel` open, the relation `part` belongs to.
+    pub unsafe fn decode(
+        rel: pg_sys::Relation,
+        part: &OpenPart,
+        granule: usize,
+        first: usize,
+        count: usize,
+        needed: &[usize],
+    ) -> Result<Window, Error> {
+        let mut columns = Vec::with_capacity(needed.len());
+        for &c in needed {
+            let key = window_key(part, granule, first, c);
+            let array = windows(|w| {
+                w.get_or_insert(&key, || {
+                    // SAFETY: per the contract.
+                    let array = unsafe { part.column(rel, c, granule, first, count) }?;
+                    let bytes = array.get_array_memory_size();
+                    Ok::<_, Error>((array, bytes))
+                })
+            })?;
+            columns.push((c, array));
+        }
+        Ok(Window { columns })
+    }
+}
+
+/// The table columns a columnar slot's rows must carry: those the node owning it reads
+/// (see `needed_columns`) — with what a recheck reads, for rows a bitmap heap scan
+/// returns to be rechecked — or all.
+///
+/// # Safety
+/// `slot` is a slot of a table with `ncolumns` columns.
+pub unsafe fn needed_columns(
+    slot: *mut pg_sys::TupleTableSlot,
+    ncolumns: usize,
+    recheck: bool,
+) -> Vec<usize> {
+    if !is_columnar(slot) {
+        return (0..ncolumns).collect();
+    }
+    // SAFETY: per the contract.
+    unsafe {
+        let s = me(slot);
+        let set = if recheck { s.recheck_needed } else { s.needed };
+        (0..ncolumns)
+            .filter(|&c| {
+                let attno = c as i32 + 1 - pg_sys::FirstLowInvalidHeapAttributeNumber;
+                set.is_null() || pg_sys::bms_is_member(attno, set)
+            })
+            .collect()
+    }
+}
+
+/// Stores row `row` of `window` into columnar `slot` with TID `tid`, as a virtual tuple
+/// whose by-reference values live in the slot's memory; columns the window does not
+/// hold are NULL.
+///
+/// # Safety
+/// `slot` is a columnar slot of the relation `info` describes; main thread.
+pub unsafe fn store_from_window(
+    slot: *mut pg_sys::TupleTableSlot,
+    info: &TableInfo,
+    window: &Window,
+    row: usize,
+    tid: pg_sys::ItemPointerData,
+) {
+    // SAFETY: per the contract; values and nulls have natts entries.
+    unsafe {
+        pg_sys::ExecClearTuple(slot);
+        let s = me(slot);
+        let natts = (*s.base.tts_tupleDescriptor).natts as usize;
+        let values = std::slice::from_raw_parts_mut(s.base.tts_values, natts);
+        let nulls = std::slice::from_raw_parts_mut(s.base.tts_isnull, natts);
+        nulls.fill(true);
+        let old = pg_sys::MemoryContextSwitchTo(s.context);
+        for (c, array) in &window.columns {
+            let (Some(column), true) = (info.columns.get(*c), *c < natts) else {
+                continue;
+            };
+            let datum = crate::datum::to_datum(column, &value_at(array, column.ty, row));
+            values[*c] = datum.unwrap_or(pg_sys::Datum::from(0usize));
+            nulls[*c] = datum.is_none();
+        }
+        pg_sys::MemoryContextSwitchTo(old);
+        s.owned = true;
+        s.base.tts_nvalid = natts as i16;
+        s.base.tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
+        s.base.tts_tid = tid;
+    }
+}
+
 #[repr(C)]
 struct ColumnarSlot {
     base: pg_sys::TupleTableSlot,
@@ -118,6 +224,9 @@ struct ColumnarSlot {
     /// `FirstLowInvalidHeapAttributeNumber`, in the query's memory), or null: all.
     /// The others come out NULL without being decoded (see `needed_columns`).
     needed: *mut pg_sys::Bitmapset,
+    /// What rows a bitmap heap scan must recheck need besides (see `needed_columns`), or
+    /// null: all columns.
+    recheck_needed: *mut pg_sys::Bitmapset,
 }
 
 /// The slot operations of columnar tables (`slot_callbacks`).
@@ -200,6 +309,7 @@ unsafe extern "C-unwind" fn init_slot(slot: *mut pg_sys::TupleTableSlot) {
         s.deferred = std::ptr::null_mut();
         s.owned = false;
         s.needed = std::ptr::null_mut();
+        s.recheck_needed = std::ptr::null_mut();
     }
 }
 
@@ -462,11 +572,20 @@ unsafe extern "C-unwind" {
 
 /// Restricts a columnar slot to decoding `needed` (attribute numbers offset by
 /// `FirstLowInvalidHeapAttributeNumber`, in the slot's memory context); the others come
-/// out NULL. See `needed_columns`.
+/// out NULL. Rows a bitmap heap scan returns for a recheck carry `recheck` (null: every
+/// column). See `needed_columns`.
 ///
 /// # Safety
-/// `slot` is a columnar slot; `needed` lives as long as it.
-pub unsafe fn set_needed(slot: *mut pg_sys::TupleTableSlot, needed: *mut pg_sys::Bitmapset) {
+/// `slot` is a columnar slot; the sets live as long as it.
+pub unsafe fn set_needed(
+    slot: *mut pg_sys::TupleTableSlot,
+    needed: *mut pg_sys::Bitmapset,
+    recheck: *mut pg_sys::Bitmapset,
+) {
     // SAFETY: per the contract.
-    unsafe { me(slot).needed = needed };
+    unsafe {
+        let s = me(slot);
+        s.needed = needed;
+        s.recheck_needed = recheck;
+    }
 }

@@ -317,6 +317,7 @@ fn decode_page(bytes: &[u8], codec: Compression) -> Result<Option<(Page, usize)>
 pub fn window_pages<R: ChunkReader>(
     source: &R,
     metadata: &ParquetMetaData,
+    dictionaries: &Dictionaries,
     g: usize,
     column: usize,
     rows: std::ops::Range<usize>,
@@ -351,12 +352,22 @@ pub fn window_pages<R: ChunkReader>(
     let (start, _) = chunk.byte_range();
     let first_page = locations[0].offset;
     if u64::try_from(first_page).ok() != Some(start) {
-        let len = first_page - i64::try_from(start).map_err(|_| bad("chunk offset".into()))?;
-        let bytes = get(i64::try_from(start).unwrap_or(i64::MAX), len)?;
-        match decode_page(&bytes, codec)? {
-            Some((page @ Page::DictionaryPage { .. }, _)) => pages.push_back((page, 0)),
-            _ => return Ok(None),
-        }
+        let page = match dictionaries.get(g, column) {
+            Some(page) => page,
+            None => {
+                let len =
+                    first_page - i64::try_from(start).map_err(|_| bad("chunk offset".into()))?;
+                let bytes = get(i64::try_from(start).unwrap_or(i64::MAX), len)?;
+                match decode_page(&bytes, codec)? {
+                    Some((page @ Page::DictionaryPage { .. }, _)) => {
+                        dictionaries.put(g, column, &page);
+                        page
+                    }
+                    _ => return Ok(None),
+                }
+            }
+        };
+        pages.push_back((page, 0));
     }
     let mut first_row = None;
     let mut end_row = 0;
@@ -394,6 +405,38 @@ pub fn window_pages<R: ChunkReader>(
         first_row,
         rows: end_row - first_row,
     }))
+}
+
+/// The decompressed dictionary pages of a part's column chunks, kept with the part:
+/// every page window of a chunk (a granule of 8,192 rows has eight) decodes with its
+/// chunk's dictionary, and decompressing it again for each was most of what a bitmap
+/// scan's first pass over a table cost.
+#[derive(Default)]
+pub struct Dictionaries {
+    pages: std::sync::Mutex<rustc_hash::FxHashMap<(usize, usize), Page>>,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Dictionaries {
+    fn get(&self, g: usize, column: usize) -> Option<Page> {
+        let pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        pages.get(&(g, column)).cloned()
+    }
+
+    fn put(&self, g: usize, column: usize, page: &Page) {
+        let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        if pages.insert((g, column), page.clone()).is_none() {
+            self.bytes.fetch_add(
+                page.buffer().len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Bytes of dictionaries held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Decompressed pages of one column chunk, served to Parquet's array reader.

@@ -185,6 +185,8 @@ pub struct PartReader<R: ChunkReader + Clone + 'static = Bytes> {
     /// The table's type of each column stored with another type and no value: such a
     /// column is not decoded but read as nulls of this type.
     nulls_for: Vec<Option<DataType>>,
+    /// Dictionary pages [`PartReader::read_column`] decompressed.
+    dictionaries: page_window::Dictionaries,
 }
 
 impl<R: ChunkReader + Clone + 'static> PartReader<R> {
@@ -274,7 +276,13 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
             starts,
             levels: (0..columns).map(|_| OnceLock::new()).collect(),
             nulls_for,
+            dictionaries: Default::default(),
         })
+    }
+
+    /// Bytes of decompressed dictionary pages the reader keeps (besides its source's).
+    pub fn dictionary_bytes(&self) -> u64 {
+        self.dictionaries.bytes()
     }
 
     pub fn metadata(&self) -> &ParquetMetaData {
@@ -480,8 +488,14 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
             return Ok(arrow_array::new_null_array(ty, count));
         }
         let metadata = self.metadata.metadata();
-        let Some(pages) =
-            page_window::window_pages(&self.source, metadata, g, column, first..first + count)?
+        let Some(pages) = page_window::window_pages(
+            &self.source,
+            metadata,
+            &self.dictionaries,
+            g,
+            column,
+            first..first + count,
+        )?
         else {
             return Ok(self
                 .read_rows(&[column], g, first, count)?
@@ -1361,6 +1375,7 @@ mod tests {
                     let window = page_window::window_pages(
                         reader.source(),
                         reader.metadata(),
+                        &Default::default(),
                         g,
                         c,
                         first..first + count,
@@ -1369,6 +1384,9 @@ mod tests {
                     assert_eq!(window.is_some(), codec != "lz4", "{codec}: column {c}");
                 }
             }
+            // Windows after the first of a chunk decoded with its kept dictionary (and
+            // matched the reader above).
+            assert_eq!(reader.dictionary_bytes() > 0, codec != "lz4", "{codec}");
         }
     }
 
