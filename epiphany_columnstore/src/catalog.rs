@@ -6,6 +6,7 @@
 //! whose snapshot is the active one), and written with `heap_insert`, which takes the
 //! command id explicitly. Rows are keyed by storage id (see `meta`), not by relation.
 
+use epiphany_core::pg::buffer::{ContentLock, Lock};
 use epiphany_core::storage::Extent;
 use epiphany_core::Error;
 use pgrx::pg_sys;
@@ -192,14 +193,14 @@ unsafe fn visible_to(
             storage_id,
             pg_sys::AccessShareLock as _,
             |_, tuple, desc, buffer| {
-                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as _);
+                let lock = ContentLock::take(buffer, Lock::Share);
                 let seen = pg_sys::HeapTupleSatisfiesVisibility(tuple, snapshot, buffer);
                 if !reader.is_null() {
                     pg_sys::HeapCheckForSerializableConflictOut(
                         seen, reader, tuple, buffer, snapshot,
                     );
                 }
-                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_UNLOCK as _);
+                drop(lock);
                 if seen {
                     parts.push(deform(tuple, desc));
                 }
@@ -221,9 +222,9 @@ pub fn delete_storage(storage_id: u64) -> Result<(), Error> {
             storage_id,
             pg_sys::RowExclusiveLock as _,
             |rel, tuple, _, buffer| {
-                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as _);
+                let lock = ContentLock::take(buffer, Lock::Share);
                 let seen = pg_sys::HeapTupleSatisfiesVisibility(tuple, snapshot, buffer);
-                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_UNLOCK as _);
+                drop(lock);
                 if seen {
                     pg_sys::simple_heap_delete(rel, &mut (*tuple).t_self);
                 }
@@ -250,9 +251,9 @@ pub fn referenced_extents(storage_id: u64) -> Result<Vec<(u32, u32)>, Error> {
             |rel, tuple, desc, buffer| {
                 let oldest =
                     *oldest.get_or_insert_with(|| pg_sys::GetOldestNonRemovableTransactionId(rel));
-                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as _);
+                let lock = ContentLock::take(buffer, Lock::Share);
                 let state = pg_sys::HeapTupleSatisfiesVacuum(tuple, oldest, buffer);
-                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_UNLOCK as _);
+                drop(lock);
                 if state != pg_sys::HTSV_Result::HEAPTUPLE_DEAD {
                     let part = deform(tuple, desc);
                     extents.push((part.first_block, part.pages));

@@ -109,6 +109,7 @@ fn window_key(part: &OpenPart, granule: usize, first: usize, c: usize) -> Window
     )
 }
 
+#[cfg(feature = "pg18")] // bitmap scans of PostgreSQL 18 (`bitmap`)
 /// The page window of rows `first..first + count` of granule `g` of `part`: the
 /// columns a slot needs, decoded (or from the cache), for storing many of its rows.
 pub struct Window {
@@ -116,6 +117,7 @@ pub struct Window {
     columns: Vec<(usize, ArrayRef)>,
 }
 
+#[cfg(feature = "pg18")]
 impl Window {
     /// Decodes `needed` (see [`needed_columns`]) of the window.
     ///
@@ -146,6 +148,7 @@ impl Window {
     }
 }
 
+#[cfg(feature = "pg18")]
 /// The table columns a columnar slot's rows must carry: those the node owning it reads
 /// (see `needed_columns`) — with what a recheck reads, for rows a bitmap heap scan
 /// returns to be rechecked — or all.
@@ -173,6 +176,7 @@ pub unsafe fn needed_columns(
     }
 }
 
+#[cfg(feature = "pg18")]
 /// Stores row `row` of `window` into columnar `slot` with TID `tid`, as a virtual tuple
 /// whose by-reference values live in the slot's memory; columns the window does not
 /// hold are NULL.

@@ -11,8 +11,10 @@ use pgrx::PgLogLevel;
 
 use crate::error::Error;
 
+pub mod buffer;
 pub mod hooks;
 pub mod owned;
+pub mod page;
 pub mod serializable;
 pub mod testing;
 

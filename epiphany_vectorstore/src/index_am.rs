@@ -1,6 +1,7 @@
 //! What the two vector index access methods share: the routine's flags, the insert and
 //! cost callbacks' common parts, the order-by key of a scan, and VACUUM's reads.
 
+use epiphany_core::pg::buffer::{Buffer, Lock, Rel};
 use epiphany_core::vector::hnsw_node::RowId;
 use epiphany_core::Error;
 use pgrx::itemptr::item_pointer_get_both;
@@ -196,21 +197,18 @@ pub unsafe fn return_row(scan: pg_sys::IndexScanDesc, row: RowId) {
     }
 }
 
-/// A page for VACUUM, read through its buffer strategy.
+/// A page for VACUUM, read through its buffer strategy, locked.
 ///
 /// # Safety
-/// `info` is the VACUUM's info for an open index; `block` exists.
-pub unsafe fn read_for_vacuum(info: *mut pg_sys::IndexVacuumInfo, block: u32) -> pg_sys::Buffer {
+/// `info` is the VACUUM's info for an open index that stays open for `'a`; `block`
+/// exists.
+pub unsafe fn read_for_vacuum<'a>(
+    info: *mut pg_sys::IndexVacuumInfo,
+    block: u32,
+    lock: Lock,
+) -> Buffer<'a> {
     // SAFETY: per the contract.
-    unsafe {
-        pg_sys::ReadBufferExtended(
-            (*info).index,
-            pg_sys::ForkNumber::MAIN_FORKNUM,
-            block,
-            pg_sys::ReadBufferMode::RBM_NORMAL,
-            (*info).strategy,
-        )
-    }
+    unsafe { Buffer::read_with(Rel::new((*info).index), block, (*info).strategy, lock) }
 }
 
 /// The bulk-delete result VACUUM passed, or a new one.

@@ -12,6 +12,7 @@ pub mod free_space;
 pub mod metapage;
 pub mod page;
 pub mod page_store;
+pub mod pg_page;
 
 pub use extent::{pages_for, write_extent, write_extent_at, Extent, ExtentReader};
 pub use page_store::{BlockNumber, MemoryPageStore, PageStore};

@@ -17,9 +17,11 @@ use pgrx::{PgMemoryContexts, PgTupleDesc};
 use rustc_hash::{FxHashMap, FxHasher};
 
 use super::insert::{self, max_level};
-use super::pages::{self, new_page, put_meta, read_buffer, META_BLOCK};
+use super::pages::{self, new_page, put_meta, META_BLOCK};
 use crate::datum::elements;
 use crate::options;
+use epiphany_core::pg::buffer::{Buffer, Image, Lock, Rel, WalRecord};
+use epiphany_core::pg::page;
 
 /// Build phases shown in `pg_stat_progress_create_index.phase`.
 pub const PHASE_LOAD: i64 = 2;
@@ -218,55 +220,50 @@ impl BuildState {
         }
         let mut list = Vec::new();
         let mut at = 0usize;
-        // SAFETY: per the contract; each new page is locked while GenericXLog writes it.
-        unsafe {
-            while at < addrs.len() {
-                let state = pg_sys::GenericXLogStart(self.index);
-                let (buffer, page) = new_page(self.index, pg_sys::ForkNumber::MAIN_FORKNUM, state);
-                let block = pg_sys::BufferGetBlockNumber(buffer);
-                while at < addrs.len() && addrs[at].block == block {
-                    let n = at as u32;
-                    let level = graph.level(n);
-                    let mut rows = vec![self.first_row[at]];
-                    rows.extend(self.more_rows.get(&n).into_iter().flatten());
-                    let node = Node {
-                        level,
-                        deleted: false,
-                        rows,
-                        vector: graph.vector(n).to_vec(),
-                        neighbors: (0..=level)
-                            .map(|l| {
-                                graph.neighbors(NodeId::from(n), l, &mut list);
-                                list.iter().map(|&x| addrs[x as usize]).collect()
-                            })
-                            .collect(),
-                    };
-                    let bytes = node.encode(shape).or_report();
-                    let placed = pg_sys::PageAddItemExtended(
-                        page,
-                        bytes.as_ptr() as pg_sys::Item,
-                        bytes.len(),
-                        pg_sys::InvalidOffsetNumber,
-                        0,
-                    );
-                    if placed != addrs[at].item {
-                        Error::Internal(format!(
-                            "epiphany_hnsw build: node {at} landed at item {placed}, planned {}",
-                            addrs[at].item
-                        ))
-                        .report();
-                    }
-                    at += 1;
+        // SAFETY: per the contract.
+        let rel = unsafe { Rel::new(self.index) };
+        // Each new page is locked while GenericXLog writes it.
+        while at < addrs.len() {
+            let mut record = WalRecord::start(rel);
+            let p = new_page(&mut record, rel, pg_sys::ForkNumber::MAIN_FORKNUM, 0);
+            let block = record.block(p);
+            while at < addrs.len() && addrs[at].block == block {
+                let n = at as u32;
+                let level = graph.level(n);
+                let mut rows = vec![self.first_row[at]];
+                rows.extend(self.more_rows.get(&n).into_iter().flatten());
+                let node = Node {
+                    level,
+                    deleted: false,
+                    rows,
+                    vector: graph.vector(n).to_vec(),
+                    neighbors: (0..=level)
+                        .map(|l| {
+                            graph.neighbors(NodeId::from(n), l, &mut list);
+                            list.iter().map(|&x| addrs[x as usize]).collect()
+                        })
+                        .collect(),
+                };
+                let bytes = node.encode(shape).or_report();
+                let placed = page::add_item(record.page(p), &bytes);
+                if placed != Some(addrs[at].item) {
+                    Error::Internal(format!(
+                        "epiphany_hnsw build: node {at} landed at item {placed:?}, planned {}",
+                        addrs[at].item
+                    ))
+                    .report();
                 }
-                if at == 0 || addrs[at - 1].block != block {
-                    Error::Internal(format!("epiphany_hnsw build: page {block} out of plan"))
-                        .report();
-                }
-                pg_sys::GenericXLogFinish(state);
-                pg_sys::UnlockReleaseBuffer(buffer);
-                progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, at as i64);
-                pages::delay_point();
+                at += 1;
             }
+            if at == 0 || addrs[at - 1].block != block {
+                Error::Internal(format!("epiphany_hnsw build: page {block} out of plan")).report();
+            }
+            record.finish();
+            progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, at as i64);
+            pages::delay_point();
+        }
+        // SAFETY: per the contract.
+        unsafe {
             let entry = graph.entry().map(|(n, l)| (addrs[n as usize], l));
             let last = addrs.last().map_or(META_BLOCK, |a| a.block);
             write_meta(
@@ -296,15 +293,13 @@ pub(crate) fn new_build_id() -> u64 {
 /// # Safety
 /// `index` is an open epiphany_hnsw index with a metapage.
 pub unsafe fn write_meta(index: pg_sys::Relation, meta: &Meta) {
-    // SAFETY: per the contract; the metapage is locked while GenericXLog rewrites it.
-    unsafe {
-        let buffer = read_buffer(index, META_BLOCK);
-        pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-        let state = pg_sys::GenericXLogStart(index);
-        put_meta(pg_sys::GenericXLogRegisterBuffer(state, buffer, 0), meta);
-        pg_sys::GenericXLogFinish(state);
-        pg_sys::UnlockReleaseBuffer(buffer);
-    }
+    // SAFETY: per the contract.
+    let rel = unsafe { Rel::new(index) };
+    // The metapage is locked while GenericXLog rewrites it.
+    let mut record = WalRecord::start(rel);
+    let n = record.add(Buffer::read(rel, META_BLOCK, Lock::Exclusive), Image::Delta);
+    put_meta(record.page(n), meta);
+    record.finish();
 }
 
 /// The metapage of an empty index, written into `fork`.
@@ -322,13 +317,14 @@ unsafe fn create_meta(index: pg_sys::Relation, fork: pg_sys::ForkNumber::Type) {
         };
         Params::new(m, ef_construction, metric).or_report();
         let max_level = if shape.dims == 0 { 0 } else { max_level(shape) };
-        let state = pg_sys::GenericXLogStart(index);
-        let (buffer, page) = new_page(index, fork, state);
-        if pg_sys::BufferGetBlockNumber(buffer) != META_BLOCK {
+        let rel = Rel::new(index);
+        let mut record = WalRecord::start(rel);
+        let n = new_page(&mut record, rel, fork, 0);
+        if record.block(n) != META_BLOCK {
             Error::Internal("epiphany_hnsw: the metapage is not block 0".into()).report();
         }
         put_meta(
-            page,
+            record.page(n),
             &Meta {
                 shape,
                 ef_construction,
@@ -339,8 +335,7 @@ unsafe fn create_meta(index: pg_sys::Relation, fork: pg_sys::ForkNumber::Type) {
                 build_id: new_build_id(),
             },
         );
-        pg_sys::GenericXLogFinish(state);
-        pg_sys::UnlockReleaseBuffer(buffer);
+        record.finish();
     }
 }
 

@@ -5,16 +5,15 @@
 //! written with its own links complete before anyone links to it, so a crash between the
 //! steps leaves an unreachable node of an uncommitted row, never a broken graph.
 
+use epiphany_core::pg::buffer::{Buffer, Image, Lock, Rel, WalRecord};
+use epiphany_core::pg::page;
 use epiphany_core::pg::OrReport;
 use epiphany_core::vector::hnsw::{search_layer, select_neighbors, GraphView, NodeId, Scored};
 use epiphany_core::vector::hnsw_node::{Meta, Node, NodeAddr, RowId, Shape, MAX_ROWS};
 use epiphany_core::Error;
 use pgrx::pg_sys;
 
-use super::pages::{
-    self, item_range, new_page, page_bytes, page_bytes_mut, put_meta, read_buffer, PageGraph,
-    META_BLOCK, PAGE_CAPACITY,
-};
+use super::pages::{self, item_range, put_meta, PageGraph, META_BLOCK, PAGE_CAPACITY, PAGE_HEADER};
 
 /// The highest level nodes of `shape` may have, or an error naming the dimension limit.
 pub fn max_level(shape: Shape) -> usize {
@@ -117,51 +116,39 @@ pub unsafe fn insert(index: pg_sys::Relation, vector: &[f32], row: RowId) {
 /// `index` is an open epiphany_hnsw index.
 unsafe fn join(index: pg_sys::Relation, shape: Shape, id: NodeId, row: RowId) -> bool {
     let addr = NodeAddr::unpack(id);
-    // SAFETY: per the contract; the page is exclusively locked while GenericXLog edits it.
-    unsafe {
-        let buffer = read_buffer(index, addr.block);
-        pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-        let mut node = pages::node_at(page_bytes(buffer), addr, shape)
-            .to_node()
-            .or_report();
-        let joined = !node.deleted && node.rows.len() < MAX_ROWS;
-        if joined {
-            node.rows.push(row);
-            rewrite(index, buffer, addr, &node, shape);
-        }
-        pg_sys::UnlockReleaseBuffer(buffer);
-        joined
+    // SAFETY: per the contract.
+    let rel = unsafe { Rel::new(index) };
+    let buffer = Buffer::read(rel, addr.block, Lock::Exclusive);
+    let mut node = pages::node_at(buffer.page(), addr, shape)
+        .to_node()
+        .or_report();
+    let joined = !node.deleted && node.rows.len() < MAX_ROWS;
+    if joined {
+        node.rows.push(row);
+        rewrite(rel, buffer, addr, &node, shape);
     }
+    joined
 }
 
-/// Replaces the node at `addr` on the exclusively locked `buffer`, WAL-logged.
-///
-/// # Safety
-/// `buffer` is `addr.block` of `index`, pinned and exclusively locked.
-pub unsafe fn rewrite(
-    index: pg_sys::Relation,
-    buffer: pg_sys::Buffer,
-    addr: NodeAddr,
-    node: &Node,
-    shape: Shape,
-) {
+/// Replaces the node at `addr` on the exclusively locked `buffer`, WAL-logged, and
+/// releases the buffer.
+pub fn rewrite<'a>(rel: Rel<'a>, buffer: Buffer<'a>, addr: NodeAddr, node: &Node, shape: Shape) {
     let bytes = node.encode(shape).or_report();
-    // SAFETY: per the contract; the new bytes have the old item's size (fixed per level).
-    unsafe {
-        let state = pg_sys::GenericXLogStart(index);
-        let page = page_bytes_mut(pg_sys::GenericXLogRegisterBuffer(state, buffer, 0));
-        let range = item_range(page, addr.item)
-            .filter(|r| r.len() == bytes.len())
-            .unwrap_or_else(|| {
-                Error::Corrupted(format!(
-                    "epiphany_hnsw: node ({},{}) changed size",
-                    addr.block, addr.item
-                ))
-                .report()
-            });
-        page[range].copy_from_slice(&bytes);
-        pg_sys::GenericXLogFinish(state);
-    }
+    let mut record = WalRecord::start(rel);
+    let n = record.add(buffer, Image::Delta);
+    let page = record.page(n);
+    // The new bytes have the old item's size (fixed per level).
+    let range = item_range(page, addr.item)
+        .filter(|r| r.len() == bytes.len())
+        .unwrap_or_else(|| {
+            Error::Corrupted(format!(
+                "epiphany_hnsw: node ({},{}) changed size",
+                addr.block, addr.item
+            ))
+            .report()
+        });
+    page[range].copy_from_slice(&bytes);
+    record.finish();
 }
 
 /// Writes a new node on the insert page (or a new page) and makes it the entry point if
@@ -171,58 +158,46 @@ pub unsafe fn rewrite(
 /// `index` is an open epiphany_hnsw index.
 unsafe fn place(index: pg_sys::Relation, node: &Node, shape: Shape, cap: usize) -> NodeId {
     let bytes = node.encode(shape).or_report();
-    // SAFETY: per the contract. The metapage lock is taken first and held while the node
-    // page is chosen, so inserts do not race for the same free space.
-    unsafe {
-        let meta_buffer = read_buffer(index, META_BLOCK);
-        pg_sys::LockBuffer(meta_buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-        let mut meta = Meta::decode(&page_bytes(meta_buffer)[24..]).or_report();
-        let state = pg_sys::GenericXLogStart(index);
-        let mut buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
-        let mut page = std::ptr::null_mut();
-        if meta.insert_block != META_BLOCK {
-            buffer = read_buffer(index, meta.insert_block);
-            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-            if pg_sys::PageGetFreeSpace(pg_sys::BufferGetPage(buffer))
-                >= bytes.len().next_multiple_of(8)
-            {
-                page = pg_sys::GenericXLogRegisterBuffer(state, buffer, 0);
-            } else {
-                pg_sys::UnlockReleaseBuffer(buffer);
-            }
+    // SAFETY: per the contract.
+    let rel = unsafe { Rel::new(index) };
+    // The metapage lock is taken first and held while the node page is chosen, so
+    // inserts do not race for the same free space.
+    let meta_buffer = Buffer::read(rel, META_BLOCK, Lock::Exclusive);
+    let mut meta = Meta::decode(&meta_buffer.page()[PAGE_HEADER..]).or_report();
+    let mut record = WalRecord::start(rel);
+    let mut node_page = None;
+    if meta.insert_block != META_BLOCK {
+        let buffer = Buffer::read(rel, meta.insert_block, Lock::Exclusive);
+        if page::free_space(buffer.page()) >= bytes.len().next_multiple_of(8) {
+            node_page = Some(record.add(buffer, Image::Delta));
         }
-        if page.is_null() {
-            (buffer, page) = new_page(index, pg_sys::ForkNumber::MAIN_FORKNUM, state);
-            meta.insert_block = pg_sys::BufferGetBlockNumber(buffer);
-        }
-        let item = pg_sys::PageAddItemExtended(
-            page,
-            bytes.as_ptr() as pg_sys::Item,
-            bytes.len(),
-            pg_sys::InvalidOffsetNumber,
-            0,
-        );
-        if item == pg_sys::InvalidOffsetNumber {
-            Error::Internal("epiphany_hnsw: a node did not fit its page".into()).report();
-        }
-        let addr = NodeAddr {
-            block: pg_sys::BufferGetBlockNumber(buffer),
-            item,
-        };
-        if meta.shape.dims == 0 {
-            meta.shape = shape;
-            meta.max_level = cap;
-        }
-        if meta.entry.is_none_or(|(_, top)| node.level > top) {
-            meta.entry = Some((addr, node.level));
-        }
-        let meta_page = pg_sys::GenericXLogRegisterBuffer(state, meta_buffer, 0);
-        put_meta(meta_page, &meta);
-        pg_sys::GenericXLogFinish(state);
-        pg_sys::UnlockReleaseBuffer(buffer);
-        pg_sys::UnlockReleaseBuffer(meta_buffer);
-        addr.pack()
     }
+    let node_page = match node_page {
+        Some(n) => n,
+        None => {
+            let n = pages::new_page(&mut record, rel, pg_sys::ForkNumber::MAIN_FORKNUM, 0);
+            meta.insert_block = record.block(n);
+            n
+        }
+    };
+    let Some(item) = page::add_item(record.page(node_page), &bytes) else {
+        Error::Internal("epiphany_hnsw: a node did not fit its page".into()).report()
+    };
+    let addr = NodeAddr {
+        block: record.block(node_page),
+        item,
+    };
+    if meta.shape.dims == 0 {
+        meta.shape = shape;
+        meta.max_level = cap;
+    }
+    if meta.entry.is_none_or(|(_, top)| node.level > top) {
+        meta.entry = Some((addr, node.level));
+    }
+    let m = record.add(meta_buffer, Image::Delta);
+    put_meta(record.page(m), &meta);
+    record.finish();
+    addr.pack()
 }
 
 /// Adds `new` to `node`'s neighbours on `level`; a full list keeps the best spread of its
@@ -284,25 +259,20 @@ pub unsafe fn link(
             chosen
         };
         let addr = NodeAddr::unpack(node);
-        // SAFETY: per the contract; one node page locked exclusively, nothing else held.
-        let done = unsafe {
-            let buffer = read_buffer(index, addr.block);
-            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-            let mut n = pages::node_at(page_bytes(buffer), addr, shape)
-                .to_node()
-                .or_report();
-            let unchanged = n.neighbors[level]
-                .iter()
-                .map(|a| a.pack())
-                .eq(current.iter().copied());
-            if unchanged {
-                n.neighbors[level] = wanted.iter().map(|&id| NodeAddr::unpack(id)).collect();
-                rewrite(index, buffer, addr, &n, shape);
-            }
-            pg_sys::UnlockReleaseBuffer(buffer);
-            unchanged
-        };
-        if done {
+        // One node page locked exclusively, nothing else held.
+        // SAFETY: per the contract.
+        let rel = unsafe { Rel::new(index) };
+        let buffer = Buffer::read(rel, addr.block, Lock::Exclusive);
+        let mut n = pages::node_at(buffer.page(), addr, shape)
+            .to_node()
+            .or_report();
+        let unchanged = n.neighbors[level]
+            .iter()
+            .map(|a| a.pack())
+            .eq(current.iter().copied());
+        if unchanged {
+            n.neighbors[level] = wanted.iter().map(|&id| NodeAddr::unpack(id)).collect();
+            rewrite(rel, buffer, addr, &n, shape);
             return;
         }
     }

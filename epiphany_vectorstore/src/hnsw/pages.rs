@@ -6,8 +6,8 @@
 //! replayable on standbys. Lock order: the metapage before any node page, and never two
 //! node pages at once.
 
-use std::ops::Range;
-
+use epiphany_core::pg::buffer::{Buffer, Image, Lock, Rel, WalRecord};
+use epiphany_core::pg::page;
 use epiphany_core::pg::OrReport;
 use epiphany_core::vector::hnsw::{GraphView, Metric, NodeId};
 use epiphany_core::vector::hnsw_node::{Meta, NodeAddr, NodeRef, Shape};
@@ -23,64 +23,7 @@ use std::rc::Rc;
 compile_error!("index pages store floats little-endian and read them in place");
 
 pub const META_BLOCK: u32 = 0;
-pub const PAGE_SIZE: usize = pg_sys::BLCKSZ as usize;
-pub const PAGE_HEADER: usize = 24;
-const LINE_POINTER: usize = 4;
-/// The largest item an empty page takes.
-pub const PAGE_CAPACITY: usize = PAGE_SIZE - PAGE_HEADER - LINE_POINTER;
-
-/// The bytes of item `item` (1-based) on a page, if it is a normal item.
-pub fn item_range(page: &[u8], item: u16) -> Option<Range<usize>> {
-    let lower = u16::from_le_bytes([page[12], page[13]]) as usize;
-    let count = lower.saturating_sub(PAGE_HEADER) / LINE_POINTER;
-    if item == 0 || item as usize > count {
-        return None;
-    }
-    let at = PAGE_HEADER + (item as usize - 1) * LINE_POINTER;
-    let word = u32::from_le_bytes(page[at..at + 4].try_into().expect("4 bytes"));
-    let (off, flags, len) = (
-        (word & 0x7fff) as usize,
-        (word >> 15) & 3,
-        (word >> 17) as usize,
-    );
-    (flags == pg_sys::LP_NORMAL && off >= PAGE_HEADER && off + len <= PAGE_SIZE)
-        .then_some(off..off + len)
-}
-
-/// Items on a page.
-pub fn item_count(page: &[u8]) -> u16 {
-    let lower = u16::from_le_bytes([page[12], page[13]]) as usize;
-    (lower.saturating_sub(PAGE_HEADER) / LINE_POINTER) as u16
-}
-
-/// # Safety
-/// `buffer` is pinned and locked.
-pub unsafe fn page_bytes<'a>(buffer: pg_sys::Buffer) -> &'a [u8] {
-    // SAFETY: a pinned buffer's page is PAGE_SIZE bytes that stay while it is pinned.
-    unsafe { std::slice::from_raw_parts(pg_sys::BufferGetPage(buffer) as *const u8, PAGE_SIZE) }
-}
-
-/// # Safety
-/// `page` is a page GenericXLog handed out (or an exclusively locked buffer's page).
-pub unsafe fn page_bytes_mut<'a>(page: pg_sys::Page) -> &'a mut [u8] {
-    // SAFETY: per the contract, PAGE_SIZE writable bytes.
-    unsafe { std::slice::from_raw_parts_mut(page as *mut u8, PAGE_SIZE) }
-}
-
-/// # Safety
-/// `rel` is an open index; `block` exists.
-pub unsafe fn read_buffer(rel: pg_sys::Relation, block: u32) -> pg_sys::Buffer {
-    // SAFETY: per the contract.
-    unsafe {
-        pg_sys::ReadBufferExtended(
-            rel,
-            pg_sys::ForkNumber::MAIN_FORKNUM,
-            block,
-            pg_sys::ReadBufferMode::RBM_NORMAL,
-            std::ptr::null_mut(),
-        )
-    }
-}
+pub use epiphany_core::pg::page::{item_count, item_range, PAGE_CAPACITY, PAGE_HEADER};
 
 /// Lets VACUUM's cost-based delay and interrupts in between pages.
 pub fn delay_point() {
@@ -97,70 +40,26 @@ pub fn delay_point() {
 /// `rel` is an open index.
 pub unsafe fn block_count(rel: pg_sys::Relation) -> u32 {
     // SAFETY: per the contract.
-    unsafe { pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) }
+    unsafe { Rel::new(rel) }.nblocks()
 }
 
-/// A new, locked, initialized page at the end of `fork` (registered with `state` as a
-/// full image).
-///
-/// # Safety
-/// `rel` is an open index; `state` is a running GenericXLog record.
-pub unsafe fn new_page(
-    rel: pg_sys::Relation,
+/// Adds a new, initialized page at the end of `fork` to `record` (as a full image), with
+/// `special` bytes of special space; its number in the record.
+pub fn new_page<'a>(
+    record: &mut WalRecord<'a>,
+    rel: Rel<'a>,
     fork: pg_sys::ForkNumber::Type,
-    state: *mut pg_sys::GenericXLogState,
-) -> (pg_sys::Buffer, pg_sys::Page) {
-    // SAFETY: per the contract.
-    unsafe { new_page_with_special(rel, fork, state, 0) }
-}
-
-/// [`new_page`] with `special` bytes of special space at the page's end.
-///
-/// # Safety
-/// As [`new_page`].
-pub unsafe fn new_page_with_special(
-    rel: pg_sys::Relation,
-    fork: pg_sys::ForkNumber::Type,
-    state: *mut pg_sys::GenericXLogState,
     special: usize,
-) -> (pg_sys::Buffer, pg_sys::Page) {
-    // SAFETY: per the contract; P_NEW under the extension lock (needed before 16, harmless
-    // after: the lock is re-entrant).
-    unsafe {
-        let lock = pg_sys::ExclusiveLock as pg_sys::LOCKMODE;
-        pg_sys::LockRelationForExtension(rel, lock);
-        let buffer = pg_sys::ReadBufferExtended(
-            rel,
-            fork,
-            pg_sys::InvalidBlockNumber,
-            pg_sys::ReadBufferMode::RBM_NORMAL,
-            std::ptr::null_mut(),
-        );
-        pg_sys::UnlockRelationForExtension(rel, lock);
-        pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-        let page = pg_sys::GenericXLogRegisterBuffer(
-            state,
-            buffer,
-            pg_sys::GENERIC_XLOG_FULL_IMAGE as i32,
-        );
-        pg_sys::PageInit(page, PAGE_SIZE, special);
-        (buffer, page)
-    }
+) -> usize {
+    let n = record.add(Buffer::extend(rel, fork, Lock::Exclusive), Image::Full);
+    page::init(record.page(n), special);
+    n
 }
 
-/// Writes the metapage's contents into a (registered) page.
-///
-/// # Safety
-/// `page` is the metapage as GenericXLog handed it out.
-pub unsafe fn put_meta(page: pg_sys::Page, meta: &Meta) {
-    let bytes = meta.encode();
-    // SAFETY: per the contract; the contents fit after the header, and pd_lower covers
-    // them so a full-page image keeps them.
-    unsafe {
-        let p = page_bytes_mut(page);
-        p[PAGE_HEADER..PAGE_HEADER + bytes.len()].copy_from_slice(&bytes);
-        (*(page as *mut pg_sys::PageHeaderData)).pd_lower = (PAGE_HEADER + bytes.len()) as u16;
-    }
+/// Writes the metapage's contents into a (registered) page; pd_lower covers them so a
+/// full-page image keeps them.
+pub fn put_meta(page: &mut [u8], meta: &Meta) {
+    page::put_contents(page, &meta.encode());
 }
 
 /// The metapage of an index.
@@ -168,17 +67,13 @@ pub unsafe fn put_meta(page: pg_sys::Page, meta: &Meta) {
 /// # Safety
 /// `rel` is an open epiphany_hnsw index.
 pub unsafe fn read_meta(rel: pg_sys::Relation) -> Meta {
-    // SAFETY: per the contract; the page is read under a share lock.
-    unsafe {
-        if block_count(rel) == 0 {
-            Error::Corrupted("epiphany_hnsw index has no metapage".into()).report();
-        }
-        let buffer = read_buffer(rel, META_BLOCK);
-        pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
-        let meta = Meta::decode(&page_bytes(buffer)[PAGE_HEADER..]);
-        pg_sys::UnlockReleaseBuffer(buffer);
-        meta.or_report()
+    // SAFETY: per the contract.
+    let rel = unsafe { Rel::new(rel) };
+    if rel.nblocks() == 0 {
+        Error::Corrupted("epiphany_hnsw index has no metapage".into()).report();
     }
+    let buffer = Buffer::read(rel, META_BLOCK, Lock::Share);
+    Meta::decode(page::contents(buffer.page())).or_report()
 }
 
 /// Parses the node at `addr` of a locked page.
@@ -203,18 +98,15 @@ pub unsafe fn for_each_node(
     mut f: impl FnMut(NodeAddr, NodeRef<'_>),
 ) {
     // SAFETY: per the contract.
-    unsafe {
-        for block in 1..block_count(rel) {
-            let buffer = read_buffer(rel, block);
-            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
-            let page = page_bytes(buffer);
-            for item in 1..=item_count(page) {
-                if item_range(page, item).is_some() {
-                    let addr = NodeAddr { block, item };
-                    f(addr, node_at(page, addr, shape));
-                }
+    let rel = unsafe { Rel::new(rel) };
+    for block in 1..rel.nblocks() {
+        let buffer = Buffer::read(rel, block, Lock::Share);
+        let page = buffer.page();
+        for item in 1..=item_count(page) {
+            if item_range(page, item).is_some() {
+                let addr = NodeAddr { block, item };
+                f(addr, node_at(page, addr, shape));
             }
-            pg_sys::UnlockReleaseBuffer(buffer);
         }
     }
 }
@@ -289,11 +181,8 @@ impl PageGraph {
                 ))
                 .report();
             }
-            let buffer = read_buffer(self.rel, addr.block);
-            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
-            let r = f(node_at(page_bytes(buffer), addr, self.meta.shape));
-            pg_sys::UnlockReleaseBuffer(buffer);
-            r
+            let buffer = Buffer::read(Rel::new(self.rel), addr.block, Lock::Share);
+            f(node_at(buffer.page(), addr, self.meta.shape))
         }
     }
 
@@ -351,28 +240,5 @@ impl GraphView for PageGraph {
             return metric.distance(&v, query);
         }
         self.with_node(node, |n| distance_in_place(metric, n.vector_bytes(), query))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_pointers_are_read_like_postgres_writes_them() {
-        let mut page = vec![0u8; PAGE_SIZE];
-        // Two line pointers: item 1 normal at 8000 (len 100), item 2 unused.
-        page[12..14].copy_from_slice(&((PAGE_HEADER + 8) as u16).to_le_bytes());
-        let lp = |off: u32, flags: u32, len: u32| off | (flags << 15) | (len << 17);
-        page[24..28].copy_from_slice(&lp(8000, 1, 100).to_le_bytes());
-        page[28..32].copy_from_slice(&lp(0, 0, 0).to_le_bytes());
-        assert_eq!(item_count(&page), 2);
-        assert_eq!(item_range(&page, 1), Some(8000..8100));
-        assert_eq!(item_range(&page, 2), None);
-        assert_eq!(item_range(&page, 3), None);
-        assert_eq!(item_range(&page, 0), None);
-        // A pointer past the page is refused, not followed.
-        page[24..28].copy_from_slice(&lp(8150, 1, 100).to_le_bytes());
-        assert_eq!(item_range(&page, 1), None);
     }
 }

@@ -18,33 +18,24 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::build::write_meta;
 use super::insert;
-use super::pages::{self, item_count, item_range, node_at, page_bytes, page_bytes_mut, PageGraph};
+use super::pages::{self, item_count, item_range, node_at, PageGraph};
+use epiphany_core::pg::buffer::{Buffer, Image, Lock, Rel, WalRecord};
 
-/// Overwrites nodes of an exclusively locked page in one WAL record.
-///
-/// # Safety
-/// `buffer` is pinned and exclusively locked; every node keeps its size.
-unsafe fn rewrite_nodes(
-    index: pg_sys::Relation,
-    buffer: pg_sys::Buffer,
-    nodes: &[(NodeAddr, Node)],
-    shape: Shape,
-) {
+/// Overwrites nodes of an exclusively locked page in one WAL record; releases the page.
+fn rewrite_nodes<'a>(rel: Rel<'a>, buffer: Buffer<'a>, nodes: &[(NodeAddr, Node)], shape: Shape) {
     if nodes.is_empty() {
         return;
     }
-    // SAFETY: per the contract.
-    unsafe {
-        let state = pg_sys::GenericXLogStart(index);
-        let page = page_bytes_mut(pg_sys::GenericXLogRegisterBuffer(state, buffer, 0));
-        for (addr, node) in nodes {
-            let bytes = node.encode(shape).or_report();
-            let range = item_range(page, addr.item).expect("the node was just read");
-            assert_eq!(range.len(), bytes.len(), "an HNSW node keeps its size");
-            page[range].copy_from_slice(&bytes);
-        }
-        pg_sys::GenericXLogFinish(state);
+    let mut record = WalRecord::start(rel);
+    let n = record.add(buffer, Image::Delta);
+    let page = record.page(n);
+    for (addr, node) in nodes {
+        let bytes = node.encode(shape).or_report();
+        let range = item_range(page, addr.item).expect("the node was just read");
+        assert_eq!(range.len(), bytes.len(), "an HNSW node keeps its size");
+        page[range].copy_from_slice(&bytes);
     }
+    record.finish();
 }
 
 /// `ambulkdelete`.
@@ -72,9 +63,8 @@ pub unsafe extern "C-unwind" fn bulk_delete(
         let mut kept = 0.0;
         for block in 1..pages::block_count(index) {
             pages::delay_point();
-            let buffer = read_for_vacuum(info, block);
-            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-            let page = page_bytes(buffer);
+            let buffer = read_for_vacuum(info, block, Lock::Exclusive);
+            let page = buffer.page();
             let mut changed = Vec::new();
             for item in 1..=item_count(page) {
                 if item_range(page, item).is_none() {
@@ -114,8 +104,7 @@ pub unsafe extern "C-unwind" fn bulk_delete(
                     }
                 }
             }
-            rewrite_nodes(index, buffer, &changed, shape);
-            pg_sys::UnlockReleaseBuffer(buffer);
+            rewrite_nodes(Rel::new(index), buffer, &changed, shape);
         }
         (*stats).num_index_tuples = kept;
         if !deleted.is_empty() {
@@ -154,9 +143,8 @@ unsafe fn repair(
         let mut graph = PageGraph::new(index, meta, true);
         for block in 1..pages::block_count(index) {
             pages::delay_point();
-            let buffer = read_for_vacuum(info, block);
-            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
-            let page = page_bytes(buffer);
+            let buffer = read_for_vacuum(info, block, Lock::Share);
+            let page = buffer.page();
             let mut broken = Vec::new();
             for item in 1..=item_count(page) {
                 if item_range(page, item).is_none() {
@@ -173,7 +161,7 @@ unsafe fn repair(
                     broken.push((addr, node));
                 }
             }
-            pg_sys::UnlockReleaseBuffer(buffer);
+            drop(buffer);
             if broken.is_empty() {
                 continue;
             }
@@ -188,9 +176,8 @@ unsafe fn repair(
                 }
                 fixed.push((*addr, n));
             }
-            let buffer = read_for_vacuum(info, block);
-            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-            let page = page_bytes(buffer);
+            let buffer = read_for_vacuum(info, block, Lock::Exclusive);
+            let page = buffer.page();
             let (olds, still): (Vec<&Node>, Vec<(NodeAddr, Node)>) = broken
                 .iter()
                 .zip(fixed)
@@ -199,8 +186,7 @@ unsafe fn repair(
                 })
                 .map(|((_, old), new)| (old, new))
                 .unzip();
-            rewrite_nodes(index, buffer, &still, shape);
-            pg_sys::UnlockReleaseBuffer(buffer);
+            rewrite_nodes(Rel::new(index), buffer, &still, shape);
             // New neighbours link back, as they would to a newly inserted node: a node
             // whose links in came from deleted nodes gets new ones.
             for (old, (addr, new)) in olds.iter().zip(&still) {
@@ -347,9 +333,8 @@ pub unsafe extern "C-unwind" fn vacuum_cleanup(
             let mut rows = 0.0;
             if shape.dims != 0 {
                 for block in 1..pages::block_count(index) {
-                    let buffer = read_for_vacuum(info, block);
-                    pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
-                    let page = page_bytes(buffer);
+                    let buffer = read_for_vacuum(info, block, Lock::Share);
+                    let page = buffer.page();
                     for item in 1..=item_count(page) {
                         if item_range(page, item).is_some() {
                             rows += node_at(page, NodeAddr { block, item }, shape)
@@ -357,7 +342,6 @@ pub unsafe extern "C-unwind" fn vacuum_cleanup(
                                 .count() as f64;
                         }
                     }
-                    pg_sys::UnlockReleaseBuffer(buffer);
                 }
             }
             (*s).num_index_tuples = rows;

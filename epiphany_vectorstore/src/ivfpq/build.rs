@@ -16,13 +16,14 @@ use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 
 use super::pages::{
-    head_place, page_mut, put_head, put_meta, set_next, CHUNK_BYTES, HEADS_PER_PAGE, LIST_SPECIAL,
-    META_BLOCK,
+    head_place, put_head, put_meta, set_next, CHUNK_BYTES, HEADS_PER_PAGE, LIST_SPECIAL, META_BLOCK,
 };
 use crate::datum::elements;
 use crate::hnsw::build::{metric_of, new_build_id, progress, typmod_dims};
-use crate::hnsw::pages::{new_page, new_page_with_special};
+use crate::hnsw::pages::new_page;
 use crate::options;
+use epiphany_core::pg::buffer::{Buffer, Image, Lock, Rel, WalRecord};
+use epiphany_core::pg::page;
 
 pub const PHASE_SAMPLE: i64 = 2;
 pub const PHASE_TRAIN: i64 = 3;
@@ -178,63 +179,43 @@ pub(super) unsafe fn append(
     size: usize,
 ) {
     let mut at = 0;
-    // SAFETY: per the contract; pages are locked while GenericXLog writes them.
-    unsafe {
+    // SAFETY: per the contract.
+    let rel = unsafe { Rel::new(index) };
+    // Pages are locked while GenericXLog writes them.
+    while at < bytes.len() {
+        let mut record = WalRecord::start(rel);
+        let mut chained = false;
+        let mut current = if head.last_block != 0 {
+            let last = Buffer::read_in(rel, fork, head.last_block, Lock::Exclusive);
+            record.add(last, Image::Delta)
+        } else {
+            let n = new_page(&mut record, rel, fork, LIST_SPECIAL);
+            head.first_block = record.block(n);
+            head.last_block = head.first_block;
+            n
+        };
+        let mut added = 0;
         while at < bytes.len() {
-            let state = pg_sys::GenericXLogStart(index);
-            let mut prev = None;
-            let (buffer, page) = if head.last_block != 0 {
-                let b = pg_sys::ReadBufferExtended(
-                    index,
-                    fork,
-                    head.last_block,
-                    pg_sys::ReadBufferMode::RBM_NORMAL,
-                    std::ptr::null_mut(),
-                );
-                pg_sys::LockBuffer(b, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-                (b, pg_sys::GenericXLogRegisterBuffer(state, b, 0))
-            } else {
-                let (b, p) = new_page_with_special(index, fork, state, LIST_SPECIAL);
-                head.first_block = pg_sys::BufferGetBlockNumber(b);
-                head.last_block = head.first_block;
-                (b, p)
-            };
-            let mut current = (buffer, page);
-            let mut added = 0;
-            while at < bytes.len() {
-                let item = pg_sys::PageAddItemExtended(
-                    current.1,
-                    bytes[at..].as_ptr() as pg_sys::Item,
-                    size,
-                    pg_sys::InvalidOffsetNumber,
-                    0,
-                );
-                if item == pg_sys::InvalidOffsetNumber {
-                    if added == 0 && prev.is_none() {
-                        // The last page is full: chain a new one in the same record.
-                        let (b, p) = new_page_with_special(index, fork, state, LIST_SPECIAL);
-                        let block = pg_sys::BufferGetBlockNumber(b);
-                        set_next(page_mut(current.1), block);
-                        head.last_block = block;
-                        prev = Some(current.0);
-                        current = (b, p);
-                        continue;
-                    }
-                    break;
+            if page::add_item(record.page(current), &bytes[at..at + size]).is_none() {
+                if added == 0 && !chained {
+                    // The last page is full: chain a new one in the same record.
+                    let n = new_page(&mut record, rel, fork, LIST_SPECIAL);
+                    let block = record.block(n);
+                    set_next(record.page(current), block);
+                    head.last_block = block;
+                    chained = true;
+                    current = n;
+                    continue;
                 }
-                head.rows += 1;
-                added += 1;
-                at += size;
+                break;
             }
-            pg_sys::GenericXLogFinish(state);
-            pg_sys::UnlockReleaseBuffer(current.0);
-            if let Some(b) = prev {
-                pg_sys::UnlockReleaseBuffer(b);
-            }
-            if added == 0 {
-                Error::Internal("epiphany_ivfpq: an entry did not fit an empty page".into())
-                    .report();
-            }
+            head.rows += 1;
+            added += 1;
+            at += size;
+        }
+        record.finish();
+        if added == 0 {
+            Error::Internal("epiphany_ivfpq: an entry did not fit an empty page".into()).report();
         }
     }
 }
@@ -250,27 +231,17 @@ unsafe fn write_floats(
 ) -> u32 {
     let mut first = 0;
     // SAFETY: per the contract.
-    unsafe {
-        for (i, chunk) in float_chunks(floats, CHUNK_BYTES).iter().enumerate() {
-            let state = pg_sys::GenericXLogStart(index);
-            let (buffer, page) = new_page(index, fork, state);
-            if i == 0 {
-                first = pg_sys::BufferGetBlockNumber(buffer);
-            }
-            let item = pg_sys::PageAddItemExtended(
-                page,
-                chunk.as_ptr() as pg_sys::Item,
-                chunk.len(),
-                pg_sys::InvalidOffsetNumber,
-                0,
-            );
-            if item != 1 {
-                Error::Internal("epiphany_ivfpq: a float chunk did not fit its page".into())
-                    .report();
-            }
-            pg_sys::GenericXLogFinish(state);
-            pg_sys::UnlockReleaseBuffer(buffer);
+    let rel = unsafe { Rel::new(index) };
+    for (i, chunk) in float_chunks(floats, CHUNK_BYTES).iter().enumerate() {
+        let mut record = WalRecord::start(rel);
+        let n = new_page(&mut record, rel, fork, 0);
+        if i == 0 {
+            first = record.block(n);
         }
+        if page::add_item(record.page(n), chunk) != Some(1) {
+            Error::Internal("epiphany_ivfpq: a float chunk did not fit its page".into()).report();
+        }
+        record.finish();
     }
     first
 }
@@ -286,41 +257,27 @@ unsafe fn write_directory(
     heads: &[ListHead],
 ) {
     // SAFETY: per the contract.
-    unsafe {
-        for (page_no, chunk) in heads.chunks(HEADS_PER_PAGE).enumerate() {
-            let (block, _) = head_place(meta, page_no * HEADS_PER_PAGE);
-            let buffer = pg_sys::ReadBufferExtended(
-                index,
-                fork,
-                block,
-                pg_sys::ReadBufferMode::RBM_NORMAL,
-                std::ptr::null_mut(),
-            );
-            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-            let state = pg_sys::GenericXLogStart(index);
-            let page = page_mut(pg_sys::GenericXLogRegisterBuffer(state, buffer, 0));
-            for (i, head) in chunk.iter().enumerate() {
-                put_head(page, (i + 1) as u16, head);
-            }
-            pg_sys::GenericXLogFinish(state);
-            pg_sys::UnlockReleaseBuffer(buffer);
+    let rel = unsafe { Rel::new(index) };
+    for (page_no, chunk) in heads.chunks(HEADS_PER_PAGE).enumerate() {
+        let (block, _) = head_place(meta, page_no * HEADS_PER_PAGE);
+        let mut record = WalRecord::start(rel);
+        let n = record.add(
+            Buffer::read_in(rel, fork, block, Lock::Exclusive),
+            Image::Delta,
+        );
+        let page = record.page(n);
+        for (i, head) in chunk.iter().enumerate() {
+            put_head(page, (i + 1) as u16, head);
         }
-        let buffer = pg_sys::ReadBufferExtended(
-            index,
-            fork,
-            META_BLOCK,
-            pg_sys::ReadBufferMode::RBM_NORMAL,
-            std::ptr::null_mut(),
-        );
-        pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-        let state = pg_sys::GenericXLogStart(index);
-        put_meta(
-            page_mut(pg_sys::GenericXLogRegisterBuffer(state, buffer, 0)),
-            meta,
-        );
-        pg_sys::GenericXLogFinish(state);
-        pg_sys::UnlockReleaseBuffer(buffer);
+        record.finish();
     }
+    let mut record = WalRecord::start(rel);
+    let n = record.add(
+        Buffer::read_in(rel, fork, META_BLOCK, Lock::Exclusive),
+        Image::Delta,
+    );
+    put_meta(record.page(n), meta);
+    record.finish();
 }
 
 /// Lays out a new index in `fork` for `model`: metapage, centroids, codebooks, empty
@@ -336,35 +293,31 @@ unsafe fn create(
 ) -> IvfMeta {
     // SAFETY: per the contract.
     unsafe {
-        let state = pg_sys::GenericXLogStart(index);
-        let (buffer, _) = new_page(index, fork, state);
-        if pg_sys::BufferGetBlockNumber(buffer) != META_BLOCK {
+        let rel = Rel::new(index);
+        let mut record = WalRecord::start(rel);
+        let n = new_page(&mut record, rel, fork, 0);
+        if record.block(n) != META_BLOCK {
             Error::Internal("epiphany_ivfpq: the metapage is not block 0".into()).report();
         }
-        pg_sys::GenericXLogFinish(state);
-        pg_sys::UnlockReleaseBuffer(buffer);
+        record.finish();
         let centroids_block = write_floats(index, fork, &model.centroids);
         let codebooks_block = write_floats(index, fork, &model.pq.codebooks);
         let lists = model.centroids.len() / model.dims;
         let mut directory_block = 0;
+        let empty = ListHead::default().encode();
         for page_no in 0..lists.div_ceil(HEADS_PER_PAGE) {
-            let state = pg_sys::GenericXLogStart(index);
-            let (buffer, page) = new_page(index, fork, state);
+            let mut record = WalRecord::start(rel);
+            let n = new_page(&mut record, rel, fork, 0);
             if page_no == 0 {
-                directory_block = pg_sys::BufferGetBlockNumber(buffer);
+                directory_block = record.block(n);
             }
-            let empty = ListHead::default().encode();
             for _ in 0..HEADS_PER_PAGE.min(lists - page_no * HEADS_PER_PAGE) {
-                pg_sys::PageAddItemExtended(
-                    page,
-                    empty.as_ptr() as pg_sys::Item,
-                    empty.len(),
-                    pg_sys::InvalidOffsetNumber,
-                    0,
-                );
+                if page::add_item(record.page(n), &empty).is_none() {
+                    Error::Internal("epiphany_ivfpq: list heads did not fit a page".into())
+                        .report();
+                }
             }
-            pg_sys::GenericXLogFinish(state);
-            pg_sys::UnlockReleaseBuffer(buffer);
+            record.finish();
         }
         let meta = IvfMeta {
             dims: model.dims,

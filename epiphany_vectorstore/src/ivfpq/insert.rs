@@ -8,8 +8,11 @@ use epiphany_core::vector::ivf_page::encode_entry;
 use epiphany_core::Error;
 use pgrx::pg_sys;
 
-use super::pages::{self, head_in, head_place, page_mut, put_head, set_next, LIST_SPECIAL};
-use crate::hnsw::pages::{new_page_with_special, page_bytes, read_buffer};
+use epiphany_core::pg::buffer::{Buffer, Image, Lock, Rel, WalRecord};
+use epiphany_core::pg::page;
+
+use super::pages::{self, head_in, head_place, put_head, set_next, LIST_SPECIAL};
+use crate::hnsw::pages::new_page;
 
 /// Inserts `vector` for table row `row`.
 ///
@@ -33,63 +36,39 @@ pub unsafe fn insert(index: pg_sys::Relation, vector: &[f32], row: RowId) {
     let mut entry = Vec::with_capacity(meta.entry_size());
     encode_entry(row, &code, &mut entry);
     let (dir_block, item) = head_place(&meta, list);
-    // SAFETY: per the contract; directory page, then list pages, locked exclusively while
-    // one GenericXLog record changes them.
-    unsafe {
-        let dir = read_buffer(index, dir_block);
-        pg_sys::LockBuffer(dir, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-        let mut head = head_in(page_bytes(dir), item);
-        let state = pg_sys::GenericXLogStart(index);
-        let mut held = Vec::new();
-        let target: pg_sys::Page;
-        if head.last_block != 0 {
-            let tail = read_buffer(index, head.last_block);
-            pg_sys::LockBuffer(tail, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-            held.push(tail);
-            let page = pg_sys::GenericXLogRegisterBuffer(state, tail, 0);
-            if pg_sys::PageGetFreeSpace(page) >= entry.len().next_multiple_of(8) {
-                target = page;
-            } else {
-                let (b, p) = new_page_with_special(
-                    index,
-                    pg_sys::ForkNumber::MAIN_FORKNUM,
-                    state,
-                    LIST_SPECIAL,
-                );
-                held.push(b);
-                let block = pg_sys::BufferGetBlockNumber(b);
-                set_next(page_mut(page), block);
-                head.last_block = block;
-                target = p;
-            }
+    // SAFETY: per the contract.
+    let rel = unsafe { Rel::new(index) };
+    // The directory page, then list pages, locked exclusively while one GenericXLog
+    // record changes them.
+    let dir = Buffer::read(rel, dir_block, Lock::Exclusive);
+    let mut head = head_in(dir.page(), item);
+    let mut record = WalRecord::start(rel);
+    let fork = pg_sys::ForkNumber::MAIN_FORKNUM;
+    let target = if head.last_block != 0 {
+        let tail = record.add(
+            Buffer::read(rel, head.last_block, Lock::Exclusive),
+            Image::Delta,
+        );
+        if page::free_space(record.page(tail)) >= entry.len().next_multiple_of(8) {
+            tail
         } else {
-            let (b, p) =
-                new_page_with_special(index, pg_sys::ForkNumber::MAIN_FORKNUM, state, LIST_SPECIAL);
-            held.push(b);
-            head.first_block = pg_sys::BufferGetBlockNumber(b);
-            head.last_block = head.first_block;
-            target = p;
+            let next = new_page(&mut record, rel, fork, LIST_SPECIAL);
+            let block = record.block(next);
+            set_next(record.page(tail), block);
+            head.last_block = block;
+            next
         }
-        let added = pg_sys::PageAddItemExtended(
-            target,
-            entry.as_ptr() as pg_sys::Item,
-            entry.len(),
-            pg_sys::InvalidOffsetNumber,
-            0,
-        );
-        if added == pg_sys::InvalidOffsetNumber {
-            Error::Internal("epiphany_ivfpq: an entry did not fit its page".into()).report();
-        }
-        head.rows += 1;
-        put_head(
-            page_mut(pg_sys::GenericXLogRegisterBuffer(state, dir, 0)),
-            item,
-            &head,
-        );
-        pg_sys::GenericXLogFinish(state);
-        for b in held {
-            pg_sys::UnlockReleaseBuffer(b);
-        }
-        pg_sys::UnlockReleaseBuffer(dir);
+    } else {
+        let first = new_page(&mut record, rel, fork, LIST_SPECIAL);
+        head.first_block = record.block(first);
+        head.last_block = head.first_block;
+        first
+    };
+    if page::add_item(record.page(target), &entry).is_none() {
+        Error::Internal("epiphany_ivfpq: an entry did not fit its page".into()).report();
     }
+    head.rows += 1;
+    let d = record.add(dir, Image::Delta);
+    put_head(record.page(d), item, &head);
+    record.finish();
 }

@@ -16,10 +16,8 @@ use epiphany_core::vector::pq::{IvfPq, ProductQuantizer};
 use epiphany_core::Error;
 use pgrx::pg_sys;
 
-use crate::hnsw::pages::{
-    block_count, item_count, item_range, page_bytes, page_bytes_mut, read_buffer, PAGE_CAPACITY,
-    PAGE_HEADER,
-};
+use epiphany_core::pg::buffer::{Buffer, Lock, Rel};
+use epiphany_core::pg::page::{self, item_count, item_range, PAGE_CAPACITY, PAGE_HEADER};
 
 pub const META_BLOCK: u32 = 0;
 /// List heads per directory page.
@@ -57,23 +55,18 @@ pub fn set_next(page: &mut [u8], next: u32) {
 /// # Safety
 /// `rel` is an open epiphany_ivfpq index.
 pub unsafe fn read_meta(rel: pg_sys::Relation) -> IvfMeta {
-    // SAFETY: per the contract; read under a share lock.
-    unsafe {
-        if block_count(rel) == 0 {
-            Error::Corrupted("epiphany_ivfpq index has no metapage".into()).report();
-        }
-        let buffer = read_buffer(rel, META_BLOCK);
-        pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
-        let meta = IvfMeta::decode(&page_bytes(buffer)[PAGE_HEADER..PAGE_HEADER + META_SIZE]);
-        pg_sys::UnlockReleaseBuffer(buffer);
-        meta.or_report()
+    // SAFETY: per the contract.
+    let rel = unsafe { Rel::new(rel) };
+    if rel.nblocks() == 0 {
+        Error::Corrupted("epiphany_ivfpq index has no metapage".into()).report();
     }
+    let buffer = Buffer::read(rel, META_BLOCK, Lock::Share);
+    IvfMeta::decode(&buffer.page()[PAGE_HEADER..PAGE_HEADER + META_SIZE]).or_report()
 }
 
 /// Writes the metapage's contents into a (registered) page.
 pub fn put_meta(page: &mut [u8], meta: &IvfMeta) {
-    page[PAGE_HEADER..PAGE_HEADER + META_SIZE].copy_from_slice(&meta.encode());
-    page[12..14].copy_from_slice(&((PAGE_HEADER + META_SIZE) as u16).to_le_bytes());
+    page::put_contents(page, &meta.encode());
 }
 
 /// List `list`'s head.
@@ -83,13 +76,8 @@ pub fn put_meta(page: &mut [u8], meta: &IvfMeta) {
 pub unsafe fn read_head(rel: pg_sys::Relation, meta: &IvfMeta, list: usize) -> ListHead {
     let (block, item) = head_place(meta, list);
     // SAFETY: per the contract.
-    unsafe {
-        let buffer = read_buffer(rel, block);
-        pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
-        let head = head_in(page_bytes(buffer), item);
-        pg_sys::UnlockReleaseBuffer(buffer);
-        head
-    }
+    let buffer = Buffer::read(unsafe { Rel::new(rel) }, block, Lock::Share);
+    head_in(buffer.page(), item)
 }
 
 /// The head at `item` of a locked directory page.
@@ -114,18 +102,16 @@ pub fn put_head(page: &mut [u8], item: u16, head: &ListHead) {
 unsafe fn read_floats(rel: pg_sys::Relation, first: u32, count: usize) -> Vec<f32> {
     let pages = (count * 4).div_ceil(CHUNK_BYTES);
     let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(pages);
-    // SAFETY: per the contract; each page is read under a share lock.
-    unsafe {
-        for block in first..first + pages as u32 {
-            let buffer = read_buffer(rel, block);
-            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
-            let page = page_bytes(buffer);
-            let chunk = item_range(page, 1)
+    // SAFETY: per the contract.
+    let rel = unsafe { Rel::new(rel) };
+    for block in first..first + pages as u32 {
+        let buffer = Buffer::read(rel, block, Lock::Share);
+        let page = buffer.page();
+        chunks.push(
+            item_range(page, 1)
                 .map(|r| page[r].to_vec())
-                .unwrap_or_default();
-            pg_sys::UnlockReleaseBuffer(buffer);
-            chunks.push(chunk);
-        }
+                .unwrap_or_default(),
+        );
     }
     floats_from_chunks(chunks.iter().map(|c| c.as_slice()), count).or_report()
 }
@@ -174,11 +160,4 @@ pub unsafe fn model(rel: pg_sys::Relation, meta: &IvfMeta) -> Rc<IvfPq> {
 /// Every entry of a locked list page: (item, bytes).
 pub fn entries(page: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     (1..=item_count(page)).filter_map(move |i| item_range(page, i).map(|r| (i, &page[r])))
-}
-
-/// # Safety
-/// `page` is a page GenericXLog handed out.
-pub unsafe fn page_mut<'a>(page: pg_sys::Page) -> &'a mut [u8] {
-    // SAFETY: per the contract.
-    unsafe { page_bytes_mut(page) }
 }

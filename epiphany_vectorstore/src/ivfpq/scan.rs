@@ -23,9 +23,10 @@ use pgrx::PgMemoryContexts;
 use super::build::indexed_column;
 use super::pages::{self, entries, next_of, read_head};
 use crate::datum::elements;
-use crate::hnsw::pages::{block_count, page_bytes, read_buffer};
+use crate::hnsw::pages::block_count;
 use crate::index_am;
 use crate::options::{IVF_MAX_PROBES, IVF_PROBES, IVF_RERANK};
+use epiphany_core::pg::buffer::{Buffer, Lock, Rel};
 
 struct ScanState {
     meta: IvfMeta,
@@ -231,9 +232,8 @@ impl ScanState {
             let mut pages = 0u32;
             let limit = block_count(index);
             while block != 0 {
-                let buffer = read_buffer(index, block);
-                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
-                let page = page_bytes(buffer);
+                let buffer = Buffer::read(Rel::new(index), block, Lock::Share);
+                let page = buffer.page();
                 for (_, bytes) in entries(page) {
                     let (row, code) = decode_entry(bytes, size).or_report();
                     self.queue.push_candidate(Scored {
@@ -242,7 +242,7 @@ impl ScanState {
                     });
                 }
                 block = next_of(page);
-                pg_sys::UnlockReleaseBuffer(buffer);
+                drop(buffer);
                 pages += 1;
                 if pages > limit || block >= limit {
                     Error::Corrupted(format!("IVF-PQ index: list {list}'s chain is broken"))

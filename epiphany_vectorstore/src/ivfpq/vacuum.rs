@@ -10,8 +10,11 @@ use pgrx::prelude::*;
 
 use crate::index_am::{read_for_vacuum, vacuum_stats};
 
-use super::pages::{self, entries, head_in, head_place, next_of, page_mut, put_head};
-use crate::hnsw::pages::{block_count, page_bytes};
+use epiphany_core::pg::buffer::{Image, Lock, Rel, WalRecord};
+use epiphany_core::pg::page;
+
+use super::pages::{self, entries, head_in, head_place, next_of, put_head};
+use crate::hnsw::pages::block_count;
 
 /// `ambulkdelete`.
 #[pg_guard]
@@ -25,6 +28,7 @@ pub unsafe extern "C-unwind" fn bulk_delete(
     unsafe {
         let stats = vacuum_stats(stats);
         let index = (*info).index;
+        let rel = Rel::new(index);
         let meta = pages::read_meta(index);
         let size = meta.entry_size();
         let is_dead = callback.expect("VACUUM passes a callback");
@@ -36,9 +40,8 @@ pub unsafe extern "C-unwind" fn bulk_delete(
             let mut removed = 0u64;
             while block != 0 {
                 crate::hnsw::pages::delay_point();
-                let buffer = read_for_vacuum(info, block);
-                pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-                let page = page_bytes(buffer);
+                let buffer = read_for_vacuum(info, block, Lock::Exclusive);
+                let page = buffer.page();
                 let mut dead: Vec<u16> = Vec::new();
                 let mut live = 0u64;
                 for (item, bytes) in entries(page) {
@@ -53,32 +56,26 @@ pub unsafe extern "C-unwind" fn bulk_delete(
                 }
                 let next = next_of(page);
                 if !dead.is_empty() {
-                    let state = pg_sys::GenericXLogStart(index);
-                    let p = pg_sys::GenericXLogRegisterBuffer(state, buffer, 0);
-                    pg_sys::PageIndexMultiDelete(p, dead.as_mut_ptr(), dead.len() as i32);
-                    pg_sys::GenericXLogFinish(state);
+                    let mut record = WalRecord::start(rel);
+                    let n = record.add(buffer, Image::Delta);
+                    page::delete_items(record.page(n), &mut dead);
+                    record.finish();
                     (*stats).tuples_removed += dead.len() as f64;
                     removed += dead.len() as u64;
                 }
-                pg_sys::UnlockReleaseBuffer(buffer);
                 kept += live;
                 block = next;
             }
             kept_total += kept as f64;
             if removed > 0 {
                 let (dir_block, item) = head_place(&meta, list);
-                let dir = read_for_vacuum(info, dir_block);
-                pg_sys::LockBuffer(dir, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-                let mut now = head_in(page_bytes(dir), item);
+                let dir = read_for_vacuum(info, dir_block, Lock::Exclusive);
+                let mut now = head_in(dir.page(), item);
                 now.rows = now.rows.saturating_sub(removed);
-                let state = pg_sys::GenericXLogStart(index);
-                put_head(
-                    page_mut(pg_sys::GenericXLogRegisterBuffer(state, dir, 0)),
-                    item,
-                    &now,
-                );
-                pg_sys::GenericXLogFinish(state);
-                pg_sys::UnlockReleaseBuffer(dir);
+                let mut record = WalRecord::start(rel);
+                let n = record.add(dir, Image::Delta);
+                put_head(record.page(n), item, &now);
+                record.finish();
             }
         }
         (*stats).num_index_tuples = kept_total;
