@@ -84,9 +84,8 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
 ) {
     // SAFETY: the planner's structures, valid during the call.
     unsafe {
-        if let Some(previous) = PREVIOUS {
-            previous(root, rel, rti, rte);
-        }
+        // First, while this frame holds nothing to drop (see `hooks`).
+        epiphany_core::pg::hooks::set_rel_pathlist(PREVIOUS, root, rel, rti, rte);
         if !ENABLE.get()
             || (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION
             || (*rte).relkind as u8 != pg_sys::RELKIND_RELATION

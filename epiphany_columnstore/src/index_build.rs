@@ -88,14 +88,19 @@ pub unsafe extern "C-unwind" fn index_build_range_scan(
             }
             pg_sys::FormIndexDatum(info, slot, estate, values.as_mut_ptr(), nulls.as_mut_ptr());
             if let Some(cb) = callback {
-                cb(
-                    index,
-                    &mut (*slot).tts_tid,
-                    values.as_mut_ptr(),
-                    nulls.as_mut_ptr(),
-                    true,
-                    callback_state,
-                );
+                // The index's build callback can raise an ERROR (a unique violation, out
+                // of memory): it unwinds through pgrx's guard, dropping this scan.
+                #[allow(ffi_unwind_calls)]
+                pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                    cb(
+                        index,
+                        &mut (*slot).tts_tid,
+                        values.as_mut_ptr(),
+                        nulls.as_mut_ptr(),
+                        true,
+                        callback_state,
+                    )
+                });
             }
         }
         crate::scan::scan_end(desc);

@@ -124,6 +124,7 @@ fn next_storage_id() -> Result<u64, Error> {
     let seq = crate::catalog::object_oid(c"columnar_storage_ids")?;
     // SAFETY: an existing sequence, main thread. Writers need no privilege on it: the
     // access method draws ids on their behalf.
+    #[allow(ffi_unwind_calls)] // guarded by pg_guard_ffi_boundary
     let id = unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(seq, false)) };
     Ok(id as u64)
 }

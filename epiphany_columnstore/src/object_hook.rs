@@ -36,9 +36,8 @@ unsafe extern "C-unwind" fn object_access(
     // SAFETY: forwarding Postgres's arguments; the relation being dropped is locked by
     // the DROP and still exists while the hook runs.
     unsafe {
-        if let Some(previous) = PREVIOUS {
-            previous(access, class_id, object_id, sub_id, arg);
-        }
+        // First, while this frame holds nothing to drop (see `hooks`).
+        epiphany_core::pg::hooks::object_access(PREVIOUS, access, class_id, object_id, sub_id, arg);
         if class_id != pg_sys::RelationRelationId
             || !matches!(
                 access,

@@ -671,7 +671,12 @@ pub unsafe extern "C-unwind" fn scan_sample_next_block(
             .min(u64::from(u32::MAX - 1)) as u32;
         let tsm = (*scanstate).tsmroutine;
         let block = match (*tsm).NextSampleBlock {
-            Some(next) => next(scanstate, nblocks),
+            Some(next) => {
+                // The sampling method's code: an ERROR in it unwinds through pgrx's guard.
+                #[allow(ffi_unwind_calls)]
+                let b = pg_sys::ffi::pg_guard_ffi_boundary(|| next(scanstate, nblocks));
+                b
+            }
             None => {
                 let b = st.sample_cursor;
                 st.sample_cursor += 1;
@@ -706,7 +711,9 @@ pub unsafe extern "C-unwind" fn scan_sample_next_tuple(
         let Some(next) = (*tsm).NextSampleTuple else {
             return false;
         };
-        let offset = next(scanstate, st.sample_block_no, rows);
+        #[allow(ffi_unwind_calls)] // guarded, as above
+        let offset =
+            pg_sys::ffi::pg_guard_ffi_boundary(|| next(scanstate, st.sample_block_no, rows));
         // 0 is InvalidOffsetNumber: the method is done with this block.
         if offset == 0 || offset > rows {
             pg_sys::ExecClearTuple(slot);

@@ -475,9 +475,11 @@ unsafe fn copy_values(s: &mut ColumnarSlot, desc: pg_sys::TupleDesc, natts: usiz
                 Some(0) => {
                     let attr = crate::table::tuple_desc_attr(desc, i);
                     let old = pg_sys::MemoryContextSwitchTo(s.context);
-                    values[i] = pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                    #[allow(ffi_unwind_calls)] // guarded by pg_guard_ffi_boundary
+                    let copied = pg_sys::ffi::pg_guard_ffi_boundary(|| {
                         datumCopy(values[i], false, i32::from((*attr).attlen))
                     });
+                    values[i] = copied;
                     pg_sys::MemoryContextSwitchTo(old);
                 }
                 Some(n) => {

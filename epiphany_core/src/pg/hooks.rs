@@ -11,6 +11,9 @@
 //! skips it like a C frame): do the hook's own work before, or after, in scopes of its
 //! own.
 
+// The calls below are the point of this module: unguarded on purpose (see above).
+#![allow(ffi_unwind_calls)]
+
 use pgrx::pg_sys;
 
 mod raw {
@@ -64,6 +67,41 @@ pub unsafe fn executor_end(previous: pg_sys::ExecutorEnd_hook_type, query: *mut 
             Some(previous) => previous(query),
             None => raw::standard_ExecutorEnd(query),
         }
+    }
+}
+
+/// Calls `previous`, the `set_rel_pathlist_hook` installed before ours, if any.
+///
+/// # Safety
+/// As [`executor_start`].
+pub unsafe fn set_rel_pathlist(
+    previous: pg_sys::set_rel_pathlist_hook_type,
+    root: *mut pg_sys::PlannerInfo,
+    rel: *mut pg_sys::RelOptInfo,
+    rti: pg_sys::Index,
+    rte: *mut pg_sys::RangeTblEntry,
+) {
+    if let Some(previous) = previous {
+        // SAFETY: per the contract.
+        unsafe { previous(root, rel, rti, rte) }
+    }
+}
+
+/// Calls `previous`, the `object_access_hook` installed before ours, if any.
+///
+/// # Safety
+/// As [`executor_start`].
+pub unsafe fn object_access(
+    previous: pg_sys::object_access_hook_type,
+    access: pg_sys::ObjectAccessType::Type,
+    class_id: pg_sys::Oid,
+    object_id: pg_sys::Oid,
+    sub_id: i32,
+    arg: *mut std::ffi::c_void,
+) {
+    if let Some(previous) = previous {
+        // SAFETY: per the contract.
+        unsafe { previous(access, class_id, object_id, sub_id, arg) }
     }
 }
 

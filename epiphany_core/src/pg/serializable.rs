@@ -29,6 +29,7 @@ mod ffi {
 ///
 /// # Safety
 /// Main thread; `rel` open; `snapshot` valid for the call.
+#[allow(ffi_unwind_calls)] // guarded by pg_guard_ffi_boundary
 pub unsafe fn lock_relation_read(rel: pg_sys::Relation, snapshot: pg_sys::Snapshot) {
     // SAFETY: per the contract; Postgres checks itself whether SSI applies (isolation
     // level, MVCC snapshot, temporary relation).
@@ -42,6 +43,7 @@ pub unsafe fn lock_relation_read(rel: pg_sys::Relation, snapshot: pg_sys::Snapsh
 ///
 /// # Safety
 /// Main thread; `rel` open and locked for writing.
+#[allow(ffi_unwind_calls)] // guarded by pg_guard_ffi_boundary
 pub unsafe fn check_insert(rel: pg_sys::Relation) {
     // SAFETY: per the contract; a null TID and no block mean the whole relation.
     // pg_guard_ffi_boundary turns the serialization ERROR into a Rust unwind.

@@ -78,7 +78,12 @@ pub unsafe extern "C-unwind" fn bulk_delete(
                     node.rows.retain(|r| {
                         let mut tid = pg_sys::ItemPointerData::default();
                         item_pointer_set_all(&mut tid, r.block, r.item);
-                        !is_dead(&mut tid, callback_state)
+                        // VACUUM's callback, guarded like any call into Postgres.
+                        #[allow(ffi_unwind_calls)]
+                        let dead = pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                            is_dead(&mut tid, callback_state)
+                        });
+                        !dead
                     });
                     (*stats).tuples_removed += (before - node.rows.len()) as f64;
                     kept += node.rows.len() as f64;

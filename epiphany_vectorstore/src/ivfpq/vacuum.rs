@@ -48,7 +48,11 @@ pub unsafe extern "C-unwind" fn bulk_delete(
                     let (row, _) = decode_entry(bytes, size).or_report();
                     let mut tid = pg_sys::ItemPointerData::default();
                     item_pointer_set_all(&mut tid, row.block, row.item);
-                    if is_dead(&mut tid, callback_state) {
+                    // VACUUM's callback, guarded like any call into Postgres.
+                    #[allow(ffi_unwind_calls)]
+                    let gone =
+                        pg_sys::ffi::pg_guard_ffi_boundary(|| is_dead(&mut tid, callback_state));
+                    if gone {
                         dead.push(item);
                     } else {
                         live += 1;
