@@ -5,6 +5,8 @@
 //! it here (and not in SQL) means a component's background workers are declared once,
 //! next to the name they are registered under.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 
 use crate::error::{Error, Result};

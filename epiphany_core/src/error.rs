@@ -4,6 +4,8 @@
 //! crate reports it once (see `pg::report`). The SQLSTATE travels with the error so the
 //! boundary does not have to guess it.
 
+#![forbid(unsafe_code)]
+
 /// A five-character SQLSTATE code, as in the Postgres documentation's Appendix A.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SqlState(pub &'static str);

@@ -5,7 +5,8 @@
 //! Extension crates stay thin: they translate between Postgres and this crate, and turn
 //! an [`Error`] into one `ereport` at the boundary.
 //!
-//! No `unsafe` outside `pg`: the engine is safe Rust, and the lint says so.
+//! No `unsafe` outside `pg`: the engine is safe Rust, and the lints say so (`unsafe_code`
+//! is denied here, and forbidden — no `allow` can lift it — in every module but `pg`).
 
 #![deny(unsafe_code)]
 

@@ -4,6 +4,8 @@
 //! accepts a library as a bare name, `$libdir/name`, a full path, with or without the
 //! `.so` suffix; all of them load the same file, so all of them count as "listed".
 
+#![forbid(unsafe_code)]
+
 /// Splits a `*_preload_libraries` value into its entries.
 pub fn split_list(value: &str) -> Vec<String> {
     let mut entries = Vec::new();

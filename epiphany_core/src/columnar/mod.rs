@@ -5,6 +5,8 @@
 //! Parquet row group per granule), and are read back by granule and column
 //! ([`PartReader`]); [`prune`] decides from granule statistics what a scan can skip.
 
+#![forbid(unsafe_code)]
+
 pub mod buffer;
 pub mod cache;
 pub mod fetch;

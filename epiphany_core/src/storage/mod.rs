@@ -7,6 +7,8 @@
 //! each carrying a header with a CRC32C ([`page`]), so that a torn or flipped byte is
 //! reported as corruption, never decoded.
 
+#![forbid(unsafe_code)]
+
 pub mod extent;
 pub mod free_space;
 pub mod metapage;

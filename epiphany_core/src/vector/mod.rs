@@ -1,6 +1,8 @@
 //! Vectors of `f32`: the `vector` type's rules and arithmetic, distance kernels, and
 //! (in later modules) the index algorithms. Pure Rust; `epiphany_vectorstore` is the glue.
 
+#![forbid(unsafe_code)]
+
 pub mod distance;
 pub mod hnsw;
 pub mod hnsw_node;
