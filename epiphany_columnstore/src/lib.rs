@@ -1,40 +1,25 @@
 //! epiphany_columnstore: the columnar MergeTree table access method.
 //!
-//! The access method `epiphany_columnar` ([`handler`]) stores rows in sorted, compressed,
+//! The access method `epiphany_columnar` ([`am`]) stores rows in sorted, compressed,
 //! immutable parts (Parquet bytes in the relation's own pages, see `epiphany_core`), with
-//! one catalog row per part ([`catalog`]) for MVCC. The library must be preloaded: it
-//! installs the utility hook that handles the table options ([`options`]), the hook that
-//! flushes buffered rows before a query reads them ([`writes`]), the drop hook, and the
-//! maintenance launcher (a background worker, see [`launcher`]).
+//! one catalog row per part ([`storage`]) for MVCC; values cross between Postgres and the
+//! engine in [`convert`]; inserts are buffered and flushed into parts by [`writes`]; the
+//! [`custom_scan`] reads only the columns and parts a query needs. The library must be
+//! preloaded: it installs the [`hooks`] (table options, drops, which columns fetches
+//! decode, the flush before a query reads) and the maintenance launcher (a background
+//! worker, see [`launcher`]).
 
 use pgrx::prelude::*;
 
-#[cfg(any(test, feature = "pg_test"))]
-mod am_tests;
-mod bitmap;
-mod catalog;
+mod am;
+mod convert;
 mod custom_scan;
-mod datum;
-#[cfg(any(test, feature = "pg_test"))]
-mod differential_tests;
-mod fetch;
-mod handler;
-mod index_build;
-mod introspect;
+mod functions;
+mod hooks;
 mod launcher;
-mod meta;
-mod needed_columns;
-mod object_hook;
-mod options;
-mod page_store;
-mod part_access;
-mod relation_storage;
-mod scan;
-mod slot;
-mod table;
+mod storage;
 #[cfg(any(test, feature = "pg_test"))]
-mod test_sql;
-mod vacuum;
+mod testing;
 mod writes;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -43,11 +28,11 @@ mod writes;
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     launcher::register();
-    options::install();
+    hooks::options::install();
     writes::init();
-    slot::init();
+    convert::slot::init();
     custom_scan::init();
-    object_hook::install();
+    hooks::object_access::install();
 }
 
 /// Version of the loaded `epiphany_columnstore` library.
@@ -85,11 +70,11 @@ mod tests {
         use epiphany_core::columnar::{
             encode_part, value_at, PartReader, RowBuffer, TableOptions, TableSchema,
         };
-        let info = crate::datum::ColumnInfo::for_type(v.oid());
+        let info = crate::convert::datum::ColumnInfo::for_type(v.oid());
         let schema = TableSchema::new([("v", info.ty)]);
         let mut buffer = RowBuffer::new(schema.clone());
         // SAFETY: a non-null datum of its own type, as the function was called with.
-        unsafe { crate::datum::push_datum(&mut buffer, &info, v.datum()) };
+        unsafe { crate::convert::datum::push_datum(&mut buffer, &info, v.datum()) };
         buffer.end_row().unwrap();
         let batch = buffer.take_batch().unwrap();
         let part = encode_part(&schema, &batch, &[], &TableOptions::default()).unwrap();
@@ -102,7 +87,7 @@ mod tests {
             .unwrap();
         let value = value_at(batch.column(0), info.ty, 0);
         // SAFETY: the value came from a column of this type.
-        let datum = unsafe { crate::datum::to_datum(&info, &value) }.unwrap();
+        let datum = unsafe { crate::convert::datum::to_datum(&info, &value) }.unwrap();
         // SAFETY: a valid datum of v's type.
         unsafe { pgrx::AnyElement::from_polymorphic_datum(datum, false, v.oid()) }.unwrap()
     }
@@ -174,7 +159,7 @@ mod tests {
         CREATE ACCESS METHOD tests_storage_only TYPE TABLE HANDLER storage_only_handler;
     ")]
     fn storage_only_handler(_fcinfo: pg_sys::FunctionCallInfo) -> pgrx::Internal {
-        use crate::relation_storage as rs;
+        use crate::am::relation_storage as rs;
         static ROUTINE: std::sync::OnceLock<pg_sys::TableAmRoutine> = std::sync::OnceLock::new();
         let routine = ROUTINE.get_or_init(|| {
             let mut r = pg_sys::TableAmRoutine {
@@ -207,7 +192,7 @@ mod tests {
         // SAFETY: the table exists; opened and closed on this thread with a lock held.
         let rel = unsafe { pg_sys::relation_open(oid, pg_sys::AccessExclusiveLock as _) };
         // SAFETY: `rel` stays open until relation_close below.
-        let mut store = unsafe { crate::page_store::RelationPageStore::new(rel) };
+        let mut store = unsafe { crate::storage::page_store::RelationPageStore::new(rel) };
         assert_eq!(store.nblocks(), Ok(0));
         let small: Vec<u8> = (0..100u32).map(|i| i as u8).collect();
         let large: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -262,7 +247,7 @@ mod tests {
         // SAFETY: the table exists; opened and closed on this thread with a lock held.
         let rel = unsafe { pg_sys::relation_open(oid, pg_sys::AccessExclusiveLock as _) };
         // SAFETY: `rel` stays open until relation_close below.
-        let mut store = unsafe { crate::page_store::RelationPageStore::new(rel) };
+        let mut store = unsafe { crate::storage::page_store::RelationPageStore::new(rel) };
 
         // 20,000 rows inserted in reverse day order; order_by = day sorts them.
         let schema = TableSchema::new([

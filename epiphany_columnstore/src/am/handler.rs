@@ -7,8 +7,8 @@ use epiphany_core::Error;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::relation_storage as rs;
-use crate::{fetch, index_build, scan};
+use super::{fetch, index_build, scan};
+use crate::am::relation_storage as rs;
 
 extension_sql!(
     r#"
@@ -110,7 +110,7 @@ fn routine() -> &'static pg_sys::TableAmRoutine {
         r.relation_size = Some(rs::relation_size);
         r.relation_needs_toast_table = Some(rs::needs_toast_table);
         r.relation_estimate_size = Some(relation_estimate_size);
-        crate::bitmap::install(&mut r);
+        crate::am::bitmap::install(&mut r);
         r.scan_sample_next_block = Some(scan::scan_sample_next_block);
         r.scan_sample_next_tuple = Some(scan::scan_sample_next_tuple);
         r
@@ -127,7 +127,7 @@ fn not_supported(what: &str) -> ! {
 unsafe extern "C-unwind" fn slot_callbacks(
     _rel: pg_sys::Relation,
 ) -> *const pg_sys::TupleTableSlotOps {
-    &crate::slot::TTS_OPS_COLUMNAR
+    &crate::convert::slot::TTS_OPS_COLUMNAR
 }
 
 #[pg_guard]
@@ -258,7 +258,7 @@ unsafe extern "C-unwind" fn relation_vacuum(
     // transactions aborted (their catalog rows VACUUM of epiphany.columnar_parts removes).
     // SAFETY: Postgres's open relation and parameters.
     unsafe {
-        let done = crate::vacuum::reclaim(rel).or_report();
+        let done = crate::am::vacuum::reclaim(rel).or_report();
         let verbose = !params.is_null()
             && (i64::from((*params).options) & i64::from(pg_sys::VACOPT_VERBOSE)) != 0;
         let name = std::ffi::CStr::from_ptr(pg_sys::get_rel_name((*rel).rd_id)).to_string_lossy();
@@ -289,10 +289,10 @@ unsafe extern "C-unwind" fn relation_estimate_size(
     // SAFETY: an open relation; the out-pointers are valid.
     unsafe {
         *pages = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
-        let rows = match crate::meta::storage_id(rel).or_report() {
+        let rows = match crate::storage::meta::storage_id(rel).or_report() {
             Some(storage) => {
                 let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
-                let parts = crate::catalog::visible(storage, snapshot);
+                let parts = crate::storage::catalog::visible(storage, snapshot);
                 pg_sys::UnregisterSnapshot(snapshot);
                 parts.or_report().iter().map(|p| p.row_count).sum::<u64>()
             }

@@ -12,7 +12,7 @@ use epiphany_core::pg::OrReportIn;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::fetch::FetchState;
+use crate::am::fetch::FetchState;
 
 pub struct BitmapState {
     fetch: FetchState,
@@ -47,7 +47,7 @@ const BATCH_ROWS: usize = 1 << 17;
 #[cfg(feature = "pg18")]
 #[derive(Default)]
 struct Batch {
-    parts: Vec<std::rc::Rc<crate::part_access::OpenPart>>,
+    parts: Vec<std::rc::Rc<crate::storage::part_access::OpenPart>>,
     rows: Vec<(u64, u64)>,
     next: usize,
 }
@@ -57,7 +57,7 @@ const RECHECK: u64 = 1 << 63;
 
 #[cfg(feature = "pg18")]
 impl Batch {
-    fn push(&mut self, row: crate::fetch::StoredRow, recheck: bool) {
+    fn push(&mut self, row: crate::am::fetch::StoredRow, recheck: bool) {
         let slot = match self
             .parts
             .iter()
@@ -108,7 +108,7 @@ impl Batch {
 struct Current {
     part: usize,
     positions: std::ops::Range<u64>,
-    window: crate::slot::Window,
+    window: crate::convert::slot::Window,
     /// Whether it holds what a recheck reads.
     recheck: bool,
 }
@@ -118,7 +118,7 @@ struct Current {
 unsafe fn bitmap<'a>(scan: pg_sys::TableScanDesc) -> &'a mut BitmapState {
     // SAFETY: per the contract.
     unsafe {
-        let state = crate::scan::state(scan);
+        let state = crate::am::scan::state(scan);
         if state.bitmap.is_none() {
             state.bitmap = Some(BitmapState {
                 fetch: FetchState::new((*scan).rs_rd).or_report_in((*scan).rs_rd),
@@ -195,8 +195,8 @@ unsafe extern "C-unwind" fn scan_bitmap_next_tuple(
             let b = bitmap(scan);
             if let Some((part, position, tid, check)) = b.batch.pop() {
                 let open = &b.batch.parts[part];
-                if !crate::slot::is_columnar(slot) {
-                    let row = crate::fetch::StoredRow {
+                if !crate::convert::slot::is_columnar(slot) {
+                    let row = crate::am::fetch::StoredRow {
                         part: open.clone(),
                         position,
                         tid,
@@ -213,10 +213,14 @@ unsafe extern "C-unwind" fn scan_bitmap_next_tuple(
                         }
                         _ => {
                             let needed = b.needed[check as usize].get_or_insert_with(|| {
-                                crate::slot::needed_columns(slot, b.fetch.column_count(), check)
+                                crate::convert::slot::needed_columns(
+                                    slot,
+                                    b.fetch.column_count(),
+                                    check,
+                                )
                             });
                             let (positions, window) =
-                                crate::fetch::window_at(rel, open, position, needed)
+                                crate::am::fetch::window_at(rel, open, position, needed)
                                     .or_report_in(rel);
                             b.window.insert(Current {
                                 part,

@@ -68,7 +68,7 @@ pub unsafe extern "C-unwind" fn index_build_range_scan(
         let desc = if given {
             scan
         } else {
-            crate::scan::scan_begin(
+            crate::am::scan::scan_begin(
                 table,
                 snapshot,
                 0,
@@ -78,8 +78,11 @@ pub unsafe extern "C-unwind" fn index_build_range_scan(
             )
         };
         let mut rows = 0f64;
-        while crate::scan::scan_getnextslot(desc, pg_sys::ScanDirection::ForwardScanDirection, slot)
-        {
+        while crate::am::scan::scan_getnextslot(
+            desc,
+            pg_sys::ScanDirection::ForwardScanDirection,
+            slot,
+        ) {
             pgrx::check_for_interrupts!();
             pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
             rows += 1.0;
@@ -103,7 +106,7 @@ pub unsafe extern "C-unwind" fn index_build_range_scan(
                 });
             }
         }
-        crate::scan::scan_end(desc);
+        crate::am::scan::scan_end(desc);
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         pg_sys::FreeExecutorState(estate);
         pg_sys::UnregisterSnapshot(snapshot);
@@ -146,7 +149,7 @@ pub unsafe extern "C-unwind" fn copy_for_cluster(
         let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
         let slot =
             pg_sys::MakeSingleTupleTableSlot((*old).rd_att, &raw const pg_sys::TTSOpsVirtual);
-        let desc = crate::scan::scan_begin(
+        let desc = crate::am::scan::scan_begin(
             old,
             snapshot,
             0,
@@ -167,8 +170,11 @@ pub unsafe extern "C-unwind" fn copy_for_cluster(
             )
         };
         let mut rows = 0f64;
-        while crate::scan::scan_getnextslot(desc, pg_sys::ScanDirection::ForwardScanDirection, slot)
-        {
+        while crate::am::scan::scan_getnextslot(
+            desc,
+            pg_sys::ScanDirection::ForwardScanDirection,
+            slot,
+        ) {
             pgrx::check_for_interrupts!();
             if sort.is_null() {
                 crate::writes::insert(new, slot, cid);
@@ -183,7 +189,7 @@ pub unsafe extern "C-unwind" fn copy_for_cluster(
             }
             rows += 1.0;
         }
-        crate::scan::scan_end(desc);
+        crate::am::scan::scan_end(desc);
         if !sort.is_null() {
             pg_sys::tuplesort_performsort(sort);
             loop {

@@ -288,7 +288,7 @@ fn check_columns(relid: pg_sys::Oid, options: &TableOptions) {
         let rel = pg_sys::relation_open(relid, pg_sys::AccessShareLock as _);
         let desc = (*rel).rd_att;
         let names: Vec<String> = (0..(*desc).natts as usize)
-            .map(|i| crate::table::tuple_desc_attr(desc, i))
+            .map(|i| crate::convert::table::tuple_desc_attr(desc, i))
             .filter(|a| !(**a).attisdropped)
             .map(|a| {
                 CStr::from_ptr((*a).attname.data.as_ptr())

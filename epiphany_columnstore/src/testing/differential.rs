@@ -593,7 +593,7 @@ mod tests {
         ];
         for work_mem in ["64kB", "64MB"] {
             run(&format!("SET LOCAL work_mem = '{work_mem}'"));
-            let plan = crate::test_sql::explain_analyze(&queries[1].replace("{t}", "bm_col"));
+            let plan = crate::testing::sql::explain_analyze(&queries[1].replace("{t}", "bm_col"));
             assert!(plan.contains("Bitmap Heap Scan"), "{plan}");
             assert_eq!(
                 plan.contains("lossy="),

@@ -26,8 +26,8 @@ use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::part_access::OpenPart;
-use crate::table::TableInfo;
+use crate::convert::table::TableInfo;
+use crate::storage::part_access::OpenPart;
 
 /// Bytes (kB) of decoded column windows and positions each backend keeps for fetches.
 pub static FETCH_CACHE_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
@@ -203,7 +203,7 @@ pub unsafe fn store_from_window(
             let (Some(column), true) = (info.columns.get(*c), *c < natts) else {
                 continue;
             };
-            let datum = crate::datum::to_datum(column, &value_at(array, column.ty, row));
+            let datum = crate::convert::datum::to_datum(column, &value_at(array, column.ty, row));
             values[*c] = datum.unwrap_or(pg_sys::Datum::from(0usize));
             nulls[*c] = datum.is_none();
         }
@@ -388,7 +388,7 @@ unsafe fn deform(slot: *mut pg_sys::TupleTableSlot, natts: usize) -> Result<(), 
             };
             let array = row.column(c)?;
             let old = pg_sys::MemoryContextSwitchTo(s.context);
-            let datum = crate::datum::to_datum(info, &value_at(&array, info.ty, row.row));
+            let datum = crate::convert::datum::to_datum(info, &value_at(&array, info.ty, row.row));
             pg_sys::MemoryContextSwitchTo(old);
             values[c] = datum.unwrap_or(pg_sys::Datum::from(0usize));
             nulls[c] = datum.is_none();
@@ -443,7 +443,7 @@ unsafe fn copy_values(s: &mut ColumnarSlot, desc: pg_sys::TupleDesc, natts: usiz
         let values = std::slice::from_raw_parts_mut(s.base.tts_values, natts);
         let nulls = std::slice::from_raw_parts(s.base.tts_isnull, natts);
         let len = |i: usize| -> Option<usize> {
-            let attr = crate::table::tuple_desc_attr(desc, i);
+            let attr = crate::convert::table::tuple_desc_attr(desc, i);
             if nulls[i] || (*attr).attbyval {
                 return None;
             }
@@ -473,7 +473,7 @@ unsafe fn copy_values(s: &mut ColumnarSlot, desc: pg_sys::TupleDesc, natts: usiz
             match l {
                 None => {}
                 Some(0) => {
-                    let attr = crate::table::tuple_desc_attr(desc, i);
+                    let attr = crate::convert::table::tuple_desc_attr(desc, i);
                     let old = pg_sys::MemoryContextSwitchTo(s.context);
                     #[allow(ffi_unwind_calls)] // guarded by pg_guard_ffi_boundary
                     let copied = pg_sys::ffi::pg_guard_ffi_boundary(|| {

@@ -43,7 +43,7 @@ unsafe extern "C-unwind" fn object_access(
                 access,
                 pg_sys::ObjectAccessType::OAT_DROP | pg_sys::ObjectAccessType::OAT_POST_CREATE
             )
-            || !crate::options::is_columnar_relation(object_id)
+            || !crate::hooks::options::is_columnar_relation(object_id)
         {
             return;
         }
@@ -61,10 +61,10 @@ unsafe extern "C-unwind" fn object_access(
         }
         if access == pg_sys::ObjectAccessType::OAT_DROP
             && sub_id == 0
-            && crate::catalog::object_oid(c"columnar_parts").is_ok()
+            && crate::storage::catalog::object_oid(c"columnar_parts").is_ok()
         {
             let rel = pg_sys::relation_open(object_id, pg_sys::AccessExclusiveLock as _);
-            crate::relation_storage::forget_storage(rel);
+            crate::am::relation_storage::forget_storage(rel);
             pg_sys::relation_close(rel, pg_sys::NoLock as _);
         }
     }

@@ -26,9 +26,9 @@ use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::catalog::{self, PartRow};
-use crate::page_store::RelationPageStore;
-use crate::table::TableInfo;
+use crate::convert::table::TableInfo;
+use crate::storage::catalog::{self, PartRow};
+use crate::storage::page_store::RelationPageStore;
 
 /// Buffered bytes (kB) per table that trigger a flush.
 pub static WRITE_BUFFER_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
@@ -291,7 +291,7 @@ pub unsafe fn insert_many(
                         buffer.push_null();
                         batch_bytes += 8;
                     } else {
-                        batch_bytes += crate::datum::push_datum(buffer, column, values[i]);
+                        batch_bytes += crate::convert::datum::push_datum(buffer, column, values[i]);
                     }
                 }
             }
@@ -459,9 +459,9 @@ unsafe fn write_parts(rel: pg_sys::Relation, parts: Vec<Encoded>) -> Result<(), 
     // Pages are written before the transaction commits: VACUUM must not take pages back
     // while it runs (see `vacuum`).
     // SAFETY: per the contract.
-    unsafe { crate::vacuum::hold_off(rel) };
+    unsafe { crate::am::vacuum::hold_off(rel) };
     // SAFETY: per the contract.
-    let storage_id = unsafe { crate::meta::update(rel, |m| Ok(m.storage_id)) }?;
+    let storage_id = unsafe { crate::storage::meta::update(rel, |m| Ok(m.storage_id)) }?;
     // SAFETY: per the contract; the store lives only during this call.
     let mut store = unsafe { RelationPageStore::new(rel) };
     for e in parts {
@@ -469,7 +469,7 @@ unsafe fn write_parts(rel: pg_sys::Relation, parts: Vec<Encoded>) -> Result<(), 
         // Free pages VACUUM found are used before the relation grows.
         // SAFETY: per the contract.
         let (part_id, free) = unsafe {
-            crate::meta::update(rel, |m| Ok((m.reserve_extent(), m.free.allocate(pages))))
+            crate::storage::meta::update(rel, |m| Ok((m.reserve_extent(), m.free.allocate(pages))))
         }?;
         let extent = match free {
             Some(first) => write_extent_at(&mut store, part_id, &e.part.bytes, first)?,
@@ -502,7 +502,7 @@ unsafe fn next_row_number(rel: pg_sys::Relation) -> Result<u64, Error> {
         Some(s) => s,
         None => {
             // SAFETY: per the caller's contract; creates the metapage if needed.
-            let s = unsafe { crate::meta::update(rel, |m| Ok(m.storage_id)) }?;
+            let s = unsafe { crate::storage::meta::update(rel, |m| Ok(m.storage_id)) }?;
             BACKEND.with(|b| b.borrow_mut().storage.insert(relid, s));
             s
         }
@@ -516,7 +516,7 @@ unsafe fn next_row_number(rel: pg_sys::Relation) -> Result<u64, Error> {
         return Ok(n);
     }
     // SAFETY: per the caller's contract.
-    let first = unsafe { crate::meta::update(rel, |m| m.reserve_rows(chunk)) }?;
+    let first = unsafe { crate::storage::meta::update(rel, |m| m.reserve_rows(chunk)) }?;
     Ok(BACKEND.with(|b| {
         let mut b = b.borrow_mut();
         let r = b.reservations.entry((relid, storage)).or_default();
@@ -651,7 +651,7 @@ unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags
     // needs dropping if it raises an error.
     unsafe { epiphany_core::pg::hooks::executor_start(PREVIOUS_EXECUTOR_START, query, eflags) }
     // SAFETY: the query's executor state is built.
-    unsafe { crate::needed_columns::read_only_needed_columns(query) };
+    unsafe { crate::hooks::needed_columns::read_only_needed_columns(query) };
 }
 
 /// `INSERT … ON CONFLICT` into a columnar table is refused even where no unique index
@@ -684,7 +684,7 @@ unsafe fn refuse_on_conflict(stmt: *mut pg_sys::PlannedStmt) {
                 let Some(rte) = rtable.get_ptr(index as usize - 1) else {
                     continue;
                 };
-                if crate::options::is_columnar_relation((*rte).relid) {
+                if crate::hooks::options::is_columnar_relation((*rte).relid) {
                     Error::NotSupported("INSERT … ON CONFLICT on epiphany_columnar tables".into())
                         .report();
                 }

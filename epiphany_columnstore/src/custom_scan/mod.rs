@@ -17,7 +17,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
-use crate::scan::{ScanState, SharedProgress};
+use crate::am::scan::{ScanState, SharedProgress};
 
 pub static ENABLE: GucSetting<bool> = GucSetting::<bool>::new(true);
 
@@ -92,7 +92,7 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
             || (*rte).inh
             || !(*rte).tablesample.is_null()
             || (*rel).reloptkind != pg_sys::RelOptKind::RELOPT_BASEREL
-            || !crate::options::is_columnar_relation((*rte).relid)
+            || !crate::hooks::options::is_columnar_relation((*rte).relid)
         {
             return;
         }
@@ -251,7 +251,7 @@ unsafe extern "C-unwind" fn begin(
         let rel = (*node).ss.ss_currentRelation;
         let plan = (*node).ss.ps.plan;
         let scanrelid = (*(plan as *mut pg_sys::Scan)).scanrelid;
-        let info = crate::table::TableInfo::load(rel).or_report_in(rel);
+        let info = crate::convert::table::TableInfo::load(rel).or_report_in(rel);
         let natts = info.columns.len();
         let mut attrs: *mut pg_sys::Bitmapset = std::ptr::null_mut();
         pg_sys::pull_varattnos((*plan).targetlist as _, scanrelid, &mut attrs);
@@ -455,7 +455,7 @@ unsafe extern "C-unwind" fn explain(
 unsafe fn predicates(
     quals: *mut pg_sys::List,
     scanrelid: pg_sys::Index,
-    info: &crate::table::TableInfo,
+    info: &crate::convert::table::TableInfo,
 ) -> Vec<Predicate> {
     let mut out = Vec::new();
     // SAFETY: a valid list of expression nodes.
@@ -494,7 +494,7 @@ unsafe fn column_of(node: *mut pg_sys::Node, scanrelid: pg_sys::Index) -> Option
 unsafe fn predicate(
     node: *mut pg_sys::Node,
     scanrelid: pg_sys::Index,
-    info: &crate::table::TableInfo,
+    info: &crate::convert::table::TableInfo,
 ) -> Option<Predicate> {
     // SAFETY: a valid expression node of a plan's qual list.
     unsafe {

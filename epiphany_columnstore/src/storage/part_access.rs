@@ -11,9 +11,9 @@ use epiphany_core::storage::ExtentReader;
 use epiphany_core::Error;
 use pgrx::pg_sys;
 
-use crate::catalog::PartRow;
-use crate::datum::ColumnInfo;
-use crate::page_store::RelationPageStore;
+use crate::convert::datum::ColumnInfo;
+use crate::storage::catalog::PartRow;
+use crate::storage::page_store::RelationPageStore;
 
 /// A part with the footer read; column chunks are fetched on demand.
 pub struct OpenPart {
@@ -339,7 +339,7 @@ impl DatumBatch {
                             word(0)
                         } else {
                             // SAFETY: main thread (palloc).
-                            unsafe { crate::datum::numeric_datum(v, scale) }
+                            unsafe { crate::convert::datum::numeric_datum(v, scale) }
                         }
                     })
                     .collect(),
@@ -349,8 +349,10 @@ impl DatumBatch {
                             pg_sys::Datum::from(0usize)
                         } else {
                             // SAFETY: a value of this column's type.
-                            unsafe { crate::datum::to_datum(info, &value_at(array, info.ty, i)) }
-                                .unwrap_or(pg_sys::Datum::from(0usize))
+                            unsafe {
+                                crate::convert::datum::to_datum(info, &value_at(array, info.ty, i))
+                            }
+                            .unwrap_or(pg_sys::Datum::from(0usize))
                         }
                     })
                     .collect(),
@@ -445,7 +447,8 @@ pub unsafe fn store_row(
         let values = std::slice::from_raw_parts_mut((*slot).tts_values, n);
         let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, n);
         for (c, info) in columns.iter().enumerate() {
-            let datum = crate::datum::to_datum(info, &value_at(batch.column(c), info.ty, r));
+            let datum =
+                crate::convert::datum::to_datum(info, &value_at(batch.column(c), info.ty, r));
             values[c] = datum.unwrap_or(pg_sys::Datum::from(0usize));
             nulls[c] = datum.is_none();
         }

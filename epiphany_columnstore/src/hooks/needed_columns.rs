@@ -8,7 +8,7 @@
 
 use pgrx::pg_sys;
 
-use crate::slot::{is_columnar, set_needed};
+use crate::convert::slot::{is_columnar, set_needed};
 
 /// After a query's executor state is built: the index and bitmap heap scans of columnar
 /// tables decode only the columns they read. A scan node reads its slot through its

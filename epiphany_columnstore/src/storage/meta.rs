@@ -121,7 +121,7 @@ unsafe extern "C-unwind" {
 }
 
 fn next_storage_id() -> Result<u64, Error> {
-    let seq = crate::catalog::object_oid(c"columnar_storage_ids")?;
+    let seq = crate::storage::catalog::object_oid(c"columnar_storage_ids")?;
     // SAFETY: an existing sequence, main thread. Writers need no privilege on it: the
     // access method draws ids on their behalf.
     #[allow(ffi_unwind_calls)] // guarded by pg_guard_ffi_boundary

@@ -59,13 +59,13 @@ pub unsafe fn forget_storage(rel: pg_sys::Relation) {
     unsafe {
         crate::writes::discard((*rel).rd_id);
         if (*rel).rd_rel.is_null()
-            || !crate::options::is_columnar_relation((*rel).rd_id)
-            || crate::catalog::object_oid(c"columnar_parts").is_err()
+            || !crate::hooks::options::is_columnar_relation((*rel).rd_id)
+            || crate::storage::catalog::object_oid(c"columnar_parts").is_err()
         {
             return;
         }
-        if let Some(storage) = crate::meta::storage_id(rel).or_report() {
-            crate::catalog::delete_storage(storage).or_report();
+        if let Some(storage) = crate::storage::meta::storage_id(rel).or_report() {
+            crate::storage::catalog::delete_storage(storage).or_report();
         }
     }
 }

@@ -20,10 +20,10 @@ mod tests {
         assert_eq!(one::<i64>(&q), Some(0), "{a}  vs  {b}");
     }
 
-    use crate::test_sql::explain_analyze;
+    use crate::testing::sql::explain_analyze;
 
     fn explain(sql: &str) -> String {
-        crate::test_sql::explain_with("COSTS OFF", sql)
+        crate::testing::sql::explain_with("COSTS OFF", sql)
     }
 
     /// The value of an EXPLAIN line `label: n`.
@@ -635,8 +635,9 @@ mod tests {
         // SAFETY: an open relation of this transaction, closed again below.
         let rows: Vec<u64> = unsafe {
             let rel = pg_sys::relation_open(oid, pg_sys::AccessShareLock as _);
-            let storage = crate::meta::storage_id(rel).unwrap().unwrap();
-            let parts = crate::catalog::visible(storage, &raw mut pg_sys::SnapshotAnyData).unwrap();
+            let storage = crate::storage::meta::storage_id(rel).unwrap().unwrap();
+            let parts = crate::storage::catalog::visible(storage, &raw mut pg_sys::SnapshotAnyData)
+                .unwrap();
             pg_sys::relation_close(rel, pg_sys::AccessShareLock as _);
             parts.iter().map(|p| p.row_count).collect()
         };

@@ -6,7 +6,7 @@ use epiphany_core::columnar::{TableOptions, TableSchema};
 use epiphany_core::Error;
 use pgrx::pg_sys;
 
-use crate::datum::ColumnInfo;
+use crate::convert::datum::ColumnInfo;
 
 pub struct TableInfo {
     pub schema: TableSchema,
@@ -62,7 +62,7 @@ impl TableInfo {
         };
         let schema = TableSchema::new(names.iter().cloned().zip(columns.iter().map(|c| c.ty)));
         // SAFETY: per the contract.
-        let options = unsafe { crate::options::of_relation((*rel).rd_id) }?;
+        let options = unsafe { crate::hooks::options::of_relation((*rel).rd_id) }?;
         let sort_key = options.resolve_order_by(&schema.names())?;
         Ok(TableInfo {
             buffered: buffer_schema(&schema),

@@ -21,10 +21,10 @@ use epiphany_core::Error;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::catalog::{self, PartRow};
-use crate::part_access::{store_row, OpenPart, RowContext};
-use crate::slot::DeferredRow;
-use crate::table::TableInfo;
+use crate::convert::slot::DeferredRow;
+use crate::convert::table::TableInfo;
+use crate::storage::catalog::{self, PartRow};
+use crate::storage::part_access::{store_row, OpenPart, RowContext};
 
 #[repr(C)]
 struct IndexFetch {
@@ -68,7 +68,7 @@ pub struct FetchState {
     last: Option<Rc<OpenPart>>,
     /// The stored positions of the last fetch's window (fetches in TID order stay in
     /// one), saving the cache lookup.
-    positions: Option<(crate::slot::WindowKey, arrow_array::ArrayRef)>,
+    positions: Option<(crate::convert::slot::WindowKey, arrow_array::ArrayRef)>,
     row_context: RowContext,
 }
 
@@ -83,7 +83,7 @@ impl FetchState {
             }
             Ok(FetchState {
                 info: Rc::new(TableInfo::load(rel)?),
-                storage: crate::meta::storage_id(rel)?,
+                storage: crate::storage::meta::storage_id(rel)?,
                 snapshot: None,
                 parts: Vec::new(),
                 last: None,
@@ -180,8 +180,8 @@ impl FetchState {
         let (g, within, first, count) = row.window()?;
         // SAFETY: per the contract.
         unsafe {
-            if crate::slot::is_columnar(slot) {
-                crate::slot::store_deferred(
+            if crate::convert::slot::is_columnar(slot) {
+                crate::convert::slot::store_deferred(
                     slot,
                     DeferredRow {
                         info: self.info.clone(),
@@ -223,14 +223,14 @@ impl FetchState {
     pub unsafe fn store_from_window(
         &self,
         rel: pg_sys::Relation,
-        window: &crate::slot::Window,
+        window: &crate::convert::slot::Window,
         r: usize,
         tid: pg_sys::ItemPointerData,
         slot: *mut pg_sys::TupleTableSlot,
     ) {
         // SAFETY: per the contract.
         unsafe {
-            crate::slot::store_from_window(slot, &self.info, window, r, tid);
+            crate::convert::slot::store_from_window(slot, &self.info, window, r, tid);
             (*slot).tts_tableOid = (*rel).rd_id;
         }
     }
@@ -279,7 +279,7 @@ pub unsafe fn window_at(
     part: &Rc<OpenPart>,
     position: u64,
     needed: &[usize],
-) -> Result<(std::ops::Range<u64>, crate::slot::Window), Error> {
+) -> Result<(std::ops::Range<u64>, crate::convert::slot::Window), Error> {
     let row = StoredRow {
         part: part.clone(),
         position,
@@ -288,7 +288,8 @@ pub unsafe fn window_at(
     let (g, within, first, count) = row.window()?;
     let start = position - (within - first) as u64;
     // SAFETY: per the contract.
-    let window = unsafe { crate::slot::Window::decode(rel, part, g, first, count, needed) }?;
+    let window =
+        unsafe { crate::convert::slot::Window::decode(rel, part, g, first, count, needed) }?;
     Ok((start..start + count as u64, window))
 }
 
@@ -301,7 +302,7 @@ unsafe fn position_of(
     rel: pg_sys::Relation,
     part: &OpenPart,
     row: u64,
-    last: &mut Option<(crate::slot::WindowKey, arrow_array::ArrayRef)>,
+    last: &mut Option<(crate::convert::slot::WindowKey, arrow_array::ArrayRef)>,
 ) -> Result<u64, Error> {
     let offset = row - part.row.first_row;
     let (g, within) = part.reader.locate(offset).ok_or_else(|| {
@@ -324,7 +325,7 @@ unsafe fn position_of(
     let positions = match last {
         Some((k, array)) if *k == key => array,
         _ => {
-            let array = crate::slot::windows(|w| {
+            let array = crate::convert::slot::windows(|w| {
                 w.get_or_insert(&key, || {
                     // SAFETY: per the contract.
                     let array = unsafe { part.column(rel, column, g, first, count) }?;

@@ -17,9 +17,9 @@ use epiphany_core::Error;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::catalog::{self, PartRow};
-use crate::part_access::{store_row, DatumBatch, OpenPart, RowContext};
-use crate::table::TableInfo;
+use crate::convert::table::TableInfo;
+use crate::storage::catalog::{self, PartRow};
+use crate::storage::part_access::{store_row, DatumBatch, OpenPart, RowContext};
 
 /// The table column a predicate is about.
 fn predicate_column(p: &Predicate) -> usize {
@@ -96,7 +96,7 @@ pub struct ScanState {
     /// ANALYZE: rows of the current sample block, as (part index, first pos, end pos).
     sample: Option<SampleState>,
     /// Bitmap heap scans fetch by TID.
-    pub bitmap: Option<crate::bitmap::BitmapState>,
+    pub bitmap: Option<crate::am::bitmap::BitmapState>,
     /// TABLESAMPLE without its own block order: the next block; and the current one.
     sample_cursor: u32,
     sample_block_no: u32,
@@ -128,7 +128,7 @@ impl ScanState {
         // judges each tuple itself): both see the parts committed now (see
         // `catalog::visible`). They hold locks that keep writers out, so every
         // participant sees the same parts.
-        let storage = unsafe { crate::meta::storage_id(rel) }?;
+        let storage = unsafe { crate::storage::meta::storage_id(rel) }?;
         let parts = unsafe { catalog::visible_for_read(rel, storage, snapshot) }?;
         let row_context = RowContext::new(c"epiphany_columnar row");
         let read = (0..info.columns.len()).collect();
@@ -219,7 +219,7 @@ impl ScanState {
             // SAFETY: per the contract.
             unsafe {
                 let desc = (*slot).tts_tupleDescriptor;
-                if !crate::table::same_column_types(desc, (*rel).rd_att) {
+                if !crate::convert::table::same_column_types(desc, (*rel).rd_att) {
                     self.info = TableInfo::load_with(rel, desc)?;
                 }
             }

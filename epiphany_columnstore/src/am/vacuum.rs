@@ -44,7 +44,7 @@ pub struct Reclaimed {
 /// `rel` is an open columnar relation, locked by VACUUM (ShareUpdateExclusiveLock).
 pub unsafe fn reclaim(rel: pg_sys::Relation) -> Result<Reclaimed, Error> {
     // SAFETY: per the contract.
-    let Some(meta) = unsafe { crate::meta::read(rel) }? else {
+    let Some(meta) = unsafe { crate::storage::meta::read(rel) }? else {
         return Ok(Reclaimed::default());
     };
     // SAFETY: per the contract; held to the end of VACUUM's transaction for this table.
@@ -54,7 +54,7 @@ pub unsafe fn reclaim(rel: pg_sys::Relation) -> Result<Reclaimed, Error> {
             ..Reclaimed::default()
         });
     }
-    let used = crate::catalog::referenced_extents(meta.storage_id)?;
+    let used = crate::storage::catalog::referenced_extents(meta.storage_id)?;
     // SAFETY: per the contract.
     let mut nblocks =
         unsafe { pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) };
@@ -84,7 +84,7 @@ pub unsafe fn reclaim(rel: pg_sys::Relation) -> Result<Reclaimed, Error> {
     debug_assert!(list.runs().iter().all(|r| r.end() <= u64::from(nblocks)));
     // SAFETY: per the contract.
     unsafe {
-        crate::meta::update(rel, |m| {
+        crate::storage::meta::update(rel, |m| {
             m.free = list;
             Ok(())
         })

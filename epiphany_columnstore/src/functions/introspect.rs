@@ -11,10 +11,10 @@ use epiphany_core::Error;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgRelation};
 
-use crate::catalog::{self, PartRow};
-use crate::page_store::RelationPageStore;
-use crate::part_access::OpenPart;
-use crate::table::TableInfo;
+use crate::convert::table::TableInfo;
+use crate::storage::catalog::{self, PartRow};
+use crate::storage::page_store::RelationPageStore;
+use crate::storage::part_access::OpenPart;
 
 /// The columnar table `oid` names, opened for reading (AccessShareLock, held to the end
 /// of the transaction) after checking the caller may read it. The functions take the
@@ -29,7 +29,7 @@ fn open_columnar(oid: pg_sys::Oid) -> PgRelation {
             Error::UndefinedTable(oid.to_u32()).report();
         }
         let rel = PgRelation::from_pg_owned(rel);
-        if !crate::options::is_columnar_relation(oid) {
+        if !crate::hooks::options::is_columnar_relation(oid) {
             epiphany_core::pg::report(&Error::InvalidParameter {
                 name: "table".into(),
                 detail: format!("\"{}\" is not an epiphany_columnar table", rel.name()),
@@ -53,7 +53,7 @@ fn visible_parts(rel: &PgRelation) -> Vec<PartRow> {
     // snapshot of the calling query.
     unsafe {
         crate::writes::flush_relid(rel.oid(), true);
-        match crate::meta::storage_id(rel.as_ptr()).or_report() {
+        match crate::storage::meta::storage_id(rel.as_ptr()).or_report() {
             Some(storage) => catalog::visible(storage, pg_sys::GetActiveSnapshot()).or_report(),
             None => Vec::new(),
         }
@@ -70,7 +70,7 @@ fn bound_text(
     let value = bound?.to_value(ty.ty)?;
     // SAFETY: the value has the column's type; the output function of that type renders it.
     unsafe {
-        let datum = crate::datum::to_datum(&ty, &value)?;
+        let datum = crate::convert::datum::to_datum(&ty, &value)?;
         Some(info.output(column, datum))
     }
 }
@@ -201,7 +201,7 @@ fn verify_table(
     let info = unsafe { TableInfo::load(rel.as_ptr()) }.or_report();
     let mut problems: Vec<(Option<i64>, String)> = Vec::new();
     // SAFETY: an open relation.
-    if let Err(e) = unsafe { crate::meta::read(rel.as_ptr()) } {
+    if let Err(e) = unsafe { crate::storage::meta::read(rel.as_ptr()) } {
         problems.push((None, e.to_string()));
         return TableIterator::new(problems);
     }

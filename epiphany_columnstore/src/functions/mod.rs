@@ -1,0 +1,3 @@
+//! SQL functions over columnar tables (introspection and verification).
+
+pub(crate) mod introspect;

@@ -1,0 +1,5 @@
+//! The `#[pg_test]`s of the access method, and the SQL helpers they share.
+
+pub(crate) mod access_method;
+pub(crate) mod differential;
+pub(crate) mod sql;
