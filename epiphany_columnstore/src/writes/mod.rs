@@ -9,16 +9,15 @@
 
 use std::cell::RefCell;
 use std::collections::hash_map::Entry;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use epiphany_core::columnar::encode_part;
-use epiphany_core::columnar::flush::{plan_runs, SnapshotCommands};
+use epiphany_core::columnar::flush::SnapshotCommands;
 use epiphany_core::columnar::rowid::{row_to_tid, Reservation};
 use epiphany_core::columnar::scan_plan::{encode_stats, summarize};
-use epiphany_core::columnar::write_set::{Batch, WriteSet};
+use epiphany_core::columnar::write_set::WriteSet;
 use epiphany_core::pg::OrReport;
 use epiphany_core::storage::{pages_for, write_extent, write_extent_at};
 use epiphany_core::Error;
@@ -27,8 +26,15 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::convert::table::TableInfo;
+
+mod encoder;
+mod gate;
+
 use crate::storage::catalog::{self, PartRow};
 use crate::storage::page_store::RelationPageStore;
+#[cfg(any(test, feature = "pg_test"))]
+pub use encoder::encoders;
+use encoder::{encode, Encoded, Job, Running};
 
 /// Buffered bytes (kB) per table that trigger a flush.
 pub static WRITE_BUFFER_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
@@ -65,145 +71,9 @@ impl Backend {
     }
 }
 
-/// A part encoding running on a helper thread. It works on shared clones of sealed
-/// batches that stay pending in the write set; its result is used only if those very
-/// batches are still there when it is collected, so correctness never depends on it.
-struct Job {
-    relid: pg_sys::Oid,
-    level: pg_sys::SubTransactionId,
-    batches: Vec<Batch>,
-    bytes: usize,
-    handle: std::thread::JoinHandle<Result<Vec<Encoded>, Error>>,
-    /// Set to make the thread stop at the next part it would encode.
-    cancel: Arc<AtomicBool>,
-}
-
-impl Job {
-    /// Stops the thread and waits for it: a job whose rows are discarded or rolled back
-    /// must not go on using a core and memory after its transaction ends.
-    fn cancel(self) {
-        self.cancel.store(true, Ordering::Relaxed);
-        let _ = self.handle.join();
-    }
-}
-
-/// Encoder threads running in this process, and started so far (tests check none
-/// outlives its job).
-static ENCODERS: AtomicUsize = AtomicUsize::new(0);
-static ENCODERS_STARTED: AtomicUsize = AtomicUsize::new(0);
-
-/// Encoder threads running now, and started so far.
-#[cfg(any(test, feature = "pg_test"))]
-pub fn encoders() -> (usize, usize) {
-    (
-        ENCODERS.load(Ordering::SeqCst),
-        ENCODERS_STARTED.load(Ordering::SeqCst),
-    )
-}
-
-struct Running;
-
-impl Running {
-    fn start() -> Running {
-        ENCODERS.fetch_add(1, Ordering::SeqCst);
-        ENCODERS_STARTED.fetch_add(1, Ordering::SeqCst);
-        Running
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        ENCODERS.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// One part ready to be written.
-struct Encoded {
-    first_row: u64,
-    command: u32,
-    part: epiphany_core::columnar::EncodedPart,
-}
-
-/// Encodes buffered rows into parts: pure Rust, runs on any thread. With `parallel`, a
-/// large run is cut in two and both halves are encoded at once. Once `cancel` is set,
-/// no further part is begun (the result is an error nobody reads).
-#[allow(clippy::too_many_arguments)]
-fn encode(
-    schema: &epiphany_core::columnar::TableSchema,
-    buffered: &epiphany_core::columnar::TableSchema,
-    sort_key: &[usize],
-    options: &epiphany_core::columnar::TableOptions,
-    batches: &[Batch],
-    snapshots: Option<&SnapshotCommands>,
-    parallel: bool,
-    cancel: Option<&AtomicBool>,
-) -> Result<Vec<Encoded>, Error> {
-    let batches = batches
-        .iter()
-        .map(|b| b.to_batch(buffered))
-        .collect::<Result<Vec<_>, Error>>()?;
-    // The final flush of a load waits for its parts: two threads then use a second core
-    // instead of leaving it idle. In the background a second thread would only take a
-    // core from the backend, which is what a load waits for.
-    let mut pieces = Vec::new();
-    for run in plan_runs(schema, &batches, snapshots)? {
-        let rows = run.batch.num_rows();
-        if parallel && rows >= 2 * SPLIT_ROWS {
-            let mid = rows / 2;
-            pieces.push((run.first_row, run.command, run.batch.slice(0, mid)));
-            pieces.push((
-                run.first_row + mid as u64,
-                run.command,
-                run.batch.slice(mid, rows - mid),
-            ));
-        } else {
-            pieces.push((run.first_row, run.command, run.batch));
-        }
-    }
-    let encode_one = |(first_row, command, batch): &(u64, u32, arrow_array::RecordBatch)| {
-        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Err(Error::Internal("part encoding cancelled".into()));
-        }
-        Ok(Encoded {
-            first_row: *first_row,
-            command: *command,
-            part: encode_part(schema, batch, sort_key, options)?,
-        })
-    };
-    if !parallel || pieces.len() < 2 {
-        return pieces.iter().map(encode_one).collect();
-    }
-    let (left, right) = pieces.split_at(pieces.len() / 2);
-    let (a, b) = std::thread::scope(|scope| {
-        let helper = scope.spawn(|| {
-            right
-                .iter()
-                .map(encode_one)
-                .collect::<Result<Vec<_>, Error>>()
-        });
-        let a = left
-            .iter()
-            .map(encode_one)
-            .collect::<Result<Vec<_>, Error>>();
-        let b = helper
-            .join()
-            .unwrap_or_else(|_| Err(Error::Internal("the part encoder thread panicked".into())));
-        (a, b)
-    });
-    let mut all = a?;
-    all.extend(b?);
-    Ok(all)
-}
-
-/// Runs of at least twice this many rows are encoded as two parts in parallel.
-const SPLIT_ROWS: usize = 100_000;
-
 thread_local! {
     static BACKEND: RefCell<Backend> = RefCell::new(Backend::default());
 }
-
-static mut PREVIOUS_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
-static mut PREVIOUS_EXECUTOR_END: pg_sys::ExecutorEnd_hook_type = None;
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -216,13 +86,7 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::UNIT_KB,
     );
-    // SAFETY: _PG_init on the main thread; the previous hook is chained.
-    unsafe {
-        PREVIOUS_EXECUTOR_START = pg_sys::ExecutorStart_hook;
-        pg_sys::ExecutorStart_hook = Some(executor_start);
-        PREVIOUS_EXECUTOR_END = pg_sys::ExecutorEnd_hook;
-        pg_sys::ExecutorEnd_hook = Some(executor_end);
-    }
+    gate::install();
 }
 
 fn ensure_callbacks() {
@@ -613,109 +477,6 @@ pub fn discard(relid: pg_sys::Oid) {
     drop_job(Some(relid));
 }
 
-/// Flushes before a query reads a table this transaction has buffered rows for; a
-/// parallel query cannot write once it runs. Records the query's snapshot as live.
-#[pg_guard]
-unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags: i32) {
-    // SAFETY: a valid query descriptor.
-    if let Some(curcid) = unsafe { snapshot_command(query) } {
-        ensure_callbacks();
-        BACKEND.with(|b| b.borrow_mut().snapshots.record(curcid));
-    }
-    // SAFETY: a valid query descriptor with a planned statement.
-    unsafe { refuse_on_conflict((*query).plannedstmt) };
-    let pending = BACKEND.with(|b| !b.borrow().writes.is_empty());
-    if pending {
-        // SAFETY: a valid query descriptor with a planned statement.
-        unsafe {
-            let stmt = (*query).plannedstmt;
-            // An INSERT's target is written, not read: its rows keep buffering (a
-            // transaction of many single-row INSERTs makes one part, not one per row).
-            let targets = (*stmt).resultRelations;
-            let n_targets = if targets.is_null() {
-                0
-            } else {
-                (*targets).length
-            };
-            let is_target =
-                |index: i32| (0..n_targets).any(|i| pg_sys::list_nth_int(targets, i) == index);
-            let rtable = pgrx::PgList::<pg_sys::RangeTblEntry>::from_pg((*stmt).rtable);
-            for (i, rte) in rtable.iter_ptr().enumerate() {
-                if (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION && !is_target(i as i32 + 1) {
-                    flush_relid((*rte).relid, true);
-                }
-            }
-        }
-    }
-    // SAFETY: forwarding to the next hook or the standard implementation; nothing here
-    // needs dropping if it raises an error.
-    unsafe { epiphany_core::pg::hooks::executor_start(PREVIOUS_EXECUTOR_START, query, eflags) }
-    // SAFETY: the query's executor state is built.
-    unsafe { crate::hooks::needed_columns::read_only_needed_columns(query) };
-}
-
-/// `INSERT … ON CONFLICT` into a columnar table is refused even where no unique index
-/// makes it speculative (Postgres then never asks the access method): conflicts are not
-/// supported, and accepting the clause only sometimes would hide that.
-///
-/// # Safety
-/// `stmt` is a valid planned statement.
-unsafe fn refuse_on_conflict(stmt: *mut pg_sys::PlannedStmt) {
-    // SAFETY: per the contract; a ModifyTable node is the root of its (sub)plan.
-    unsafe {
-        if (*stmt).commandType != pg_sys::CmdType::CMD_INSERT && !(*stmt).hasModifyingCTE {
-            return;
-        }
-        let rtable = pgrx::PgList::<pg_sys::RangeTblEntry>::from_pg((*stmt).rtable);
-        let subplans = pgrx::PgList::<pg_sys::Plan>::from_pg((*stmt).subplans);
-        let roots = std::iter::once((*stmt).planTree).chain(subplans.iter_ptr());
-        for plan in roots {
-            if plan.is_null() || (*plan).type_ != pg_sys::NodeTag::T_ModifyTable {
-                continue;
-            }
-            let mt = plan as *mut pg_sys::ModifyTable;
-            if (*mt).operation != pg_sys::CmdType::CMD_INSERT
-                || (*mt).onConflictAction == pg_sys::OnConflictAction::ONCONFLICT_NONE
-            {
-                continue;
-            }
-            let targets = pgrx::PgList::<std::ffi::c_void>::from_pg((*mt).resultRelations);
-            for index in targets.iter_int() {
-                let Some(rte) = rtable.get_ptr(index as usize - 1) else {
-                    continue;
-                };
-                if crate::hooks::options::is_columnar_relation((*rte).relid) {
-                    Error::NotSupported("INSERT … ON CONFLICT on epiphany_columnar tables".into())
-                        .report();
-                }
-            }
-        }
-    }
-}
-
-/// The query no longer reads with its snapshot.
-#[pg_guard]
-unsafe extern "C-unwind" fn executor_end(query: *mut pg_sys::QueryDesc) {
-    // SAFETY: a valid query descriptor.
-    if let Some(curcid) = unsafe { snapshot_command(query) } {
-        BACKEND.with(|b| b.borrow_mut().snapshots.release(curcid));
-    }
-    // SAFETY: as in executor_start.
-    unsafe { epiphany_core::pg::hooks::executor_end(PREVIOUS_EXECUTOR_END, query) }
-}
-
-/// The command id of the snapshot `query` reads with, if it has one.
-///
-/// # Safety
-/// `query` is a valid query descriptor.
-unsafe fn snapshot_command(query: *mut pg_sys::QueryDesc) -> Option<u32> {
-    // SAFETY: per the contract; the snapshot is registered while the query lives.
-    unsafe {
-        let snapshot = (*query).snapshot;
-        (!snapshot.is_null()).then(|| (*snapshot).curcid)
-    }
-}
-
 #[pg_guard]
 unsafe extern "C-unwind" fn xact_callback(
     event: pg_sys::XactEvent::Type,
@@ -767,39 +528,5 @@ unsafe extern "C-unwind" fn subxact_callback(
             }
         }),
         _ => {}
-    }
-}
-
-#[cfg(any(test, feature = "pg_test"))]
-#[pgrx::pg_schema]
-mod tests {
-    use super::*;
-
-    /// A cancelled job's thread is stopped and joined before `cancel` returns (a job
-    /// whose transaction aborted used to be detached and run on).
-    #[pgrx::pg_test]
-    fn a_cancelled_encoder_job_is_joined() {
-        let cancel = Arc::new(AtomicBool::new(false));
-        let seen = cancel.clone();
-        let (running_before, _) = encoders();
-        let running = Running::start();
-        let handle = std::thread::spawn(move || {
-            let _running = running;
-            while !seen.load(Ordering::Relaxed) {
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            Err(Error::Internal("cancelled".into()))
-        });
-        let job = Job {
-            relid: pg_sys::InvalidOid,
-            level: 0,
-            batches: Vec::new(),
-            bytes: 0,
-            handle,
-            cancel,
-        };
-        assert_eq!(encoders().0, running_before + 1);
-        job.cancel();
-        assert_eq!(encoders().0, running_before);
     }
 }

@@ -178,6 +178,75 @@ pub fn plan_runs(
     Ok(runs)
 }
 
+/// One part encoded from a run of buffered rows: the run's first row number and
+/// command, and the part.
+pub struct EncodedRun {
+    pub first_row: u64,
+    pub command: u32,
+    pub part: crate::columnar::EncodedPart,
+}
+
+/// Runs of at least twice this many rows are encoded as two parts in parallel.
+pub const SPLIT_ROWS: usize = 100_000;
+
+/// Encodes buffered rows (`batches`, in the [`buffer_schema`] of `schema`) into parts,
+/// one per run of [`plan_runs`]: pure Rust, runs on any thread. With `parallel`, a run of
+/// at least twice [`SPLIT_ROWS`] is cut in two and the parts are encoded on two threads.
+/// Once `cancel` is set no further part is begun (the result is then an error).
+pub fn encode_runs(
+    schema: &TableSchema,
+    sort_key: &[usize],
+    options: &crate::columnar::TableOptions,
+    batches: &[RecordBatch],
+    snapshots: Option<&SnapshotCommands>,
+    parallel: bool,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<Vec<EncodedRun>> {
+    // The final flush of a load waits for its parts: two threads then use a second core
+    // instead of leaving it idle. In the background a second thread would only take a
+    // core from the backend, which is what a load waits for.
+    let mut pieces = Vec::new();
+    for run in plan_runs(schema, batches, snapshots)? {
+        let rows = run.batch.num_rows();
+        if parallel && rows >= 2 * SPLIT_ROWS {
+            let mid = rows / 2;
+            pieces.push((run.first_row, run.command, run.batch.slice(0, mid)));
+            pieces.push((
+                run.first_row + mid as u64,
+                run.command,
+                run.batch.slice(mid, rows - mid),
+            ));
+        } else {
+            pieces.push((run.first_row, run.command, run.batch));
+        }
+    }
+    let encode_one = |(first_row, command, batch): &(u64, u32, RecordBatch)| {
+        if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+            return Err(Error::Internal("part encoding cancelled".into()));
+        }
+        Ok(EncodedRun {
+            first_row: *first_row,
+            command: *command,
+            part: crate::columnar::encode_part(schema, batch, sort_key, options)?,
+        })
+    };
+    if !parallel || pieces.len() < 2 {
+        return pieces.iter().map(encode_one).collect();
+    }
+    let (left, right) = pieces.split_at(pieces.len() / 2);
+    let (a, b) = std::thread::scope(|scope| {
+        let helper = scope.spawn(|| right.iter().map(encode_one).collect::<Result<Vec<_>>>());
+        let a = left.iter().map(encode_one).collect::<Result<Vec<_>>>();
+        let b = helper
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal("the part encoder thread panicked".into())));
+        (a, b)
+    });
+    let mut all = a?;
+    all.extend(b?);
+    Ok(all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,5 +412,30 @@ mod tests {
         s.record(5);
         s.clear();
         assert!(!s.separates(4, 5));
+    }
+
+    #[test]
+    fn runs_encode_to_parts_alike_on_one_thread_or_two() {
+        let table = TableSchema::new([("x", ColumnType::Int32)]);
+        let options = crate::columnar::TableOptions::default();
+        let n = 2 * SPLIT_ROWS + 10;
+        // Rows 0..n (one run), then a gap and 5 more (a second run).
+        let mut rows: Vec<(i32, i64, u32)> = (0..n as i64).map(|i| (i as i32, i, 1)).collect();
+        rows.extend((0..5).map(|i| (i, n as i64 + 100 + i as i64, 1)));
+        let batches = [buffered(&rows)];
+        let summary = |parts: &[EncodedRun]| -> Vec<(u64, u64)> {
+            parts.iter().map(|p| (p.first_row, p.part.rows)).collect()
+        };
+        let serial = encode_runs(&table, &[0], &options, &batches, None, false, None).unwrap();
+        assert_eq!(summary(&serial), [(0, n as u64), (n as u64 + 100, 5)]);
+        let parallel = encode_runs(&table, &[0], &options, &batches, None, true, None).unwrap();
+        let half = (n / 2) as u64;
+        assert_eq!(
+            summary(&parallel),
+            [(0, half), (half, n as u64 - half), (n as u64 + 100, 5)]
+        );
+        // Cancelled before it starts: no part, an error.
+        let cancel = std::sync::atomic::AtomicBool::new(true);
+        assert!(encode_runs(&table, &[0], &options, &batches, None, true, Some(&cancel)).is_err());
     }
 }
