@@ -7,7 +7,7 @@ use epiphany_core::Error;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::{fetch, index_build, scan};
+use super::{fetch, index_build, sample, scan};
 use crate::am::relation_storage as rs;
 
 extension_sql!(
@@ -103,16 +103,16 @@ fn routine() -> &'static pg_sys::TableAmRoutine {
         r.relation_copy_data = Some(rs::copy_data);
         r.relation_copy_for_cluster = Some(index_build::copy_for_cluster);
         r.relation_vacuum = Some(relation_vacuum);
-        r.scan_analyze_next_block = Some(scan::scan_analyze_next_block);
-        r.scan_analyze_next_tuple = Some(scan::scan_analyze_next_tuple);
+        r.scan_analyze_next_block = Some(sample::scan_analyze_next_block);
+        r.scan_analyze_next_tuple = Some(sample::scan_analyze_next_tuple);
         r.index_build_range_scan = Some(index_build::index_build_range_scan);
         r.index_validate_scan = Some(index_build::index_validate_scan);
         r.relation_size = Some(rs::relation_size);
         r.relation_needs_toast_table = Some(rs::needs_toast_table);
         r.relation_estimate_size = Some(relation_estimate_size);
         crate::am::bitmap::install(&mut r);
-        r.scan_sample_next_block = Some(scan::scan_sample_next_block);
-        r.scan_sample_next_tuple = Some(scan::scan_sample_next_tuple);
+        r.scan_sample_next_block = Some(sample::scan_sample_next_block);
+        r.scan_sample_next_tuple = Some(sample::scan_sample_next_tuple);
         r
     })
 }

@@ -7,5 +7,6 @@ pub(crate) mod fetch;
 pub(crate) mod handler;
 pub(crate) mod index_build;
 pub(crate) mod relation_storage;
+pub(crate) mod sample;
 pub(crate) mod scan;
 pub(crate) mod vacuum;

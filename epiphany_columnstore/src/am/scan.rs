@@ -6,20 +6,19 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow_array::RecordBatch;
 use epiphany_core::columnar::filter::filter_batch;
 use epiphany_core::columnar::prune::Predicate;
 use epiphany_core::columnar::scan_plan::{decode_stats, prune_granules, prune_parts, ScanCounters};
 use epiphany_core::columnar::{ColumnType, PartBatches};
 use epiphany_core::pg::owned::ContextOwned;
-use epiphany_core::pg::{OrReport, OrReportIn};
+use epiphany_core::pg::OrReportIn;
 use epiphany_core::Error;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::convert::table::TableInfo;
 use crate::storage::catalog::{self, PartRow};
-use crate::storage::part_access::{store_row, DatumBatch, OpenPart, RowContext};
+use crate::storage::part_access::{DatumBatch, OpenPart, RowContext};
 
 /// The table column a predicate is about.
 fn predicate_column(p: &Predicate) -> usize {
@@ -92,27 +91,16 @@ pub struct ScanState {
     current: Option<(OpenPart, PartBatches)>,
     batch: Option<(DatumBatch, usize)>,
     /// Per-row memory: by-reference datums of the row in the slot.
-    row_context: RowContext,
+    pub(super) row_context: RowContext,
     /// ANALYZE: rows of the current sample block, as (part index, first pos, end pos).
-    sample: Option<SampleState>,
+    pub(super) sample: Option<super::sample::SampleState>,
     /// Bitmap heap scans fetch by TID.
     pub bitmap: Option<crate::am::bitmap::BitmapState>,
     /// TABLESAMPLE without its own block order: the next block; and the current one.
-    sample_cursor: u32,
-    sample_block_no: u32,
+    pub(super) sample_cursor: u32,
+    pub(super) sample_block_no: u32,
     /// Whether the first slot's descriptor was compared with the relation's.
     slot_checked: bool,
-}
-
-struct SampleState {
-    /// Stored-position ranges of the rows of the block being sampled.
-    ranges: Vec<(usize, u64, u64)>,
-    cursor: usize,
-    pos: u64,
-    cache: Option<(usize, usize, RecordBatch)>,
-    opened: Option<OpenPart>,
-    total_rows: u64,
-    nblocks: u32,
 }
 
 impl ScanState {
@@ -489,292 +477,4 @@ pub unsafe extern "C-unwind" fn parallelscan_reinitialize(
 ) {
     // SAFETY: initialized by parallelscan_initialize.
     unsafe { (*(pscan as *mut ParallelScan)).progress.reset() };
-}
-
-// ANALYZE: Postgres samples blocks of the relation, then rows within each block. Our
-// blocks hold compressed parts, so block `b` of `n` stands for the rows at stored
-// positions `[b·N/n, (b+1)·N/n)` of all N rows (parts in order): every row belongs to
-// exactly one block and the sample stays uniform.
-
-impl ScanState {
-    /// Makes block `block` of the relation's physical blocks the one ANALYZE samples.
-    ///
-    /// # Safety
-    /// `rel` open.
-    unsafe fn sample_block(&mut self, rel: pg_sys::Relation, block: u32) {
-        // ANALYZE counted the blocks just before this scan began (rows this transaction
-        // buffered were flushed before ANALYZE started; see `options`).
-        // SAFETY: per the contract.
-        let nblocks = unsafe {
-            pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM)
-        }
-        .max(1);
-        self.select_block(block, nblocks);
-    }
-
-    /// Makes block `block` of `nblocks` (fixed by the first call) the current one.
-    fn select_block(&mut self, block: u32, nblocks: u32) {
-        let total = self.total_rows();
-        let sample = self.sample.get_or_insert_with(|| SampleState {
-            ranges: Vec::new(),
-            cursor: 0,
-            pos: 0,
-            cache: None,
-            opened: None,
-            total_rows: total,
-            nblocks,
-        });
-        let n = u128::from(sample.nblocks.max(1));
-        let start = (u128::from(block) * u128::from(sample.total_rows) / n) as u64;
-        let end = ((u128::from(block) + 1) * u128::from(sample.total_rows) / n) as u64;
-        sample.ranges.clear();
-        sample.cursor = 0;
-        let mut base = 0u64;
-        for (i, p) in self.parts.iter().enumerate() {
-            let (lo, hi) = (base, base + p.row_count);
-            let (s, e) = (start.max(lo), end.min(hi));
-            if s < e {
-                sample.ranges.push((i, s - lo, e - lo));
-            }
-            base = hi;
-        }
-        sample.pos = sample.ranges.first().map_or(0, |r| r.1);
-    }
-
-    /// Rows in the current sample block.
-    fn block_rows(&self) -> u64 {
-        self.sample
-            .as_ref()
-            .map_or(0, |s| s.ranges.iter().map(|r| r.2 - r.1).sum())
-    }
-
-    /// The next row of the current sample block into `slot`; false after its last.
-    ///
-    /// # Safety
-    /// `rel` open, `slot` a slot of it.
-    unsafe fn sample_next(
-        &mut self,
-        rel: pg_sys::Relation,
-        slot: *mut pg_sys::TupleTableSlot,
-    ) -> Result<bool, Error> {
-        let Some(sample) = self.sample.as_mut() else {
-            return Ok(false);
-        };
-        loop {
-            let Some(&(part_index, _, end)) = sample.ranges.get(sample.cursor) else {
-                return Ok(false);
-            };
-            if sample.pos >= end {
-                sample.cursor += 1;
-                if let Some(r) = sample.ranges.get(sample.cursor) {
-                    sample.pos = r.1;
-                }
-                continue;
-            }
-            let pos = sample.pos;
-            sample.pos += 1;
-            // SAFETY: per the contract.
-            unsafe { self.store_sampled(rel, slot, part_index, pos) }?;
-            return Ok(true);
-        }
-    }
-
-    /// Row number `offset` (1-based) of the current sample block into `slot`; false when
-    /// the block has no such row.
-    ///
-    /// # Safety
-    /// `rel` open, `slot` a slot of it.
-    unsafe fn sample_offset(
-        &mut self,
-        rel: pg_sys::Relation,
-        slot: *mut pg_sys::TupleTableSlot,
-        offset: u64,
-    ) -> Result<bool, Error> {
-        let Some(sample) = self.sample.as_ref() else {
-            return Ok(false);
-        };
-        let mut skip = offset.saturating_sub(1);
-        for &(part_index, start, end) in &sample.ranges {
-            if skip < end - start {
-                // SAFETY: per the contract.
-                unsafe { self.store_sampled(rel, slot, part_index, start + skip) }?;
-                return Ok(true);
-            }
-            skip -= end - start;
-        }
-        Ok(false)
-    }
-
-    /// Stored position `pos` of part `part_index` into `slot`.
-    ///
-    /// # Safety
-    /// `rel` open, `slot` a slot of it.
-    unsafe fn store_sampled(
-        &mut self,
-        rel: pg_sys::Relation,
-        slot: *mut pg_sys::TupleTableSlot,
-        part_index: usize,
-        pos: u64,
-    ) -> Result<(), Error> {
-        let sample = self.sample.as_mut().expect("a sample block");
-        let part_row = &self.parts[part_index];
-        if sample.opened.as_ref().map(|o| o.row.part_id) != Some(part_row.part_id) {
-            // SAFETY: per the contract.
-            sample.opened =
-                Some(unsafe { OpenPart::open(rel, &self.info.schema, part_row.clone()) }?);
-            sample.cache = None;
-        }
-        let part = sample.opened.as_ref().expect("opened");
-        let (g, within) = part
-            .reader
-            .locate(pos)
-            .ok_or_else(|| Error::Corrupted(format!("part {}: short of rows", part.row.part_id)))?;
-        if !matches!(&sample.cache, Some((p, cg, _)) if *p == part_index && *cg == g) {
-            let mut columns: Vec<usize> = (0..self.info.columns.len()).collect();
-            columns.push(part.reader.row_column());
-            // SAFETY: per the contract.
-            let batch = unsafe { part.granule(rel, &columns, g) }?;
-            sample.cache = Some((part_index, g, batch));
-        }
-        let batch = &sample.cache.as_ref().expect("cached").2;
-        // SAFETY: per the contract; datums go to the row context.
-        unsafe {
-            store_row(
-                &self.row_context,
-                slot,
-                &self.info.columns,
-                batch,
-                within,
-                part.row.first_row,
-                (*rel).rd_id,
-            )
-        }
-    }
-}
-
-// TABLESAMPLE: the sampling method chooses blocks, then offsets within a block. Here a
-// block is a run of `ROWS_PER_TID_BLOCK` rows in stored order (as many as a heap page can
-// hold), so SYSTEM samples runs of rows and BERNOULLI single rows, as on heap tables.
-
-#[pg_guard]
-pub unsafe extern "C-unwind" fn scan_sample_next_block(
-    scan: pg_sys::TableScanDesc,
-    scanstate: *mut pg_sys::SampleScanState,
-) -> bool {
-    // SAFETY: a descriptor from scan_begin; the executor's sample scan state.
-    unsafe {
-        let st = state(scan);
-        let per_block = epiphany_core::columnar::rowid::ROWS_PER_TID_BLOCK;
-        let nblocks = st
-            .total_rows()
-            .div_ceil(per_block)
-            .min(u64::from(u32::MAX - 1)) as u32;
-        let tsm = (*scanstate).tsmroutine;
-        let block = match (*tsm).NextSampleBlock {
-            Some(next) => {
-                // The sampling method's code: an ERROR in it unwinds through pgrx's guard.
-                #[allow(ffi_unwind_calls)]
-                let b = pg_sys::ffi::pg_guard_ffi_boundary(|| next(scanstate, nblocks));
-                b
-            }
-            None => {
-                let b = st.sample_cursor;
-                st.sample_cursor += 1;
-                if b < nblocks {
-                    b
-                } else {
-                    pg_sys::InvalidBlockNumber
-                }
-            }
-        };
-        if block == pg_sys::InvalidBlockNumber || block >= nblocks {
-            return false;
-        }
-        st.select_block(block, nblocks);
-        st.sample_block_no = block;
-        true
-    }
-}
-
-#[pg_guard]
-pub unsafe extern "C-unwind" fn scan_sample_next_tuple(
-    scan: pg_sys::TableScanDesc,
-    scanstate: *mut pg_sys::SampleScanState,
-    slot: *mut pg_sys::TupleTableSlot,
-) -> bool {
-    // SAFETY: a descriptor from scan_begin; the executor's sample scan state and a slot
-    // of the relation.
-    unsafe {
-        let st = state(scan);
-        let rows = st.block_rows() as u16;
-        let tsm = (*scanstate).tsmroutine;
-        let Some(next) = (*tsm).NextSampleTuple else {
-            return false;
-        };
-        #[allow(ffi_unwind_calls)] // guarded, as above
-        let offset =
-            pg_sys::ffi::pg_guard_ffi_boundary(|| next(scanstate, st.sample_block_no, rows));
-        // 0 is InvalidOffsetNumber: the method is done with this block.
-        if offset == 0 || offset > rows {
-            pg_sys::ExecClearTuple(slot);
-            return false;
-        }
-        st.sample_offset((*scan).rs_rd, slot, u64::from(offset))
-            .or_report()
-    }
-}
-
-// PostgreSQL 17 hands ANALYZE's blocks over as a read stream; 15 and 16 as numbers.
-#[cfg(not(any(feature = "pg15", feature = "pg16")))]
-#[pg_guard]
-pub unsafe extern "C-unwind" fn scan_analyze_next_block(
-    scan: pg_sys::TableScanDesc,
-    stream: *mut pg_sys::ReadStream,
-) -> bool {
-    // SAFETY: a descriptor from scan_begin; the stream yields pinned buffers of the
-    // sampled blocks, released right away (we only need their numbers).
-    unsafe {
-        let buffer = pg_sys::read_stream_next_buffer(stream, std::ptr::null_mut());
-        if buffer == pg_sys::InvalidBuffer as pg_sys::Buffer {
-            return false;
-        }
-        let block = pg_sys::BufferGetBlockNumber(buffer);
-        pg_sys::ReleaseBuffer(buffer);
-        state(scan).sample_block((*scan).rs_rd, block);
-        true
-    }
-}
-
-#[cfg(any(feature = "pg15", feature = "pg16"))]
-#[pg_guard]
-pub unsafe extern "C-unwind" fn scan_analyze_next_block(
-    scan: pg_sys::TableScanDesc,
-    block: pg_sys::BlockNumber,
-    _strategy: pg_sys::BufferAccessStrategy,
-) -> bool {
-    // SAFETY: a descriptor from scan_begin.
-    unsafe { state(scan).sample_block((*scan).rs_rd, block) };
-    true
-}
-
-#[pg_guard]
-pub unsafe extern "C-unwind" fn scan_analyze_next_tuple(
-    scan: pg_sys::TableScanDesc,
-    _oldest_xmin: pg_sys::TransactionId,
-    liverows: *mut f64,
-    _deadrows: *mut f64,
-    slot: *mut pg_sys::TupleTableSlot,
-) -> bool {
-    // SAFETY: a descriptor from scan_begin and a slot of its relation.
-    unsafe {
-        let found = state(scan)
-            .sample_next((*scan).rs_rd, slot)
-            .or_report_in((*scan).rs_rd);
-        if found {
-            *liverows += 1.0;
-        } else {
-            pg_sys::ExecClearTuple(slot);
-        }
-        found
-    }
 }
