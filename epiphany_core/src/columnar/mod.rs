@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bounds;
 pub mod buffer;
 pub mod cache;
 pub mod fetch;

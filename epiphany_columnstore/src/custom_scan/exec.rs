@@ -1,0 +1,255 @@
+//! The columnar scan at run time: its executor state over the access method's scan
+//! (`am::scan`), parallel coordination in dynamic shared memory, and what `EXPLAIN`
+//! shows.
+
+use epiphany_core::pg::owned::ContextOwned;
+use epiphany_core::pg::OrReportIn;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::quals::predicates;
+use super::EXEC_METHODS;
+use crate::am::scan::{ScanState, SharedProgress};
+
+#[repr(C)]
+struct ColumnarScan {
+    css: pg_sys::CustomScanState,
+    state: ContextOwned<ScanState>,
+    /// The shared progress of a parallel scan (in dynamic shared memory), or null.
+    shared: *const SharedProgress,
+    /// Column numbers read (0-based) and the pruning predicates, known at begin.
+    read: ContextOwned<Vec<usize>>,
+    preds: usize,
+}
+
+#[pg_guard]
+pub(super) unsafe extern "C-unwind" fn create_state(
+    _cscan: *mut pg_sys::CustomScan,
+) -> *mut pg_sys::Node {
+    // SAFETY: a zeroed node of our type, filled as the executor expects.
+    unsafe {
+        let node = pg_sys::palloc0(std::mem::size_of::<ColumnarScan>()) as *mut ColumnarScan;
+        (*node).css.ss.ps.type_ = pg_sys::NodeTag::T_CustomScanState;
+        (*node).css.methods = &EXEC_METHODS.0;
+        // PostgreSQL 15 always gives custom scans a virtual slot.
+        #[cfg(not(feature = "pg15"))]
+        {
+            (*node).css.slotOps = &raw const pg_sys::TTSOpsVirtual;
+        }
+        node as *mut pg_sys::Node
+    }
+}
+
+#[pg_guard]
+pub(super) unsafe extern "C-unwind" fn begin(
+    node: *mut pg_sys::CustomScanState,
+    estate: *mut pg_sys::EState,
+    eflags: i32,
+) {
+    // SAFETY: the executor opened the scan relation (scanrelid > 0) and owns `estate`.
+    unsafe {
+        let me = node as *mut ColumnarScan;
+        let rel = (*node).ss.ss_currentRelation;
+        let plan = (*node).ss.ps.plan;
+        let scanrelid = (*(plan as *mut pg_sys::Scan)).scanrelid;
+        let info = crate::convert::table::TableInfo::load(rel).or_report_in(rel);
+        let natts = info.columns.len();
+        let mut attrs: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+        pg_sys::pull_varattnos((*plan).targetlist as _, scanrelid, &mut attrs);
+        pg_sys::pull_varattnos((*plan).qual as _, scanrelid, &mut attrs);
+        let offset = pg_sys::FirstLowInvalidHeapAttributeNumber;
+        let read: Vec<usize> = if pg_sys::bms_is_member(-offset, attrs) {
+            (0..natts).collect()
+        } else {
+            (0..natts)
+                .filter(|&c| pg_sys::bms_is_member(c as i32 + 1 - offset, attrs))
+                .collect()
+        };
+        let preds = predicates((*plan).qual, scanrelid, &info);
+        (*me).preds = preds.len();
+        // Owned by the node's memory context: an ERROR mid-scan frees them too.
+        (*me).read = ContextOwned::new(read.clone());
+        if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0 {
+            return;
+        }
+        if !pg_sys::IsInParallelMode() {
+            crate::writes::flush_relid((*rel).rd_id, true);
+        }
+        let mut state = ScanState::new(rel, (*estate).es_snapshot).or_report_in(rel);
+        state.project_and_prune(read, preds).or_report_in(rel);
+        let ctid = pg_sys::SelfItemPointerAttributeNumber - offset;
+        if !pg_sys::bms_is_member(ctid, attrs) && (*estate).es_rowmarks.is_null() {
+            state.without_tids();
+        }
+        (*me).state = ContextOwned::new(state);
+    }
+}
+
+#[pg_guard]
+pub(super) unsafe extern "C-unwind" fn exec(
+    node: *mut pg_sys::CustomScanState,
+) -> *mut pg_sys::TupleTableSlot {
+    // SAFETY: ExecScan drives our access callback, then evaluates quals and projection.
+    unsafe { pg_sys::ExecScan(&mut (*node).ss, Some(next), Some(recheck)) }
+}
+
+#[pg_guard]
+pub(super) unsafe extern "C-unwind" fn next(
+    ss: *mut pg_sys::ScanState,
+) -> *mut pg_sys::TupleTableSlot {
+    // SAFETY: `ss` is the ScanState of our node (the first member of ColumnarScan).
+    unsafe {
+        let me = ss as *mut ColumnarScan;
+        let slot = (*ss).ss_ScanTupleSlot;
+        let rel = (*ss).ss_currentRelation;
+        let shared = (*me).shared.as_ref();
+        let state = (*me)
+            .state
+            .get()
+            .expect("a columnar scan read after its end");
+        if !state.next_row(rel, slot, shared).or_report_in(rel) {
+            pg_sys::ExecClearTuple(slot);
+        }
+        // Rows our predicates dropped count as EXPLAIN ANALYZE's "Rows Removed by Filter",
+        // as they would had Postgres evaluated the qual on them (InstrCountFiltered1).
+        let instrument = (*ss).ps.instrument;
+        if !instrument.is_null() {
+            (*instrument).nfiltered1 += state.take_filtered() as f64;
+        }
+        slot
+    }
+}
+
+#[pg_guard]
+pub(super) unsafe extern "C-unwind" fn recheck(
+    _ss: *mut pg_sys::ScanState,
+    _slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    true
+}
+
+#[pg_guard]
+pub(super) unsafe extern "C-unwind" fn end(node: *mut pg_sys::CustomScanState) {
+    // SAFETY: our node; boxes made in begin are dropped once.
+    unsafe {
+        let me = node as *mut ColumnarScan;
+        (*me).state.drop_now();
+        (*me).read.drop_now();
+    }
+}
+
+#[pg_guard]
+pub(super) unsafe extern "C-unwind" fn rescan(node: *mut pg_sys::CustomScanState) {
+    // SAFETY: our node.
+    unsafe {
+        let me = node as *mut ColumnarScan;
+        if let Some(state) = (*me).state.get() {
+            state.restart();
+        }
+    }
+}
+
+#[pg_guard]
+pub(super) unsafe extern "C-unwind" fn estimate_dsm(
+    _node: *mut pg_sys::CustomScanState,
+    _pcxt: *mut pg_sys::ParallelContext,
+) -> pg_sys::Size {
+    std::mem::size_of::<SharedProgress>()
+}
+
+#[pg_guard]
+pub(super) unsafe extern "C-unwind" fn initialize_dsm(
+    node: *mut pg_sys::CustomScanState,
+    _pcxt: *mut pg_sys::ParallelContext,
+    coordinate: *mut std::ffi::c_void,
+) {
+    // SAFETY: `coordinate` is our estimated share of dynamic shared memory.
+    unsafe {
+        let shared = coordinate as *mut SharedProgress;
+        std::ptr::write(shared, SharedProgress::default());
+        (*(node as *mut ColumnarScan)).shared = shared;
+    }
+}
+
+#[pg_guard]
+pub(super) unsafe extern "C-unwind" fn reinitialize_dsm(
+    node: *mut pg_sys::CustomScanState,
+    _pcxt: *mut pg_sys::ParallelContext,
+    coordinate: *mut std::ffi::c_void,
+) {
+    // SAFETY: initialized by initialize_dsm; a rescan starts over.
+    unsafe {
+        (*(coordinate as *const SharedProgress)).reset();
+        let me = node as *mut ColumnarScan;
+        if let Some(state) = (*me).state.get() {
+            state.restart();
+        }
+    }
+}
+
+#[pg_guard]
+pub(super) unsafe extern "C-unwind" fn initialize_worker(
+    node: *mut pg_sys::CustomScanState,
+    _toc: *mut pg_sys::shm_toc,
+    coordinate: *mut std::ffi::c_void,
+) {
+    // SAFETY: the leader initialized this shared state.
+    unsafe { (*(node as *mut ColumnarScan)).shared = coordinate as *const SharedProgress };
+}
+
+/// The end of a parallel scan, before its shared memory goes away: the leader takes the
+/// granule counts of all participants for EXPLAIN.
+#[pg_guard]
+pub(super) unsafe extern "C-unwind" fn shutdown(node: *mut pg_sys::CustomScanState) {
+    // SAFETY: our node; `shared` (when set) is still mapped: Gather detaches after its
+    // children shut down.
+    unsafe {
+        let me = node as *mut ColumnarScan;
+        if pg_sys::ParallelWorkerNumber >= 0 || (*me).shared.is_null() {
+            return;
+        }
+        let Some(state) = (*me).state.get() else {
+            return;
+        };
+        let (scanned, skipped) = (*(*me).shared).granules();
+        let counters = &mut state.counters;
+        counters.granules_scanned = scanned;
+        counters.granules_skipped = skipped;
+        (*me).shared = std::ptr::null();
+    }
+}
+
+#[pg_guard]
+pub(super) unsafe extern "C-unwind" fn explain(
+    node: *mut pg_sys::CustomScanState,
+    _ancestors: *mut pg_sys::List,
+    es: *mut pg_sys::ExplainState,
+) {
+    // SAFETY: our node, begun (also for EXPLAIN without ANALYZE).
+    unsafe {
+        let me = node as *mut ColumnarScan;
+        let rel = (*node).ss.ss_currentRelation;
+        let natts = (*(*rel).rd_att).natts;
+        let read = (*me).read.get().map_or(0, |r| r.len());
+        let text = format!("{read} of {natts}");
+        let text = std::ffi::CString::new(text).unwrap();
+        pg_sys::ExplainPropertyText(c"Columns Read".as_ptr(), text.as_ptr(), es);
+        pg_sys::ExplainPropertyInteger(
+            c"Pruning Quals".as_ptr(),
+            std::ptr::null(),
+            (*me).preds as i64,
+            es,
+        );
+        if let Some(state) = (*me).state.get().filter(|_| (*es).analyze) {
+            let c = state.counters;
+            for (label, value) in [
+                (c"Parts Scanned", c.parts_scanned),
+                (c"Parts Skipped", c.parts_skipped),
+                (c"Granules Scanned", c.granules_scanned),
+                (c"Granules Skipped", c.granules_skipped),
+            ] {
+                pg_sys::ExplainPropertyInteger(label.as_ptr(), std::ptr::null(), value as i64, es);
+            }
+        }
+    }
+}
