@@ -28,7 +28,7 @@ mod writes;
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     launcher::register();
-    hooks::options::install();
+    hooks::utility::install();
     writes::init();
     convert::slot::init();
     custom_scan::init();

@@ -5,3 +5,4 @@
 pub(crate) mod needed_columns;
 pub(crate) mod object_access;
 pub(crate) mod options;
+pub(crate) mod utility;

@@ -255,6 +255,40 @@ pub fn quote_identifier(name: &str) -> String {
     }
 }
 
+/// Options after `ALTER TABLE … SET (set)` and `RESET (reset)` of `stored`, as Postgres
+/// merges them: names compare case-insensitively, a reset name goes (resetting one not
+/// set does nothing), a set one replaces the stored value, new ones follow in order.
+pub fn merge_set_reset(
+    stored: Vec<(String, String)>,
+    set: Vec<(String, String)>,
+    reset: &[String],
+) -> Vec<(String, String)> {
+    let mut merged: Vec<(String, String)> = stored
+        .into_iter()
+        .filter(|(k, _)| !reset.iter().any(|r| r.eq_ignore_ascii_case(k)))
+        .filter(|(k, _)| !set.iter().any(|(o, _)| o.eq_ignore_ascii_case(k)))
+        .collect();
+    merged.extend(set);
+    merged
+}
+
+/// As [`merge_set_reset`] for a columnar table's own options: a new (or reset) codec
+/// starts from its own default level unless the same statement gives one.
+pub fn merge_table_options(
+    stored: Vec<(String, String)>,
+    set: Vec<(String, String)>,
+    reset: &[String],
+) -> Vec<(String, String)> {
+    let sets_level = set.iter().any(|(k, _)| k == "compression_level");
+    let new_codec = reset.iter().any(|r| r == "compression")
+        || (set.iter().any(|(k, _)| k == "compression") && !sets_level);
+    let mut merged = merge_set_reset(stored, set, reset);
+    if new_codec && !sets_level {
+        merged.retain(|(k, _)| k != "compression_level");
+    }
+    merged
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,5 +386,64 @@ mod tests {
                 prop_assert_eq!(parse_column_list(&quoted.join(",")).unwrap(), names);
             }
         }
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn set_and_reset_merge_like_postgres() {
+        let stored = pairs(&[("fillfactor", "70"), ("autovacuum_enabled", "off")]);
+        let merged = merge_set_reset(
+            stored,
+            pairs(&[("FillFactor", "80"), ("parallel_workers", "2")]),
+            &["autovacuum_enabled".into(), "never_set".into()],
+        );
+        assert_eq!(
+            merged,
+            pairs(&[("FillFactor", "80"), ("parallel_workers", "2")])
+        );
+    }
+
+    #[test]
+    fn a_new_codec_starts_from_its_own_level() {
+        let stored = pairs(&[
+            ("order_by", "a"),
+            ("compression", "zstd"),
+            ("compression_level", "9"),
+        ]);
+        // A new codec drops the old level; with a level of its own it keeps that.
+        assert_eq!(
+            merge_table_options(stored.clone(), pairs(&[("compression", "lz4")]), &[]),
+            pairs(&[("order_by", "a"), ("compression", "lz4")])
+        );
+        assert_eq!(
+            merge_table_options(
+                stored.clone(),
+                pairs(&[("compression", "zstd"), ("compression_level", "1")]),
+                &[]
+            ),
+            pairs(&[
+                ("order_by", "a"),
+                ("compression", "zstd"),
+                ("compression_level", "1")
+            ])
+        );
+        // Resetting the codec resets its level too; other options leave it.
+        assert_eq!(
+            merge_table_options(stored.clone(), vec![], &["compression".into()]),
+            pairs(&[("order_by", "a")])
+        );
+        assert_eq!(
+            merge_table_options(stored.clone(), pairs(&[("order_by", "b")]), &[]),
+            pairs(&[
+                ("compression", "zstd"),
+                ("compression_level", "9"),
+                ("order_by", "b")
+            ])
+        );
     }
 }
