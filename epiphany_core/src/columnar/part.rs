@@ -1407,7 +1407,11 @@ mod tests {
         use proptest::prelude::*;
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(64))]
+            // Each case encodes and reads a whole part: a sixteenth of the cases asked
+            // for (PROPTEST_CASES, as the fuzz tier sets it), at least 64.
+            #![proptest_config(ProptestConfig::with_cases(
+                std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse::<u32>().ok()).map_or(64, |n| (n / 16).max(64))
+            ))]
             /// Extent checksums catch damage before Parquet sees it; still, damaged part
             /// bytes must give an error or rows, never a panic.
             #[test]
