@@ -30,7 +30,7 @@ pub extern "C-unwind" fn _PG_init() {
     launcher::register();
     hooks::utility::install();
     writes::init();
-    convert::slot::init();
+    convert::windows::init();
     custom_scan::init();
     hooks::object_access::install();
 }

@@ -108,7 +108,7 @@ impl Batch {
 struct Current {
     part: usize,
     positions: std::ops::Range<u64>,
-    window: crate::convert::slot::Window,
+    window: crate::convert::windows::Window,
     /// Whether it holds what a recheck reads.
     recheck: bool,
 }

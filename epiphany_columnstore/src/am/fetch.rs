@@ -13,6 +13,7 @@ use std::rc::Rc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt32Type;
 use arrow_array::Array;
+use epiphany_core::columnar::cache::GrowingLru;
 use epiphany_core::columnar::part::PAGE_ROWS;
 use epiphany_core::columnar::rowid::{find_part, tid_to_row};
 use epiphany_core::pg::owned::ContextOwned;
@@ -21,8 +22,8 @@ use epiphany_core::Error;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::convert::slot::DeferredRow;
 use crate::convert::table::TableInfo;
+use crate::convert::windows::DeferredRow;
 use crate::storage::catalog::{self, PartRow};
 use crate::storage::part_access::{store_row, OpenPart, RowContext};
 
@@ -68,7 +69,7 @@ pub struct FetchState {
     last: Option<Rc<OpenPart>>,
     /// The stored positions of the last fetch's window (fetches in TID order stay in
     /// one), saving the cache lookup.
-    positions: Option<(crate::convert::slot::WindowKey, arrow_array::ArrayRef)>,
+    positions: Option<(crate::convert::windows::WindowKey, arrow_array::ArrayRef)>,
     row_context: RowContext,
 }
 
@@ -223,7 +224,7 @@ impl FetchState {
     pub unsafe fn store_from_window(
         &self,
         rel: pg_sys::Relation,
-        window: &crate::convert::slot::Window,
+        window: &crate::convert::windows::Window,
         r: usize,
         tid: pg_sys::ItemPointerData,
         slot: *mut pg_sys::TupleTableSlot,
@@ -279,7 +280,7 @@ pub unsafe fn window_at(
     part: &Rc<OpenPart>,
     position: u64,
     needed: &[usize],
-) -> Result<(std::ops::Range<u64>, crate::convert::slot::Window), Error> {
+) -> Result<(std::ops::Range<u64>, crate::convert::windows::Window), Error> {
     let row = StoredRow {
         part: part.clone(),
         position,
@@ -289,7 +290,7 @@ pub unsafe fn window_at(
     let start = position - (within - first) as u64;
     // SAFETY: per the contract.
     let window =
-        unsafe { crate::convert::slot::Window::decode(rel, part, g, first, count, needed) }?;
+        unsafe { crate::convert::windows::Window::decode(rel, part, g, first, count, needed) }?;
     Ok((start..start + count as u64, window))
 }
 
@@ -302,7 +303,7 @@ unsafe fn position_of(
     rel: pg_sys::Relation,
     part: &OpenPart,
     row: u64,
-    last: &mut Option<(crate::convert::slot::WindowKey, arrow_array::ArrayRef)>,
+    last: &mut Option<(crate::convert::windows::WindowKey, arrow_array::ArrayRef)>,
 ) -> Result<u64, Error> {
     let offset = row - part.row.first_row;
     let (g, within) = part.reader.locate(offset).ok_or_else(|| {
@@ -325,7 +326,7 @@ unsafe fn position_of(
     let positions = match last {
         Some((k, array)) if *k == key => array,
         _ => {
-            let array = crate::convert::slot::windows(|w| {
+            let array = crate::convert::windows::windows(|w| {
                 w.get_or_insert(&key, || {
                     // SAFETY: per the contract.
                     let array = unsafe { part.column(rel, column, g, first, count) }?;
@@ -349,16 +350,12 @@ unsafe fn position_of(
 
 /// Parts opened by this backend's fetches (footer read, chunks fetched so far), across
 /// queries: parts never change, and (storage id, part id) names one for good. Bounded
-/// by a byte budget; the least recently used go first.
-struct PartCache {
-    parts: Vec<((u64, u64), Rc<OpenPart>)>,
-}
-
-/// Bytes of fetched chunks the cache may hold.
+/// by a byte budget of what they hold; the least recently used go first.
 const CACHE_BYTES: u64 = 64 << 20;
 
 thread_local! {
-    static PARTS: RefCell<PartCache> = const { RefCell::new(PartCache { parts: Vec::new() }) };
+    static PARTS: RefCell<GrowingLru<(u64, u64), Rc<OpenPart>>> =
+        const { RefCell::new(GrowingLru::new(CACHE_BYTES)) };
 }
 
 /// The cached open part `row` of `rel`, opening it if needed.
@@ -371,31 +368,15 @@ unsafe fn cached_part(
     row: &PartRow,
 ) -> Result<Rc<OpenPart>, Error> {
     let key = (row.storage_id, row.part_id);
-    let hit = PARTS.with(|c| {
-        let mut c = c.borrow_mut();
-        let i = c.parts.iter().position(|(k, _)| *k == key)?;
-        let entry = c.parts.remove(i);
-        let part = entry.1.clone();
-        c.parts.push(entry);
-        Some(part)
-    });
-    if let Some(part) = hit {
+    if let Some(part) = PARTS.with(|c| c.borrow_mut().get(&key)) {
         return Ok(part);
     }
     // SAFETY: per the contract.
     let part = Rc::new(unsafe { OpenPart::open_for_fetch(rel, schema, row.clone()) }?);
     PARTS.with(|c| {
-        let mut c = c.borrow_mut();
-        c.parts.push((key, part.clone()));
-        while c.parts.len() > 1
-            && c.parts
-                .iter()
-                .map(|(_, p)| p.reader.source().bytes_held() + p.reader.dictionary_bytes())
-                .sum::<u64>()
-                > CACHE_BYTES
-        {
-            c.parts.remove(0);
-        }
+        c.borrow_mut().insert(key, part.clone(), |p| {
+            p.reader.source().bytes_held() + p.reader.dictionary_bytes()
+        })
     });
     Ok(part)
 }

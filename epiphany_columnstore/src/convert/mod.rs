@@ -4,3 +4,4 @@
 pub(crate) mod datum;
 pub(crate) mod slot;
 pub(crate) mod table;
+pub(crate) mod windows;

@@ -128,6 +128,53 @@ impl<K: Hash + Eq + Clone, V: Clone> ByteLru<K, V> {
     }
 }
 
+/// A least-recently-used list for values whose memory grows while they are cached (an
+/// open part fetches more of its chunks as fetches use it): sizes are measured with
+/// `size` whenever an entry is added, and the least recently used go until the rest fit
+/// the budget — the newest always stays. Linear in the entries: it holds tens of parts.
+pub struct GrowingLru<K, V> {
+    /// Least recently used first.
+    entries: Vec<(K, V)>,
+    budget: u64,
+}
+
+impl<K: PartialEq, V: Clone> GrowingLru<K, V> {
+    pub const fn new(budget: u64) -> Self {
+        GrowingLru {
+            entries: Vec::new(),
+            budget,
+        }
+    }
+
+    /// The value of `key`, now the most recently used.
+    pub fn get(&mut self, key: &K) -> Option<V> {
+        let i = self.entries.iter().position(|(k, _)| k == key)?;
+        let entry = self.entries.remove(i);
+        let value = entry.1.clone();
+        self.entries.push(entry);
+        Some(value)
+    }
+
+    /// Adds `value` as the most recently used, then evicts what passes the budget.
+    pub fn insert(&mut self, key: K, value: V, size: impl Fn(&V) -> u64) {
+        self.entries.retain(|(k, _)| *k != key);
+        self.entries.push((key, value));
+        while self.entries.len() > 1
+            && self.entries.iter().map(|(_, v)| size(v)).sum::<u64>() > self.budget
+        {
+            self.entries.remove(0);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +233,41 @@ mod tests {
                 prop_assert!(c.queue.len() <= 2 * c.entries.len() + 16);
             }
         }
+    }
+
+    #[test]
+    fn growing_entries_are_measured_when_one_is_added() {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        let mut lru: GrowingLru<u32, Rc<Cell<u64>>> = GrowingLru::new(100);
+        let size = |v: &Rc<Cell<u64>>| v.get();
+        let a = Rc::new(Cell::new(10));
+        lru.insert(1, a.clone(), size);
+        lru.insert(2, Rc::new(Cell::new(10)), size);
+        assert_eq!(lru.len(), 2);
+        // 1 is used again (now the most recent), then grows past the budget with 2.
+        assert!(lru.get(&1).is_some());
+        a.set(90);
+        lru.insert(3, Rc::new(Cell::new(1)), size);
+        // 2, the least recently used, went; 1 and 3 fit.
+        assert_eq!(
+            (lru.get(&2).is_some(), lru.get(&1).is_some()),
+            (false, true)
+        );
+        // 3 is used, so 1 is now the least recent; it grows, and a new entry makes 1 go.
+        assert!(lru.get(&3).is_some());
+        a.set(100);
+        lru.insert(5, Rc::new(Cell::new(1)), size);
+        assert_eq!(
+            (lru.get(&1).is_some(), lru.get(&3).is_some()),
+            (false, true)
+        );
+        // One entry larger than the budget stays.
+        lru.insert(4, Rc::new(Cell::new(1000)), size);
+        assert_eq!(lru.len(), 1);
+        assert!(lru.get(&4).is_some());
+        // Adding a key again replaces it.
+        lru.insert(4, Rc::new(Cell::new(1)), size);
+        assert_eq!(lru.len(), 1);
     }
 }
