@@ -263,6 +263,117 @@ pub fn select_neighbors(
     kept
 }
 
+/// Linking `new` (at `distance` from the list's owner) into the neighbour list `current`
+/// of at most `max`: the new list, or `None` when it stays as it is. A list with room
+/// takes `new`; a full one keeps the best spread of its members and `new` (the
+/// selection heuristic, [`select_neighbors`]), and with `force` `new` takes the farthest
+/// kept member's place when the heuristic would drop it. `to_owner` measures a member
+/// from the owner, `between` two members. The one link-and-shrink of every graph: the
+/// in-memory builds' and the stored index's (inserts and VACUUM).
+pub fn link_into(
+    current: &[NodeId],
+    new: NodeId,
+    distance: f32,
+    max: usize,
+    force: bool,
+    mut to_owner: impl FnMut(NodeId) -> f32,
+    between: impl FnMut(NodeId, NodeId) -> f32,
+) -> Option<Vec<NodeId>> {
+    if current.contains(&new) {
+        return None;
+    }
+    if current.len() < max {
+        return Some(current.iter().copied().chain([new]).collect());
+    }
+    let mut scored: Vec<Scored> = current
+        .iter()
+        .map(|&n| Scored {
+            distance: to_owner(n),
+            node: n,
+        })
+        .chain([Scored {
+            distance,
+            node: new,
+        }])
+        .collect();
+    scored.sort();
+    let mut chosen: Vec<NodeId> = select_neighbors(&scored, max, between)
+        .iter()
+        .map(|s| s.node)
+        .collect();
+    if !chosen.contains(&new) {
+        if !force {
+            return None;
+        }
+        chosen.pop();
+        chosen.push(new);
+    }
+    Some(chosen)
+}
+
+/// A graph whose lists can be changed by others between a read and a write (an index's
+/// pages, shared by backends): lists are computed from what was read and written only
+/// if they are still what was read.
+pub trait GraphStore: GraphView {
+    fn metric(&self) -> Metric;
+    /// Makes `node`'s vector available to [`vector`](Self::vector).
+    fn load(&mut self, node: NodeId);
+    /// The vector of a node [`load`](Self::load)ed before.
+    fn vector(&self, node: NodeId) -> &[f32];
+    /// Replaces `node`'s list on `level` by `new` if it still is `expected`; false (and
+    /// nothing written) when it changed meanwhile.
+    fn replace_neighbors(
+        &mut self,
+        node: NodeId,
+        level: usize,
+        expected: &[NodeId],
+        new: &[NodeId],
+    ) -> bool;
+}
+
+/// Links `new` (at `distance`) into `node`'s list on `level` of at most `max` in a
+/// [`GraphStore`] (see [`link_into`]); a list changed by someone else meanwhile is read
+/// and computed again, a few times at most.
+pub fn link_stored(
+    graph: &mut impl GraphStore,
+    node: NodeId,
+    new: NodeId,
+    distance: f32,
+    level: usize,
+    max: usize,
+    force: bool,
+) {
+    let metric = graph.metric();
+    let mut current = Vec::new();
+    for _attempt in 0..5 {
+        graph.neighbors(node, level, &mut current);
+        if current.contains(&new) {
+            return;
+        }
+        if current.len() >= max {
+            graph.load(node);
+            for &n in &current {
+                graph.load(n);
+            }
+        }
+        let g = &*graph;
+        let Some(wanted) = link_into(
+            &current,
+            new,
+            distance,
+            max,
+            force,
+            |n| metric.distance(g.vector(n), g.vector(node)),
+            |a, b| metric.distance(g.vector(a), g.vector(b)),
+        ) else {
+            return;
+        };
+        if graph.replace_neighbors(node, level, &current, &wanted) {
+            return;
+        }
+    }
+}
+
 /// A graph in memory, as an index build makes it.
 pub struct Graph {
     params: Params,
@@ -388,26 +499,24 @@ impl Graph {
     /// Adds `new` to the neighbours of `node` on `level`, pruning them if too many.
     fn link(&mut self, node: u32, new: u32, distance: f32, level: usize) {
         let max = self.params.max_neighbors(level);
-        let list = &mut self.links[node as usize][level];
-        if list.len() < max {
-            list.push(new);
-            return;
-        }
-        let base = self.vector(node).to_vec();
-        let mut scored: Vec<Scored> = self.links[node as usize][level]
+        let metric = self.params.metric;
+        let current: Vec<NodeId> = self.links[node as usize][level]
             .iter()
-            .map(|&n| Scored {
-                distance: self.params.metric.distance(self.vector(n), &base),
-                node: n.into(),
-            })
+            .map(|&n| n.into())
             .collect();
-        scored.push(Scored {
+        let base = self.vector(node);
+        let list = link_into(
+            &current,
+            new.into(),
             distance,
-            node: new.into(),
-        });
-        scored.sort();
-        let chosen = self.select(&scored, max);
-        self.links[node as usize][level] = chosen.iter().map(|s| s.node as u32).collect();
+            max,
+            false,
+            |n| metric.distance(self.vector(n as u32), base),
+            |a, b| metric.distance(self.vector(a as u32), self.vector(b as u32)),
+        );
+        if let Some(list) = list {
+            self.links[node as usize][level] = list.iter().map(|&n| n as u32).collect();
+        }
     }
 }
 
@@ -490,33 +599,22 @@ impl Shared<'_> {
 
     fn link(&self, node: u32, new: u32, distance: f32, level: usize) {
         let max = self.params.max_neighbors(level);
+        let metric = self.params.metric;
         let mut lists = self.lock(node);
         let list = &mut lists[level];
-        if list.contains(&new) {
-            return;
-        }
-        if list.len() < max {
-            list.push(new);
-            return;
-        }
+        let current: Vec<NodeId> = list.iter().map(|&n| n.into()).collect();
         let base = self.vector(node);
-        let mut scored: Vec<Scored> = list
-            .iter()
-            .map(|&n| Scored {
-                distance: self.params.metric.distance(self.vector(n), base),
-                node: n.into(),
-            })
-            .collect();
-        scored.push(Scored {
+        if let Some(new_list) = link_into(
+            &current,
+            new.into(),
             distance,
-            node: new.into(),
-        });
-        scored.sort();
-        *list = self
-            .select(&scored, max)
-            .iter()
-            .map(|s| s.node as u32)
-            .collect();
+            max,
+            false,
+            |n| metric.distance(self.vector(n as u32), base),
+            |a, b| metric.distance(self.vector(a as u32), self.vector(b as u32)),
+        ) {
+            *list = new_list.iter().map(|&n| n as u32).collect();
+        }
     }
 }
 
@@ -817,5 +915,101 @@ mod tests {
         assert!(Params::new(101, 200, Metric::L2).is_err());
         assert!(Params::new(16, 8, Metric::L2).is_err());
         assert!(Params::new(16, 2000, Metric::L2).is_err());
+    }
+
+    /// Nodes on a line: node i at x = i.
+    fn on_a_line(a: NodeId, b: NodeId) -> f32 {
+        (a as f32 - b as f32).abs()
+    }
+
+    #[test]
+    fn linking_into_a_list_adds_keeps_or_forces() {
+        let owner = 0;
+        let link = |current: &[NodeId], new: NodeId, max: usize, force: bool| {
+            link_into(
+                current,
+                new,
+                on_a_line(owner, new),
+                max,
+                force,
+                |n| on_a_line(owner, n),
+                on_a_line,
+            )
+        };
+        // Room: appended. Already there: unchanged.
+        assert_eq!(link(&[1, 2], 3, 3, false), Some(vec![1, 2, 3]));
+        assert_eq!(link(&[1, 2], 2, 3, false), None);
+        // Full: a nearer node is kept, the list stays within max.
+        let l = link(&[2, 3, 4], 1, 3, false).unwrap();
+        assert!(l.contains(&1) && l.len() == 3, "{l:?}");
+        // Full, and the farthest candidate: dropped, unless forced in.
+        assert_eq!(link(&[1, 2, 3], 9, 3, false), None);
+        let l = link(&[1, 2, 3], 9, 3, true).unwrap();
+        assert!(l.contains(&9) && l.len() == 3, "{l:?}");
+    }
+
+    /// Lists of a one-dimensional graph that a concurrent writer changes once.
+    struct Racy {
+        lists: Vec<Vec<NodeId>>,
+        vectors: Vec<Vec<f32>>,
+        race: Option<(NodeId, Vec<NodeId>)>,
+        writes: usize,
+    }
+
+    impl GraphView for Racy {
+        fn entry(&mut self) -> Option<(NodeId, usize)> {
+            Some((0, 0))
+        }
+        fn neighbors(&mut self, node: NodeId, _level: usize, out: &mut Vec<NodeId>) {
+            out.clear();
+            out.extend(&self.lists[node as usize]);
+        }
+        fn distance_to(&mut self, node: NodeId, query: &[f32]) -> f32 {
+            Metric::L2.distance(&self.vectors[node as usize], query)
+        }
+    }
+
+    impl GraphStore for Racy {
+        fn metric(&self) -> Metric {
+            Metric::L2
+        }
+        fn load(&mut self, _node: NodeId) {}
+        fn vector(&self, node: NodeId) -> &[f32] {
+            &self.vectors[node as usize]
+        }
+        fn replace_neighbors(
+            &mut self,
+            node: NodeId,
+            _level: usize,
+            expected: &[NodeId],
+            new: &[NodeId],
+        ) -> bool {
+            if let Some((n, list)) = self.race.take() {
+                self.lists[n as usize] = list;
+            }
+            if self.lists[node as usize] != expected {
+                return false;
+            }
+            self.lists[node as usize] = new.to_vec();
+            self.writes += 1;
+            true
+        }
+    }
+
+    #[test]
+    fn a_list_changed_meanwhile_is_computed_again() {
+        let mut g = Racy {
+            lists: vec![vec![1], vec![], vec![], vec![]],
+            vectors: (0..4).map(|i| vec![i as f32]).collect(),
+            // Between the read and the write, someone links 2 into node 0's list.
+            race: Some((0, vec![1, 2])),
+            writes: 0,
+        };
+        link_stored(&mut g, 0, 3, 9.0, 0, 4, false);
+        assert_eq!(g.lists[0], [1, 2, 3]);
+        assert_eq!(g.writes, 1);
+        // Already linked: nothing written.
+        link_stored(&mut g, 0, 3, 9.0, 0, 4, false);
+        assert_eq!(g.writes, 1);
     }
 }

@@ -8,7 +8,9 @@
 use epiphany_core::pg::buffer::{Buffer, Image, Lock, Rel, WalRecord};
 use epiphany_core::pg::page;
 use epiphany_core::pg::OrReport;
-use epiphany_core::vector::hnsw::{search_layer, select_neighbors, GraphView, NodeId, Scored};
+use epiphany_core::vector::hnsw::{
+    link_stored, search_layer, select_neighbors, GraphStore, GraphView, Metric, NodeId, Scored,
+};
 use epiphany_core::vector::hnsw_node::{Meta, Node, NodeAddr, RowId, Shape, MAX_ROWS};
 use epiphany_core::Error;
 use pgrx::pg_sys;
@@ -104,8 +106,7 @@ pub unsafe fn insert(index: pg_sys::Relation, vector: &[f32], row: RowId) {
     graph.remember(id, vector);
     for (l, chosen) in links.iter().enumerate() {
         for s in chosen {
-            // SAFETY: per the contract.
-            unsafe { link(index, &mut graph, s.node, id, s.distance, l, false) };
+            link(&mut graph, s.node, id, s.distance, l, false);
         }
     }
 }
@@ -200,15 +201,12 @@ unsafe fn place(index: pg_sys::Relation, node: &Node, shape: Shape, cap: usize) 
     addr.pack()
 }
 
-/// Adds `new` to `node`'s neighbours on `level`; a full list keeps the best spread of its
-/// members and `new` (the selection heuristic), or with `force` gives `new` the place of
-/// its farthest member when the heuristic would not keep it. The list is computed without
-/// locks and written only if nobody changed it meanwhile (else computed again).
-///
-/// # Safety
-/// `index` is an open epiphany_hnsw index.
-pub unsafe fn link(
-    index: pg_sys::Relation,
+/// Adds `new` to `node`'s neighbours on `level` (`epiphany_core`'s one link-and-shrink,
+/// [`link_stored`]): a full list keeps the best spread of its members and `new`, or with
+/// `force` gives `new` the place of its farthest member when the heuristic would not
+/// keep it. The list is computed without locks and written only if nobody changed it
+/// meanwhile (else computed again).
+pub fn link(
     graph: &mut PageGraph,
     node: NodeId,
     new: NodeId,
@@ -216,52 +214,35 @@ pub unsafe fn link(
     level: usize,
     force: bool,
 ) {
-    let shape = graph.meta.shape;
-    let metric = graph.metric;
-    let room = if level == 0 { 2 * shape.m } else { shape.m };
-    for _attempt in 0..5 {
-        let mut current = Vec::new();
-        graph.with_node(node, |n| n.neighbors(level, &mut current).or_report());
-        if current.contains(&new) {
-            return;
-        }
-        let wanted: Vec<NodeId> = if current.len() < room {
-            current.iter().copied().chain([new]).collect()
-        } else {
-            graph.load(node);
-            for &n in &current {
-                graph.load(n);
-            }
-            let base = graph.cached(node);
-            let mut scored: Vec<Scored> = current
-                .iter()
-                .map(|&n| Scored {
-                    distance: metric.distance(graph.cached(n), base),
-                    node: n,
-                })
-                .chain([Scored {
-                    distance,
-                    node: new,
-                }])
-                .collect();
-            scored.sort();
-            let chosen = select_neighbors(&scored, room, |a, b| {
-                metric.distance(graph.cached(a), graph.cached(b))
-            });
-            let mut chosen: Vec<NodeId> = chosen.iter().map(|s| s.node).collect();
-            if !chosen.contains(&new) {
-                if !force {
-                    return;
-                }
-                chosen.pop();
-                chosen.push(new);
-            }
-            chosen
-        };
+    let m = graph.meta.shape.m;
+    let room = if level == 0 { 2 * m } else { m };
+    link_stored(graph, node, new, distance, level, room, force);
+}
+
+impl GraphStore for PageGraph {
+    fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    fn load(&mut self, node: NodeId) {
+        PageGraph::load(self, node)
+    }
+
+    fn vector(&self, node: NodeId) -> &[f32] {
+        self.cached(node)
+    }
+
+    fn replace_neighbors(
+        &mut self,
+        node: NodeId,
+        level: usize,
+        expected: &[NodeId],
+        new: &[NodeId],
+    ) -> bool {
+        let shape = self.meta.shape;
         let addr = NodeAddr::unpack(node);
         // One node page locked exclusively, nothing else held.
-        // SAFETY: per the contract.
-        let rel = unsafe { Rel::new(index) };
+        let rel = self.rel();
         let buffer = Buffer::read(rel, addr.block, Lock::Exclusive);
         let mut n = pages::node_at(buffer.page(), addr, shape)
             .to_node()
@@ -269,11 +250,11 @@ pub unsafe fn link(
         let unchanged = n.neighbors[level]
             .iter()
             .map(|a| a.pack())
-            .eq(current.iter().copied());
+            .eq(expected.iter().copied());
         if unchanged {
-            n.neighbors[level] = wanted.iter().map(|&id| NodeAddr::unpack(id)).collect();
+            n.neighbors[level] = new.iter().map(|&id| NodeAddr::unpack(id)).collect();
             rewrite(rel, buffer, addr, &n, shape);
-            return;
         }
+        unchanged
     }
 }

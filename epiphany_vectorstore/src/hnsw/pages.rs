@@ -164,6 +164,12 @@ impl PageGraph {
         self
     }
 
+    /// The index, open while this lives (constructor contract).
+    pub fn rel(&self) -> Rel<'_> {
+        // SAFETY: per the constructor's contract.
+        unsafe { Rel::new(self.rel) }
+    }
+
     /// Runs `f` on node `id` while its page is share-locked.
     pub fn with_node<R>(&self, id: NodeId, f: impl FnOnce(NodeRef<'_>) -> R) -> R {
         let addr = NodeAddr::unpack(id);

@@ -200,7 +200,7 @@ unsafe fn repair(
                     for n in list.iter().filter(|n| !old.neighbors[level].contains(n)) {
                         graph.load(n.pack());
                         let d = graph.metric.distance(graph.cached(n.pack()), &new.vector);
-                        insert::link(index, &mut graph, n.pack(), addr.pack(), d, level, false);
+                        insert::link(&mut graph, n.pack(), addr.pack(), d, level, false);
                     }
                 }
             }
@@ -250,8 +250,7 @@ unsafe fn reconnect(
             metric.distance(graph.cached(a), graph.cached(b))
         });
         for (i, s) in chosen.iter().enumerate() {
-            // SAFETY: per the contract.
-            unsafe { insert::link(index, &mut graph, s.node, y, s.distance, 0, i == 0) };
+            insert::link(&mut graph, s.node, y, s.distance, 0, i == 0);
         }
     }
 }
