@@ -6,6 +6,7 @@
 pub mod distance;
 pub mod hnsw;
 pub mod hnsw_node;
+pub mod hnsw_repair;
 pub mod ivf_page;
 pub mod kmeans;
 pub mod pq;

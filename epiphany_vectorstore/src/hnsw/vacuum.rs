@@ -1,20 +1,20 @@
 //! VACUUM: dead rows leave their nodes; a node without rows is marked deleted, and every
 //! link to a deleted node is replaced by the best of that node's own neighbours (the
 //! selection heuristic, with a search of the graph when too few of those are live), so
-//! the graph stays connected and recall holds. A deleted node
-//! stays on its page (a scan may be standing on it); its space is reclaimed by REINDEX.
+//! the graph stays connected and recall holds (`epiphany_core::vector::hnsw_repair`). A
+//! deleted node stays on its page (a scan may be standing on it); its space is reclaimed
+//! by REINDEX.
 
 use epiphany_core::pg::OrReport;
-use epiphany_core::vector::hnsw::{
-    search, search_layer, select_neighbors, GraphView, NodeId, Scored,
-};
+use epiphany_core::vector::hnsw::NodeId;
 use epiphany_core::vector::hnsw_node::{Meta, Node, NodeAddr, Shape};
+use epiphany_core::vector::hnsw_repair::{Deleted, Repair};
 use pgrx::itemptr::item_pointer_set_all;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::index_am::{read_for_vacuum, vacuum_stats};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use super::build::write_meta;
 use super::insert;
@@ -136,16 +136,17 @@ pub unsafe extern "C-unwind" fn bulk_delete(
 ///
 /// # Safety
 /// As [`bulk_delete`].
-unsafe fn repair(
-    info: *mut pg_sys::IndexVacuumInfo,
-    meta: Meta,
-    deleted: &FxHashMap<NodeId, Vec<Vec<NodeId>>>,
-) {
+unsafe fn repair(info: *mut pg_sys::IndexVacuumInfo, meta: Meta, deleted: &Deleted) {
     let shape = meta.shape;
     // SAFETY: per the contract.
     unsafe {
         let index = (*info).index;
         let mut graph = PageGraph::new(index, meta, true);
+        let repair = Repair {
+            deleted,
+            m: shape.m,
+            ef: meta.ef_construction,
+        };
         for block in 1..pages::block_count(index) {
             pages::delay_point();
             let buffer = read_for_vacuum(info, block, Lock::Share);
@@ -175,8 +176,12 @@ unsafe fn repair(
                 let mut n = node.clone();
                 for (level, list) in node.neighbors.iter().enumerate() {
                     if list.iter().any(|a| deleted.contains_key(&a.pack())) {
-                        n.neighbors[level] =
-                            relink(&mut graph, addr.pack(), &node.vector, list, level, deleted);
+                        let ids: Vec<NodeId> = list.iter().map(|a| a.pack()).collect();
+                        n.neighbors[level] = repair
+                            .relink(&mut graph, addr.pack(), &node.vector, &ids, level)
+                            .into_iter()
+                            .map(NodeAddr::unpack)
+                            .collect();
                     }
                 }
                 fixed.push((*addr, n));
@@ -208,113 +213,21 @@ unsafe fn repair(
     }
 }
 
-/// Links every live node that no search can reach any more (its links in all came from
-/// deleted nodes) back into the bottom layer: a walk from the entry point finds them, and
-/// each is linked from its nearest live nodes, the nearest one taking it in any case.
+/// Links every live node that no search can reach any more back into the bottom layer
+/// (`epiphany_core::vector::hnsw_repair::reconnect`).
 ///
 /// # Safety
 /// As [`bulk_delete`].
-unsafe fn reconnect(
-    index: pg_sys::Relation,
-    meta: Meta,
-    live: &[NodeId],
-    deleted: &FxHashMap<NodeId, Vec<Vec<NodeId>>>,
-) {
-    let Some((entry, _)) = meta.entry else {
-        return;
-    };
+unsafe fn reconnect(index: pg_sys::Relation, meta: Meta, live: &[NodeId], deleted: &Deleted) {
     // SAFETY: per the contract.
     let mut graph = unsafe { PageGraph::new(index, meta, true) };
-    let mut reached: FxHashSet<NodeId> = FxHashSet::default();
-    let mut todo = vec![entry.pack()];
-    let mut list = Vec::new();
-    reached.insert(entry.pack());
-    while let Some(n) = todo.pop() {
-        graph.with_node(n, |node| node.neighbors(0, &mut list).or_report());
-        for &m in &list {
-            if reached.insert(m) {
-                todo.push(m);
-            }
-        }
-    }
     let m = meta.shape.m;
-    let metric = graph.metric;
-    for &y in live.iter().filter(|y| !reached.contains(y)) {
-        graph.load(y);
-        let v = graph.cached(y).to_vec();
-        let found: Vec<Scored> = search(&mut graph, &v, meta.ef_construction, meta.ef_construction)
-            .into_iter()
-            .filter(|s| s.node != y && !deleted.contains_key(&s.node))
-            .collect();
-        let chosen = select_neighbors(&found, m, |a, b| {
-            metric.distance(graph.cached(a), graph.cached(b))
-        });
-        for (i, s) in chosen.iter().enumerate() {
-            insert::link(&mut graph, s.node, y, s.distance, 0, i == 0);
-        }
-    }
-}
-
-/// A new neighbour list for `node` on `level`: its live neighbours and the live
-/// neighbours of its deleted ones, chosen by the selection heuristic.
-fn relink(
-    graph: &mut PageGraph,
-    node: NodeId,
-    vector: &[f32],
-    list: &[NodeAddr],
-    level: usize,
-    deleted: &FxHashMap<NodeId, Vec<Vec<NodeId>>>,
-) -> Vec<NodeAddr> {
-    let metric = graph.metric;
-    let room = if level == 0 {
-        2 * graph.meta.shape.m
-    } else {
-        graph.meta.shape.m
+    let repair = Repair {
+        deleted,
+        m,
+        ef: meta.ef_construction,
     };
-    let mut seen = FxHashSet::default();
-    let mut candidates = Vec::new();
-    for a in list {
-        let id = a.pack();
-        let via: &[NodeId] = match deleted.get(&id) {
-            Some(lists) => lists.get(level).map_or(&[], |l| l.as_slice()),
-            None => std::slice::from_ref(&id),
-        };
-        for &c in via {
-            if c != node && !deleted.contains_key(&c) && seen.insert(c) {
-                graph.load(c);
-                candidates.push(Scored {
-                    distance: metric.distance(graph.cached(c), vector),
-                    node: c,
-                });
-            }
-        }
-    }
-    // After heavy deletes two hops may not find enough live nodes: search the graph for
-    // the node's vector on this level, as an insert would (deleted nodes still route).
-    if candidates.len() < room {
-        if let Some((entry, top)) = graph.entry() {
-            let mut nearest = vec![Scored {
-                distance: graph.distance_to(entry, vector),
-                node: entry,
-            }];
-            for l in (level + 1..=top).rev() {
-                nearest = search_layer(graph, vector, &nearest, 1, l);
-            }
-            let ef = graph.meta.ef_construction.max(room);
-            for s in search_layer(graph, vector, &nearest, ef, level) {
-                if s.node != node && !deleted.contains_key(&s.node) && seen.insert(s.node) {
-                    candidates.push(s);
-                }
-            }
-        }
-    }
-    candidates.sort();
-    select_neighbors(&candidates, room, |a, b| {
-        metric.distance(graph.cached(a), graph.cached(b))
-    })
-    .iter()
-    .map(|s| NodeAddr::unpack(s.node))
-    .collect()
+    repair.reconnect(&mut graph, live);
 }
 
 /// `amvacuumcleanup`.
