@@ -25,6 +25,7 @@ use pgrx::prelude::*;
 use crate::convert::table::TableInfo;
 use crate::convert::windows::DeferredRow;
 use crate::storage::catalog::{self, PartRow};
+use crate::storage::part_access::RelationPart;
 use crate::storage::part_access::{store_row, OpenPart, RowContext};
 
 #[repr(C)]

@@ -11,6 +11,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::scan::{state, ScanState};
+use crate::storage::part_access::RelationPart;
 use crate::storage::part_access::{store_row, OpenPart};
 
 pub(super) struct SampleState {

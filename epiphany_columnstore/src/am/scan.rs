@@ -6,10 +6,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use epiphany_core::columnar::filter::filter_batch;
 use epiphany_core::columnar::prune::Predicate;
-use epiphany_core::columnar::scan_plan::{decode_stats, prune_granules, prune_parts, ScanCounters};
-use epiphany_core::columnar::{ColumnType, PartBatches};
+use epiphany_core::columnar::scan_plan::ScanCounters;
+use epiphany_core::columnar::stored::PartScan;
+use epiphany_core::columnar::PartBatches;
 use epiphany_core::pg::owned::ContextOwned;
 use epiphany_core::pg::OrReportIn;
 use epiphany_core::Error;
@@ -18,17 +18,8 @@ use pgrx::prelude::*;
 
 use crate::convert::table::TableInfo;
 use crate::storage::catalog::{self, PartRow};
+use crate::storage::page_store::RelationPageStore;
 use crate::storage::part_access::{DatumBatch, OpenPart, RowContext};
-
-/// The table column a predicate is about.
-fn predicate_column(p: &Predicate) -> usize {
-    match p {
-        Predicate::Compare { column, .. }
-        | Predicate::In { column, .. }
-        | Predicate::IsNull { column }
-        | Predicate::IsNotNull { column } => *column,
-    }
-}
 
 /// Rows decoded per batch.
 const BATCH_ROWS: usize = 8192;
@@ -77,16 +68,8 @@ pub struct ParallelScan {
 pub struct ScanState {
     pub info: TableInfo,
     pub parts: Vec<PartRow>,
-    /// Table columns read, in order (all, for the access method's own scans).
-    read: Vec<usize>,
-    /// Pruning predicates (the custom scan's quals that statistics can answer).
-    preds: Vec<Predicate>,
-    pub counters: ScanCounters,
-    /// Rows the pruning predicates dropped before Postgres saw them, not yet added to
-    /// the node's "Rows Removed by Filter" (see `take_filtered`).
-    filtered: u64,
-    /// Whether rows get their TIDs (read from the part's row-number column).
-    need_tids: bool,
+    /// Columns read, pruning by the custom scan's quals, counters (`epiphany_core`).
+    scan: PartScan,
     next_part: usize,
     current: Option<(OpenPart, PartBatches)>,
     batch: Option<(DatumBatch, usize)>,
@@ -120,14 +103,11 @@ impl ScanState {
         let parts = unsafe { catalog::visible_for_read(rel, storage, snapshot) }?;
         let row_context = RowContext::new(c"epiphany_columnar row");
         let read = (0..info.columns.len()).collect();
+        let scan = PartScan::new(&info.schema, read, Vec::new(), true);
         Ok(ScanState {
             info,
             parts,
-            read,
-            preds: Vec::new(),
-            counters: ScanCounters::default(),
-            filtered: 0,
-            need_tids: true,
+            scan,
             next_part: 0,
             current: None,
             batch: None,
@@ -143,11 +123,16 @@ impl ScanState {
     /// The rows dropped by the pruning predicates since the last call: they failed a
     /// qual Postgres would have counted as filtered.
     pub fn take_filtered(&mut self) -> u64 {
-        std::mem::take(&mut self.filtered)
+        self.scan.take_filtered()
     }
 
     pub fn total_rows(&self) -> u64 {
         self.parts.iter().map(|p| p.row_count).sum()
+    }
+
+    /// What the scan read and skipped.
+    pub fn counters(&mut self) -> &mut ScanCounters {
+        &mut self.scan.counters
     }
 
     /// Reads only the table columns `read` (in ascending order) and skips the parts
@@ -157,35 +142,15 @@ impl ScanState {
         read: Vec<usize>,
         preds: Vec<Predicate>,
     ) -> Result<(), Error> {
-        self.read = read;
-        self.preds = preds;
-        if !self.preds.is_empty() {
-            let summaries = self
-                .parts
-                .iter()
-                .map(|p| decode_stats(&p.stats))
-                .collect::<Result<Vec<_>, Error>>()?;
-            let kept = prune_parts(&summaries, &self.preds, &mut self.counters);
-            let parts = std::mem::take(&mut self.parts);
-            self.parts = kept.into_iter().map(|i| parts[i].clone()).collect();
-        } else {
-            self.counters.parts_scanned = self.parts.len() as u64;
-        }
+        self.scan = PartScan::new(&self.info.schema, read, preds, true);
+        self.parts = self.scan.prune_parts(std::mem::take(&mut self.parts))?;
         Ok(())
-    }
-
-    fn columns_with_rows(&self, reader_row_column: usize) -> Vec<usize> {
-        let mut c = self.read.clone();
-        if self.need_tids {
-            c.push(reader_row_column);
-        }
-        c
     }
 
     /// Rows are returned without TIDs (the custom scan of a query that does not read
     /// `ctid`): the row-number column is then not read at all.
     pub fn without_tids(&mut self) {
-        self.need_tids = false;
+        self.scan.without_row_numbers();
     }
 
     /// The next row into `slot`; false at the end. `shared` is the progress of a parallel
@@ -209,6 +174,7 @@ impl ScanState {
                 let desc = (*slot).tts_tupleDescriptor;
                 if !crate::convert::table::same_column_types(desc, (*rel).rd_att) {
                     self.info = TableInfo::load_with(rel, desc)?;
+                    self.scan.set_schema(&self.info.schema);
                 }
             }
         }
@@ -237,7 +203,7 @@ impl ScanState {
             if let Some((batch, r)) = &mut self.batch {
                 if *r < batch.rows {
                     // SAFETY: per the contract.
-                    unsafe { batch.store(slot, &self.read, *r, (*rel).rd_id) }?;
+                    unsafe { batch.store(slot, self.scan.read(), *r, (*rel).rd_id) }?;
                     *r += 1;
                     return Ok(true);
                 }
@@ -246,26 +212,9 @@ impl ScanState {
             if let Some((part, batches)) = &mut self.current {
                 match batches.next() {
                     Some(batch) => {
-                        let batch = batch?;
                         // Rows that certainly fail a pruning predicate are dropped before
                         // they are converted (Postgres still checks every qual).
-                        let batch = if self.preds.is_empty() {
-                            batch
-                        } else {
-                            let types: Vec<ColumnType> =
-                                self.read.iter().map(|&c| self.info.columns[c].ty).collect();
-                            let preds: Vec<(usize, &Predicate)> = self
-                                .preds
-                                .iter()
-                                .filter_map(|p| {
-                                    let column = predicate_column(p);
-                                    self.read.iter().position(|&c| c == column).map(|k| (k, p))
-                                })
-                                .collect();
-                            let kept = filter_batch(&batch, &types, &preds)?;
-                            self.filtered += (batch.num_rows() - kept.num_rows()) as u64;
-                            kept
-                        };
+                        let batch = self.scan.filter(batch?)?;
                         // SAFETY: the previous batch's datums are no longer in any slot
                         // (the slot is cleared before every row stored).
                         let decoded = unsafe {
@@ -273,7 +222,7 @@ impl ScanState {
                             let old = pg_sys::MemoryContextSwitchTo(self.row_context.get());
                             let d = DatumBatch::decode(
                                 &self.info.columns,
-                                &self.read,
+                                self.scan.read(),
                                 &batch,
                                 part.row.first_row,
                             );
@@ -297,22 +246,12 @@ impl ScanState {
             let Some(row) = self.parts.get(index).cloned() else {
                 return Ok(false);
             };
+            let before = self.scan.counters;
             // SAFETY: per the contract.
-            let part = unsafe { OpenPart::open(rel, &self.info.schema, row) }?;
-            let columns = self.columns_with_rows(part.reader.row_column());
-            let before = self.counters;
-            let granules: Vec<usize> = if self.preds.is_empty() {
-                self.counters.granules_scanned += part.reader.granules() as u64;
-                (0..part.reader.granules()).collect()
-            } else {
-                prune_granules(
-                    &part.reader.granule_stats()?,
-                    &self.preds,
-                    &mut self.counters,
-                )
-            };
+            let store = unsafe { RelationPageStore::new(rel) };
+            let opened = self.scan.open(&store, row, BATCH_ROWS)?;
             if let Some(shared) = shared {
-                let c = self.counters;
+                let c = self.scan.counters;
                 shared.granules_scanned.fetch_add(
                     c.granules_scanned - before.granules_scanned,
                     Ordering::Relaxed,
@@ -322,13 +261,7 @@ impl ScanState {
                     Ordering::Relaxed,
                 );
             }
-            if granules.is_empty() {
-                continue;
-            }
-            // SAFETY: per the contract.
-            unsafe { part.fetch(rel, &columns, &granules) }?;
-            let batches = part.reader.read(&columns, &granules, BATCH_ROWS)?;
-            self.current = Some((part, batches));
+            self.current = opened;
         }
     }
 }

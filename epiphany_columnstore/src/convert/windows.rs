@@ -15,6 +15,7 @@ use pgrx::pg_sys;
 
 use crate::convert::table::TableInfo;
 use crate::storage::part_access::OpenPart;
+use crate::storage::part_access::RelationPart;
 
 /// Bytes (kB) of decoded column windows and positions each backend keeps for fetches.
 pub static FETCH_CACHE_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);

@@ -212,7 +212,7 @@ pub(super) unsafe extern "C-unwind" fn shutdown(node: *mut pg_sys::CustomScanSta
             return;
         };
         let (scanned, skipped) = (*(*me).shared).granules();
-        let counters = &mut state.counters;
+        let counters = state.counters();
         counters.granules_scanned = scanned;
         counters.granules_skipped = skipped;
         (*me).shared = std::ptr::null();
@@ -241,7 +241,7 @@ pub(super) unsafe extern "C-unwind" fn explain(
             es,
         );
         if let Some(state) = (*me).state.get().filter(|_| (*es).analyze) {
-            let c = state.counters;
+            let c = *state.counters();
             for (label, value) in [
                 (c"Parts Scanned", c.parts_scanned),
                 (c"Parts Skipped", c.parts_skipped),

@@ -15,6 +15,7 @@ use crate::convert::table::TableInfo;
 use crate::storage::catalog::{self, PartRow};
 use crate::storage::page_store::RelationPageStore;
 use crate::storage::part_access::OpenPart;
+use crate::storage::part_access::RelationPart;
 
 /// The columnar table `oid` names, opened for reading (AccessShareLock, held to the end
 /// of the transaction) after checking the caller may read it. The functions take the

@@ -7,38 +7,13 @@
 //! command id explicitly. Rows are keyed by storage id (see `meta`), not by relation.
 
 use epiphany_core::pg::buffer::{ContentLock, Lock};
-use epiphany_core::storage::Extent;
 use epiphany_core::Error;
 use pgrx::pg_sys;
 use pgrx::{FromDatum, IntoDatum};
 
 const NATTS: usize = 9;
 
-/// One part, as its catalog row records it.
-#[derive(Debug, Clone)]
-pub struct PartRow {
-    pub storage_id: u64,
-    pub part_id: u64,
-    pub level: i32,
-    pub first_row: u64,
-    pub row_count: u64,
-    pub first_block: u32,
-    pub pages: u32,
-    pub byte_len: u64,
-    /// Part summary (`scan_plan::encode_stats`).
-    pub stats: Vec<u8>,
-}
-
-impl PartRow {
-    pub fn extent(&self) -> Extent {
-        Extent {
-            id: self.part_id,
-            first_block: self.first_block,
-            pages: self.pages,
-            len: self.byte_len,
-        }
-    }
-}
+pub use epiphany_core::columnar::stored::PartRow;
 
 /// The oid of an object of ours in schema `epiphany`.
 pub fn object_oid(name: &std::ffi::CStr) -> Result<pg_sys::Oid, Error> {

@@ -1,13 +1,11 @@
-//! Reading parts of a relation: opening a part from its pages, fetching the column
-//! chunks a reader needs, and turning decoded rows into slot contents.
+//! Reading parts of a relation: the core's open part over the relation's pages, and
+//! turning decoded rows into slot contents.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt32Type;
 use arrow_array::RecordBatch;
-use epiphany_core::columnar::fetch::SparsePart;
 use epiphany_core::columnar::rowid::row_to_tid;
-use epiphany_core::columnar::{value_at, PartReader, TableSchema};
-use epiphany_core::storage::ExtentReader;
+use epiphany_core::columnar::{value_at, TableSchema};
 use epiphany_core::Error;
 use pgrx::pg_sys;
 
@@ -15,121 +13,92 @@ use crate::convert::datum::ColumnInfo;
 use crate::storage::catalog::PartRow;
 use crate::storage::page_store::RelationPageStore;
 
-/// A part with the footer read; column chunks are fetched on demand.
-pub struct OpenPart {
-    pub row: PartRow,
-    pub reader: PartReader<SparsePart>,
-}
+pub use epiphany_core::columnar::stored::OpenPart;
 
-impl OpenPart {
+/// [`OpenPart`] over a relation's pages (`epiphany_core::columnar::stored`).
+pub trait RelationPart: Sized {
     /// # Safety
     /// `rel` must be open and locked for reading.
-    pub unsafe fn open(
+    unsafe fn open(
         rel: pg_sys::Relation,
         schema: &TableSchema,
         row: PartRow,
-    ) -> Result<Self, Error> {
-        // SAFETY: per the contract.
-        unsafe { Self::open_with(rel, schema, row, false) }
-    }
+    ) -> Result<Self, Error>;
 
-    /// As [`OpenPart::open`], with the offset index loaded for [`OpenPart::rows`]: for
-    /// fetches by TID, which read a few rows of a granule.
+    /// As [`RelationPart::open`], with the offset index loaded for [`RelationPart::rows`]:
+    /// for fetches by TID, which read a few rows of a granule.
     ///
     /// # Safety
-    /// As [`OpenPart::open`].
-    pub unsafe fn open_for_fetch(
+    /// As [`RelationPart::open`].
+    unsafe fn open_for_fetch(
         rel: pg_sys::Relation,
         schema: &TableSchema,
         row: PartRow,
-    ) -> Result<Self, Error> {
-        // SAFETY: per the contract.
-        unsafe { Self::open_with(rel, schema, row, true) }
-    }
+    ) -> Result<Self, Error>;
 
     /// # Safety
-    /// As [`OpenPart::open`].
-    unsafe fn open_with(
-        rel: pg_sys::Relation,
-        schema: &TableSchema,
-        row: PartRow,
-        offsets: bool,
-    ) -> Result<Self, Error> {
-        // SAFETY: per the contract.
-        let store = unsafe { RelationPageStore::new(rel) };
-        let extent = ExtentReader::new(&store, row.extent())?;
-        let mut fetch = |off, len| extent.read(off, len);
-        let sparse = SparsePart::with_tail(row.byte_len, &mut fetch)?;
-        let reader = if offsets {
-            sparse.fetch_offset_indexes(&mut fetch)?;
-            PartReader::open_with_offsets(schema, sparse)?
-        } else {
-            PartReader::open(schema, sparse)?
-        };
-        if reader.rows() != row.row_count {
-            return Err(Error::Corrupted(format!(
-                "part {} holds {} rows, its catalog row says {}",
-                row.part_id,
-                reader.rows(),
-                row.row_count
-            )));
-        }
-        Ok(OpenPart { row, reader })
-    }
-
-    /// Fetches the chunks of `columns` in `granules` (those not held yet).
-    ///
-    /// # Safety
-    /// `rel` must be the relation the part was opened from, still open.
-    pub unsafe fn fetch(
+    /// `rel` must be the relation the part was opened from, still open (as for all
+    /// below).
+    unsafe fn granule(
         &self,
         rel: pg_sys::Relation,
         columns: &[usize],
-        granules: &[usize],
-    ) -> Result<(), Error> {
+        g: usize,
+    ) -> Result<RecordBatch, Error>;
+
+    /// # Safety
+    /// As [`RelationPart::granule`].
+    unsafe fn rows(
+        &self,
+        rel: pg_sys::Relation,
+        columns: &[usize],
+        g: usize,
+        first: usize,
+        count: usize,
+    ) -> Result<RecordBatch, Error>;
+
+    /// # Safety
+    /// As [`RelationPart::granule`].
+    unsafe fn column(
+        &self,
+        rel: pg_sys::Relation,
+        c: usize,
+        g: usize,
+        first: usize,
+        count: usize,
+    ) -> Result<arrow_array::ArrayRef, Error>;
+}
+
+impl RelationPart for OpenPart {
+    unsafe fn open(
+        rel: pg_sys::Relation,
+        schema: &TableSchema,
+        row: PartRow,
+    ) -> Result<Self, Error> {
         // SAFETY: per the contract.
-        let store = unsafe { RelationPageStore::new(rel) };
-        let extent = ExtentReader::new(&store, self.row.extent())?;
-        self.reader.source().fetch_chunks(
-            self.reader.metadata(),
-            columns,
-            granules,
-            &mut |off, len| extent.read(off, len),
-        )
+        OpenPart::open_from(&unsafe { RelationPageStore::new(rel) }, schema, row, false)
     }
 
-    /// Columns `columns` of granule `g`, decoded in one batch.
-    ///
-    /// # Safety
-    /// As [`OpenPart::fetch`].
-    pub unsafe fn granule(
+    unsafe fn open_for_fetch(
+        rel: pg_sys::Relation,
+        schema: &TableSchema,
+        row: PartRow,
+    ) -> Result<Self, Error> {
+        // SAFETY: per the contract.
+        OpenPart::open_from(&unsafe { RelationPageStore::new(rel) }, schema, row, true)
+    }
+
+    unsafe fn granule(
         &self,
         rel: pg_sys::Relation,
         columns: &[usize],
         g: usize,
     ) -> Result<RecordBatch, Error> {
         // SAFETY: per the contract.
-        unsafe { self.fetch(rel, columns, &[g]) }?;
-        let rows = self.reader.granule_len(g).unwrap_or(0) as usize;
-        let mut batches = self.reader.read(columns, &[g], rows.max(1))?;
-        let batch = batches
-            .next()
-            .unwrap_or_else(|| Err(Error::Corrupted(format!("granule {g} is empty"))))?;
-        if batch.num_rows() != rows {
-            return Err(Error::Corrupted(format!(
-                "granule {g}: {} rows, expected {rows}",
-                batch.num_rows()
-            )));
-        }
-        Ok(batch)
+        self.granule_from(&unsafe { RelationPageStore::new(rel) }, columns, g)
     }
 
-    /// Rows `first .. first + count` of granule `g`, columns `columns`: only the pages
-    /// holding them are fetched (with the offset index, see [`OpenPart::open_for_fetch`]).
-    ///
-    /// # Safety
-    /// As [`OpenPart::fetch`].
-    pub unsafe fn rows(
+    unsafe fn rows(
         &self,
         rel: pg_sys::Relation,
         columns: &[usize],
@@ -138,24 +107,16 @@ impl OpenPart {
         count: usize,
     ) -> Result<RecordBatch, Error> {
         // SAFETY: per the contract.
-        let store = unsafe { RelationPageStore::new(rel) };
-        let extent = ExtentReader::new(&store, self.row.extent())?;
-        self.reader.source().fetch_pages(
-            self.reader.metadata(),
+        self.rows_from(
+            &unsafe { RelationPageStore::new(rel) },
             columns,
             g,
-            first..first + count,
-            &mut |off, len| extent.read(off, len),
-        )?;
-        self.reader.read_rows(columns, g, first, count)
+            first,
+            count,
+        )
     }
 
-    /// Rows `first .. first + count` of column `c` of granule `g`, decoded from only the
-    /// pages holding them (what a fetch by TID decodes).
-    ///
-    /// # Safety
-    /// As [`OpenPart::fetch`].
-    pub unsafe fn column(
+    unsafe fn column(
         &self,
         rel: pg_sys::Relation,
         c: usize,
@@ -164,16 +125,7 @@ impl OpenPart {
         count: usize,
     ) -> Result<arrow_array::ArrayRef, Error> {
         // SAFETY: per the contract.
-        let store = unsafe { RelationPageStore::new(rel) };
-        let extent = ExtentReader::new(&store, self.row.extent())?;
-        self.reader.source().fetch_pages(
-            self.reader.metadata(),
-            &[c],
-            g,
-            first..first + count,
-            &mut |off, len| extent.read(off, len),
-        )?;
-        self.reader.read_column(c, g, first, count)
+        self.column_from(&unsafe { RelationPageStore::new(rel) }, c, g, first, count)
     }
 }
 

@@ -21,6 +21,7 @@ pub mod prune;
 pub mod rowid;
 pub mod sample;
 pub mod scan_plan;
+pub mod stored;
 pub mod types;
 pub mod verify;
 pub mod write_set;

@@ -97,6 +97,18 @@ pub enum Predicate {
     },
 }
 
+impl Predicate {
+    /// The table column the predicate is about.
+    pub fn column(&self) -> usize {
+        match self {
+            Predicate::Compare { column, .. }
+            | Predicate::In { column, .. }
+            | Predicate::IsNull { column }
+            | Predicate::IsNotNull { column } => *column,
+        }
+    }
+}
+
 /// Whether some row of `granule` may satisfy every predicate of `preds`.
 pub fn may_match_all(granule: &GranuleStats, preds: &[Predicate]) -> bool {
     preds.iter().all(|p| may_match(granule, p))
