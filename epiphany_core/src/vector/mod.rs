@@ -8,6 +8,7 @@ pub mod hnsw;
 pub mod hnsw_node;
 pub mod hnsw_repair;
 pub mod ivf_page;
+pub mod ivf_scan;
 pub mod kmeans;
 pub mod pq;
 pub mod rerank;

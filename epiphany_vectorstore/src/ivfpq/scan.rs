@@ -3,17 +3,20 @@
 //! measured exactly (their table rows are read with the scan's snapshot, which also drops
 //! rows it cannot see), and more as long as an unmeasured candidate could still beat the
 //! next row to return (`RerankQueue`): rows come in exact order. A scan asked for more
-//! than its lists hold goes on with the next lists, up to `epiphany.ivf_max_probes`.
+//! than its lists hold goes on with the next lists, up to `epiphany.ivf_max_probes`. The
+//! loop is `epiphany_core::vector::ivf_scan`; here are the pages and table rows it reads.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
 
 use epiphany_core::pg::OrReport;
+use epiphany_core::vector::hnsw::NodeId;
 use epiphany_core::vector::hnsw::Scored;
-use epiphany_core::vector::hnsw_node::{NodeAddr, RowId};
+use epiphany_core::vector::hnsw_node::NodeAddr;
 use epiphany_core::vector::ivf_page::{decode_entry, IvfMeta};
+use epiphany_core::vector::ivf_scan::{IvfScan, Lists, Settings};
 use epiphany_core::vector::pq::IvfPq;
-use epiphany_core::vector::rerank::{RerankQueue, STEP};
+use epiphany_core::vector::rerank::RerankQueue;
 use epiphany_core::Error;
 use pgrx::itemptr::item_pointer_set_all;
 use pgrx::pg_sys;
@@ -32,23 +35,37 @@ struct ScanState {
     meta: IvfMeta,
     model: Rc<IvfPq>,
     query: Option<Vec<f32>>,
-    /// Lists in probe order, and how many were read.
-    order: Vec<usize>,
-    probed: usize,
-    /// Candidates by estimated distance, and those measured but not returned yet.
-    queue: RerankQueue,
-    /// Whether the first batch (`ivf_rerank` candidates) was measured.
-    measuring: bool,
-    rows: VecDeque<RowId>,
-    /// Rows without a finite distance (a zero vector under cosine, overflowing
-    /// components): returned after every other row, as HNSW returns them.
-    last: Vec<RowId>,
+    /// The lists in probe order, read and measured by `epiphany_core`'s loop.
+    search: IvfScan,
+    /// Rows in exact order not returned yet.
+    rows: VecDeque<NodeId>,
     attnum: i16,
     fetch: *mut pg_sys::IndexFetchTableData,
     slot: *mut pg_sys::TupleTableSlot,
     /// A child of the scan's memory context (deleted with it, before this state is
     /// dropped, so the state must not own it).
     context: pg_sys::MemoryContext,
+}
+
+/// The index's lists and the table's rows, for `epiphany_core`'s scan loop.
+struct Pages<'s> {
+    state: &'s mut ScanState,
+    scan: pg_sys::IndexScanDesc,
+}
+
+impl Lists for Pages<'_> {
+    fn read_list(&mut self, list: usize, queue: &mut RerankQueue) {
+        // SAFETY: the scan is the state's, running (get_tuple).
+        unsafe {
+            self.state
+                .read_list((*self.scan).indexRelation, list, queue)
+        }
+    }
+
+    fn measure(&mut self, batch: &[Scored]) -> Vec<(f32, Scored)> {
+        // SAFETY: as above.
+        unsafe { self.state.rerank(self.scan, batch) }
+    }
 }
 
 /// `ambeginscan`.
@@ -66,12 +83,8 @@ pub unsafe extern "C-unwind" fn begin_scan(
             model: pages::model(index, &meta),
             meta,
             query: None,
-            order: Vec::new(),
-            probed: 0,
-            queue: RerankQueue::default(),
-            measuring: false,
+            search: IvfScan::default(),
             rows: VecDeque::new(),
-            last: Vec::new(),
             attnum: indexed_column(index),
             fetch: std::ptr::null_mut(),
             slot: std::ptr::null_mut(),
@@ -102,12 +115,8 @@ pub unsafe extern "C-unwind" fn rescan(
         index_am::keep_order_by(scan, orderbys, norderbys);
         let state = &mut *((*scan).opaque as *mut ScanState);
         state.query = None;
-        state.order.clear();
-        state.probed = 0;
-        state.queue.clear();
-        state.measuring = false;
+        state.search = IvfScan::default();
         state.rows.clear();
-        state.last.clear();
     }
 }
 
@@ -144,12 +153,12 @@ pub unsafe extern "C-unwind" fn get_tuple(
                 None => vec![0.0; dims],
                 Some(q) => state.meta.metric.prepare(&q).into_owned(),
             };
-            state.order = state.model.probe_order(&q, state.meta.lists);
+            state.search = IvfScan::new(state.model.probe_order(&q, state.meta.lists));
             state.query = Some(q);
         }
         loop {
             if let Some(row) = state.rows.pop_front() {
-                index_am::return_row(scan, row);
+                index_am::return_row(scan, NodeAddr::unpack(row));
                 return true;
             }
             if !state.next_round(scan) {
@@ -160,68 +169,29 @@ pub unsafe extern "C-unwind" fn get_tuple(
 }
 
 impl ScanState {
-    /// Puts the next row in exact order into `rows`; false when there are none left.
+    /// Puts the next rows in exact order into `rows`; false when there are none left.
     ///
     /// # Safety
     /// `scan` is this state's scan.
     unsafe fn next_round(&mut self, scan: pg_sys::IndexScanDesc) -> bool {
-        let probes = IVF_PROBES.get().max(1) as usize;
-        let rerank = IVF_RERANK.get().max(1) as usize;
-        let first = probes.min(self.order.len());
-        // Lists this scan may read in all: the first round's, or more up to the bound.
-        let limit = match IVF_MAX_PROBES.get() {
-            0 => self.order.len(),
-            n => (n as usize).min(self.order.len()),
-        }
-        .max(first);
-        // SAFETY: per the contract.
-        let index = unsafe { (*scan).indexRelation };
-        loop {
-            if let Some(row) = self.queue.pop_ready() {
-                self.rows.push_back(NodeAddr::unpack(row.node));
-                return true;
-            }
-            // The first batch is `rerank` candidates, from more lists if the first ones
-            // hold fewer; later lists are read only when every candidate was returned.
-            let wanted = if self.measuring { 1 } else { rerank };
-            if self.queue.candidates() < wanted && self.probed < limit {
-                let end = if self.probed == 0 {
-                    first
-                } else {
-                    (self.probed + probes).min(limit)
-                };
-                for i in self.probed..end {
-                    // SAFETY: per the contract.
-                    unsafe { self.read_list(index, self.order[i]) };
-                }
-                self.probed = end;
-                continue;
-            }
-            if self.queue.candidates() == 0 {
-                if self.last.is_empty() {
-                    return false;
-                }
-                self.rows.extend(self.last.drain(..));
-                return true;
-            }
-            let batch = self.queue.take(if self.measuring { STEP } else { rerank });
-            self.measuring = true;
-            // SAFETY: per the contract.
-            for (estimate, exact) in unsafe { self.rerank(scan, &batch) } {
-                if exact.distance.is_finite() {
-                    self.queue.measured(estimate, exact);
-                } else {
-                    self.last.push(NodeAddr::unpack(exact.node));
-                }
-            }
-        }
+        let settings = Settings {
+            probes: IVF_PROBES.get().max(1) as usize,
+            rerank: IVF_RERANK.get().max(1) as usize,
+            max_probes: IVF_MAX_PROBES.get().max(0) as usize,
+        };
+        let mut search = std::mem::take(&mut self.search);
+        let mut rows = std::mem::take(&mut self.rows);
+        let more = search.next_rows(settings, &mut Pages { state: self, scan }, &mut rows);
+        self.search = search;
+        self.rows = rows;
+        more
     }
 
     /// Adds every entry of `list` to the candidates.
     ///
     /// # Safety
     /// `index` is this scan's index.
-    unsafe fn read_list(&mut self, index: pg_sys::Relation, list: usize) {
+    unsafe fn read_list(&self, index: pg_sys::Relation, list: usize, queue: &mut RerankQueue) {
         let q = self.query.as_ref().expect("set before the first round");
         let (table, base) = self.model.list_table(q, list);
         let size = self.meta.entry_size();
@@ -236,7 +206,7 @@ impl ScanState {
                 let page = buffer.page();
                 for (_, bytes) in entries(page) {
                     let (row, code) = decode_entry(bytes, size).or_report();
-                    self.queue.push_candidate(Scored {
+                    queue.push_candidate(Scored {
                         distance: base + self.model.pq.distance(&table, code),
                         node: row.pack(),
                     });
