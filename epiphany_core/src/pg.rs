@@ -15,6 +15,7 @@ pub mod buffer;
 pub mod hooks;
 pub mod owned;
 pub mod page;
+pub mod page_store;
 pub mod serializable;
 pub mod testing;
 

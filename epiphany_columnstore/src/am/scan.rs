@@ -18,8 +18,8 @@ use pgrx::prelude::*;
 
 use crate::convert::table::TableInfo;
 use crate::storage::catalog::{self, PartRow};
-use crate::storage::page_store::RelationPageStore;
 use crate::storage::part_access::{DatumBatch, OpenPart, RowContext};
+use epiphany_core::pg::page_store::RelationPageStore;
 
 /// Rows decoded per batch.
 const BATCH_ROWS: usize = 8192;

@@ -13,9 +13,9 @@ use pgrx::{pg_sys, PgRelation};
 
 use crate::convert::table::TableInfo;
 use crate::storage::catalog::{self, PartRow};
-use crate::storage::page_store::RelationPageStore;
 use crate::storage::part_access::OpenPart;
 use crate::storage::part_access::RelationPart;
+use epiphany_core::pg::page_store::RelationPageStore;
 
 /// The columnar table `oid` names, opened for reading (AccessShareLock, held to the end
 /// of the transaction) after checking the caller may read it. The functions take the

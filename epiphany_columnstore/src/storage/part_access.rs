@@ -11,7 +11,7 @@ use pgrx::pg_sys;
 
 use crate::convert::datum::ColumnInfo;
 use crate::storage::catalog::PartRow;
-use crate::storage::page_store::RelationPageStore;
+use epiphany_core::pg::page_store::RelationPageStore;
 
 pub use epiphany_core::columnar::stored::OpenPart;
 

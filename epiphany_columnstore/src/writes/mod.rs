@@ -31,10 +31,10 @@ mod encoder;
 mod gate;
 
 use crate::storage::catalog::{self, PartRow};
-use crate::storage::page_store::RelationPageStore;
 #[cfg(any(test, feature = "pg_test"))]
 pub use encoder::encoders;
 use encoder::{encode, Encoded, Job, Running};
+use epiphany_core::pg::page_store::RelationPageStore;
 
 /// Buffered bytes (kB) per table that trigger a flush.
 pub static WRITE_BUFFER_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);

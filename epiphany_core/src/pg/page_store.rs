@@ -1,4 +1,4 @@
-//! The core's [`PageStore`] over a relation's main fork: shared buffers, WAL-logged.
+//! The [`PageStore`] over a relation's main fork: shared buffers, WAL-logged.
 //!
 //! Each page keeps Postgres's standard header (so `data_checksums`, `pg_checksums`,
 //! `amcheck`-style tools and GenericXLog all understand it); the store's page is what
@@ -7,11 +7,11 @@
 //! Extending takes the relation extension lock for all pages of one extent, so an
 //! extent's pages are consecutive even with concurrent writers.
 
-use epiphany_core::pg::buffer::MAX_PAGES_PER_RECORD;
-use epiphany_core::pg::buffer::{Buffer, ExtensionLock, Image, Lock, Rel, WalRecord};
-use epiphany_core::pg::page::{self, BLOCK_SIZE, PAGE_HEADER};
-use epiphany_core::storage::{BlockNumber, PageStore};
-use epiphany_core::Error;
+use crate::pg::buffer::MAX_PAGES_PER_RECORD;
+use crate::pg::buffer::{Buffer, ExtensionLock, Image, Lock, Rel, WalRecord};
+use crate::pg::page::{self, BLOCK_SIZE, PAGE_HEADER};
+use crate::storage::{BlockNumber, PageStore};
+use crate::Error;
 use pgrx::pg_sys;
 
 pub struct RelationPageStore {
