@@ -137,72 +137,12 @@ impl Repair<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vector::hnsw::{GraphView, Metric};
-
-    /// An editable one-level graph in memory.
-    struct Lists {
-        lists: Vec<Vec<NodeId>>,
-        vectors: Vec<Vec<f32>>,
-        entry: NodeId,
-    }
-
-    impl GraphView for Lists {
-        fn entry(&mut self) -> Option<(NodeId, usize)> {
-            Some((self.entry, 0))
-        }
-        fn neighbors(&mut self, node: NodeId, _level: usize, out: &mut Vec<NodeId>) {
-            out.clear();
-            out.extend(&self.lists[node as usize]);
-        }
-        fn distance_to(&mut self, node: NodeId, query: &[f32]) -> f32 {
-            Metric::L2.distance(&self.vectors[node as usize], query)
-        }
-    }
-
-    impl GraphStore for Lists {
-        fn metric(&self) -> Metric {
-            Metric::L2
-        }
-        fn load(&mut self, _node: NodeId) {}
-        fn vector(&self, node: NodeId) -> &[f32] {
-            &self.vectors[node as usize]
-        }
-        fn replace_neighbors(
-            &mut self,
-            node: NodeId,
-            _level: usize,
-            expected: &[NodeId],
-            new: &[NodeId],
-        ) -> bool {
-            let ok = self.lists[node as usize] == expected;
-            if ok {
-                self.lists[node as usize] = new.to_vec();
-            }
-            ok
-        }
-    }
-
-    /// Nodes 0..n on a line, each linked to its two neighbours.
-    fn line(n: usize) -> Lists {
-        Lists {
-            lists: (0..n)
-                .map(|i| {
-                    [i.checked_sub(1), (i + 1 < n).then_some(i + 1)]
-                        .into_iter()
-                        .flatten()
-                        .map(|j| j as NodeId)
-                        .collect()
-                })
-                .collect(),
-            vectors: (0..n).map(|i| vec![i as f32]).collect(),
-            entry: 0,
-        }
-    }
+    use crate::vector::hnsw::testing::MemoryGraph;
 
     #[test]
     fn links_to_a_deleted_node_go_through_its_neighbours() {
         // Delete 3: node 2's list [1, 3] becomes [1, 4] (3's live neighbour).
-        let mut g = line(8);
+        let mut g = MemoryGraph::line(8);
         let mut deleted = Deleted::default();
         deleted.insert(3, vec![g.lists[3].clone()]);
         let v = g.vectors[2].clone();
@@ -221,7 +161,7 @@ mod tests {
     #[test]
     fn unreachable_live_nodes_are_linked_back() {
         // 0-1-2-3-4-5: delete 3 and cut the links to it; 4 and 5 are unreachable.
-        let mut g = line(6);
+        let mut g = MemoryGraph::line(6);
         let mut deleted = Deleted::default();
         deleted.insert(3, vec![g.lists[3].clone()]);
         g.lists[2].retain(|&x| x != 3);
