@@ -192,7 +192,9 @@ mod tests {
         // SAFETY: the table exists; opened and closed on this thread with a lock held.
         let rel = unsafe { pg_sys::relation_open(oid, pg_sys::AccessExclusiveLock as _) };
         // SAFETY: `rel` stays open until relation_close below.
-        let mut store = unsafe { epiphany_core::pg::page_store::RelationPageStore::new(rel) };
+        let mut store = epiphany_core::pg::page_store::RelationPageStore::new(unsafe {
+            epiphany_core::pg::buffer::Rel::new(rel)
+        });
         assert_eq!(store.nblocks(), Ok(0));
         let small: Vec<u8> = (0..100u32).map(|i| i as u8).collect();
         let large: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -247,7 +249,9 @@ mod tests {
         // SAFETY: the table exists; opened and closed on this thread with a lock held.
         let rel = unsafe { pg_sys::relation_open(oid, pg_sys::AccessExclusiveLock as _) };
         // SAFETY: `rel` stays open until relation_close below.
-        let mut store = unsafe { epiphany_core::pg::page_store::RelationPageStore::new(rel) };
+        let mut store = epiphany_core::pg::page_store::RelationPageStore::new(unsafe {
+            epiphany_core::pg::buffer::Rel::new(rel)
+        });
 
         // 20,000 rows inserted in reverse day order; order_by = day sorts them.
         let schema = TableSchema::new([

@@ -19,6 +19,15 @@ pub mod page_store;
 pub mod serializable;
 pub mod testing;
 
+/// Panics unless called on the thread Postgres runs on (the backend's main thread).
+/// Every `pg_sys` function call checks this already (pgrx guards each one); safe
+/// functions that reach Postgres's state some other way — its globals, memory it owns,
+/// or a cache keyed by its objects — call it first.
+#[inline]
+pub fn assert_main_thread() {
+    pgrx::pg_sys::submodules::thread_check::check_active_thread();
+}
+
 /// Raises `err` as an ERROR with its SQLSTATE; never returns.
 pub fn report(err: &Error) -> ! {
     let code = PgSqlErrorCode::from(err.sqlstate().encoded());
@@ -47,20 +56,13 @@ impl<T> OrReport<T> for Result<T, Error> {
 /// As [`OrReport`], for errors met while working on relation `rel`: corruption and
 /// internal errors name it (see [`Error::in_table`]).
 pub trait OrReportIn<T> {
-    /// # Safety
-    /// `rel` is an open relation.
-    unsafe fn or_report_in(self, rel: pgrx::pg_sys::Relation) -> T;
+    fn or_report_in(self, rel: buffer::Rel<'_>) -> T;
 }
 
 impl<T> OrReportIn<T> for Result<T, Error> {
-    unsafe fn or_report_in(self, rel: pgrx::pg_sys::Relation) -> T {
+    fn or_report_in(self, rel: buffer::Rel<'_>) -> T {
         self.unwrap_or_else(|err| {
-            // SAFETY: per the contract, rd_rel is the relation's pg_class row.
-            let name = unsafe {
-                std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr())
-                    .to_string_lossy()
-                    .into_owned()
-            };
+            let name = rel.name();
             report(&err.in_table(&name))
         })
     }

@@ -98,7 +98,7 @@ pub unsafe fn order_by_cost(
         *mut f64,
         *mut f64,
     ),
-    visited: impl FnOnce(pg_sys::Relation, f64) -> f64,
+    visited: impl FnOnce(Rel<'_>, f64) -> f64,
     extra: f64,
 ) {
     let (startup, total, selectivity, correlation, pages) = out;
@@ -120,7 +120,7 @@ pub unsafe fn order_by_cost(
         }
         let tuples = (*(*path).indexinfo).tuples.max(1.0);
         let index = pg_sys::index_open((*(*path).indexinfo).indexoid, pg_sys::NoLock as i32);
-        let n = visited(index, tuples).clamp(1.0, tuples);
+        let n = visited(Rel::new(index), tuples).clamp(1.0, tuples);
         pg_sys::index_close(index, pg_sys::NoLock as i32);
         let mut costs = pg_sys::GenericCosts {
             numIndexTuples: n,
@@ -197,18 +197,34 @@ pub unsafe fn return_row(scan: pg_sys::IndexScanDesc, row: RowId) {
     }
 }
 
-/// A page for VACUUM, read through its buffer strategy, locked.
-///
-/// # Safety
-/// `info` is the VACUUM's info for an open index that stays open for `'a`; `block`
-/// exists.
-pub unsafe fn read_for_vacuum<'a>(
-    info: *mut pg_sys::IndexVacuumInfo,
-    block: u32,
-    lock: Lock,
-) -> Buffer<'a> {
-    // SAFETY: per the contract.
-    unsafe { Buffer::read_with(Rel::new((*info).index), block, (*info).strategy, lock) }
+/// An index being vacuumed: its pages are read through VACUUM's buffer strategy.
+#[derive(Clone, Copy)]
+pub struct Vacuumed<'a> {
+    pub rel: Rel<'a>,
+    strategy: pg_sys::BufferAccessStrategy,
+    pub analyze_only: bool,
+}
+
+impl<'a> Vacuumed<'a> {
+    /// # Safety
+    /// `info` is the VACUUM's info for an open index that stays open, with its strategy,
+    /// for `'a`.
+    pub unsafe fn new(info: *mut pg_sys::IndexVacuumInfo) -> Vacuumed<'a> {
+        // SAFETY: per the contract.
+        unsafe {
+            Vacuumed {
+                rel: Rel::new((*info).index),
+                strategy: (*info).strategy,
+                analyze_only: (*info).analyze_only,
+            }
+        }
+    }
+
+    /// Block `block`, locked.
+    pub fn read(self, block: u32, lock: Lock) -> Buffer<'a> {
+        // SAFETY: the strategy is VACUUM's, live for 'a (constructor contract).
+        unsafe { Buffer::read_with(self.rel, block, self.strategy, lock) }
+    }
 }
 
 /// The bulk-delete result VACUUM passed, or a new one.

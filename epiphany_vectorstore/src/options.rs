@@ -6,6 +6,8 @@
 use std::ffi::CStr;
 use std::mem::{offset_of, size_of};
 
+use epiphany_core::pg::buffer::Rel;
+use epiphany_core::Error;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -190,14 +192,34 @@ pub unsafe extern "C-unwind" fn hnsw_options(
     }
 }
 
-/// `(m, ef_construction)` of an epiphany_hnsw index.
-///
-/// # Safety
-/// `index` is an open epiphany_hnsw index.
-pub unsafe fn hnsw_params(index: pg_sys::Relation) -> (usize, usize) {
-    // SAFETY: rd_options is null or the struct hnsw_options built.
+type AmOptions = unsafe extern "C-unwind" fn(pg_sys::Datum, bool) -> *mut pg_sys::bytea;
+
+/// The parsed options of `index`, checked to be those `parse` built (an index of
+/// another access method would have options of another layout).
+fn options_of(index: Rel<'_>, parse: AmOptions) -> *const std::ffi::c_void {
+    // SAFETY: an open index (Rel) has its access method's routine and its options.
     unsafe {
-        let opts = (*index).rd_options as *const HnswOptions;
+        let am = (*index.raw()).rd_indam;
+        let ours = !am.is_null()
+            && (*am)
+                .amoptions
+                .is_some_and(|f| std::ptr::fn_addr_eq(f, parse));
+        if !ours {
+            Error::Internal(format!(
+                "\"{}\" is not an index of this access method",
+                index.name()
+            ))
+            .report();
+        }
+        (*index.raw()).rd_options as *const std::ffi::c_void
+    }
+}
+
+/// `(m, ef_construction)` of an epiphany_hnsw index.
+pub fn hnsw_params(index: Rel<'_>) -> (usize, usize) {
+    let opts = options_of(index, hnsw_options) as *const HnswOptions;
+    // SAFETY: null, or the struct hnsw_options built (options_of checked whose).
+    unsafe {
         if opts.is_null() {
             (HNSW_DEFAULT_M, HNSW_DEFAULT_EF_CONSTRUCTION)
         } else {
@@ -231,13 +253,10 @@ pub unsafe extern "C-unwind" fn ivf_options(
 }
 
 /// `(lists, pq_m (0: automatic), pq_bits)` of an epiphany_ivfpq index.
-///
-/// # Safety
-/// `index` is an open epiphany_ivfpq index.
-pub unsafe fn ivf_params(index: pg_sys::Relation) -> (usize, usize, u32) {
-    // SAFETY: rd_options is null or the struct ivf_options built.
+pub fn ivf_params(index: Rel<'_>) -> (usize, usize, u32) {
+    let opts = options_of(index, ivf_options) as *const IvfOptions;
+    // SAFETY: null, or the struct ivf_options built (options_of checked whose).
     unsafe {
-        let opts = (*index).rd_options as *const IvfOptions;
         if opts.is_null() {
             (IVF_DEFAULT_LISTS, 0, IVF_DEFAULT_BITS)
         } else {

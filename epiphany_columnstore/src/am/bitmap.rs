@@ -8,6 +8,7 @@
 //! once and read in sequence. Earlier versions hand over one TID block at a time.
 
 use epiphany_core::columnar::rowid::ROWS_PER_TID_BLOCK;
+use epiphany_core::pg::buffer::Rel;
 use epiphany_core::pg::OrReportIn;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -121,7 +122,10 @@ unsafe fn bitmap<'a>(scan: pg_sys::TableScanDesc) -> &'a mut BitmapState {
         let state = crate::am::scan::state(scan);
         if state.bitmap.is_none() {
             state.bitmap = Some(BitmapState {
-                fetch: FetchState::new((*scan).rs_rd).or_report_in((*scan).rs_rd),
+                fetch: {
+                    let rel = Rel::new((*scan).rs_rd);
+                    FetchState::new(rel).or_report_in(rel)
+                },
                 #[cfg(not(feature = "pg18"))]
                 block: 0,
                 #[cfg(not(feature = "pg18"))]
@@ -157,8 +161,8 @@ unsafe fn next_on_page(scan: pg_sys::TableScanDesc, slot: *mut pg_sys::TupleTabl
             let mut tid = pg_sys::ItemPointerData::default();
             pgrx::itemptr::item_pointer_set_all(&mut tid, b.block, offset);
             if b.fetch
-                .fetch((*scan).rs_rd, &mut tid, (*scan).rs_snapshot, slot)
-                .or_report_in((*scan).rs_rd)
+                .fetch(Rel::new((*scan).rs_rd), &mut tid, (*scan).rs_snapshot, slot)
+                .or_report_in(Rel::new((*scan).rs_rd))
             {
                 return true;
             }
@@ -189,7 +193,7 @@ unsafe extern "C-unwind" fn scan_bitmap_next_tuple(
     // SAFETY: the executor set up rs_tbmiterator before the first call; out-pointers
     // are valid.
     unsafe {
-        let rel = (*scan).rs_rd;
+        let rel = Rel::new((*scan).rs_rd);
         let snapshot = (*scan).rs_snapshot;
         loop {
             let b = bitmap(scan);

@@ -16,6 +16,7 @@ use arrow_array::Array;
 use epiphany_core::columnar::cache::GrowingLru;
 use epiphany_core::columnar::part::PAGE_ROWS;
 use epiphany_core::columnar::rowid::{find_part, tid_to_row};
+use epiphany_core::pg::buffer::Rel;
 use epiphany_core::pg::owned::ContextOwned;
 use epiphany_core::pg::OrReportIn;
 use epiphany_core::Error;
@@ -77,11 +78,11 @@ pub struct FetchState {
 impl FetchState {
     /// # Safety
     /// `rel` open.
-    pub unsafe fn new(rel: pg_sys::Relation) -> Result<FetchState, Error> {
+    pub unsafe fn new(rel: Rel<'_>) -> Result<FetchState, Error> {
         // SAFETY: per the contract; the context is deleted on drop.
         unsafe {
             if !pg_sys::IsInParallelMode() {
-                crate::writes::flush_relid((*rel).rd_id, true);
+                crate::writes::flush_relid(rel.oid(), true);
             }
             Ok(FetchState {
                 info: Rc::new(TableInfo::load(rel)?),
@@ -103,7 +104,7 @@ impl FetchState {
     /// `rel` open, `snapshot` valid, `slot` a slot of `rel`.
     pub unsafe fn fetch(
         &mut self,
-        rel: pg_sys::Relation,
+        rel: Rel<'_>,
         tid: pg_sys::ItemPointer,
         snapshot: pg_sys::Snapshot,
         slot: *mut pg_sys::TupleTableSlot,
@@ -127,7 +128,7 @@ impl FetchState {
     /// `rel` open, `snapshot` valid.
     pub unsafe fn locate(
         &mut self,
-        rel: pg_sys::Relation,
+        rel: Rel<'_>,
         tid: pg_sys::ItemPointerData,
         snapshot: pg_sys::Snapshot,
     ) -> Result<Option<StoredRow>, Error> {
@@ -174,7 +175,7 @@ impl FetchState {
     /// `rel` open, `slot` a slot of `rel`, `row` located by this state.
     pub unsafe fn store(
         &mut self,
-        rel: pg_sys::Relation,
+        rel: Rel<'_>,
         row: &StoredRow,
         slot: *mut pg_sys::TupleTableSlot,
     ) -> Result<(), Error> {
@@ -187,7 +188,7 @@ impl FetchState {
                     slot,
                     DeferredRow {
                         info: self.info.clone(),
-                        relid: (*rel).rd_id,
+                        relid: rel.oid(),
                         part: open.clone(),
                         granule: g,
                         first,
@@ -196,7 +197,7 @@ impl FetchState {
                     },
                     row.tid,
                 );
-                (*slot).tts_tableOid = (*rel).rd_id;
+                (*slot).tts_tableOid = rel.oid();
                 return Ok(());
             }
             // Another kind of slot: every column now.
@@ -210,7 +211,7 @@ impl FetchState {
                 &batch,
                 within - first,
                 open.row.first_row,
-                (*rel).rd_id,
+                rel.oid(),
             )?;
         }
         Ok(())
@@ -224,7 +225,7 @@ impl FetchState {
     #[cfg(feature = "pg18")]
     pub unsafe fn store_from_window(
         &self,
-        rel: pg_sys::Relation,
+        rel: Rel<'_>,
         window: &crate::convert::windows::Window,
         r: usize,
         tid: pg_sys::ItemPointerData,
@@ -233,7 +234,7 @@ impl FetchState {
         // SAFETY: per the contract.
         unsafe {
             crate::convert::slot::store_from_window(slot, &self.info, window, r, tid);
-            (*slot).tts_tableOid = (*rel).rd_id;
+            (*slot).tts_tableOid = rel.oid();
         }
     }
 
@@ -277,7 +278,7 @@ impl StoredRow {
 /// `rel` open, the relation `part` belongs to.
 #[cfg(feature = "pg18")]
 pub unsafe fn window_at(
-    rel: pg_sys::Relation,
+    rel: Rel<'_>,
     part: &Rc<OpenPart>,
     position: u64,
     needed: &[usize],
@@ -301,7 +302,7 @@ pub unsafe fn window_at(
 /// # Safety
 /// `rel` open, the relation `part` belongs to.
 unsafe fn position_of(
-    rel: pg_sys::Relation,
+    rel: Rel<'_>,
     part: &OpenPart,
     row: u64,
     last: &mut Option<(crate::convert::windows::WindowKey, arrow_array::ArrayRef)>,
@@ -330,7 +331,7 @@ unsafe fn position_of(
             let array = crate::convert::windows::windows(|w| {
                 w.get_or_insert(&key, || {
                     // SAFETY: per the contract.
-                    let array = unsafe { part.column(rel, column, g, first, count) }?;
+                    let array = part.column(rel, column, g, first, count)?;
                     let bytes = array.get_array_memory_size();
                     Ok::<_, Error>((array, bytes))
                 })
@@ -364,7 +365,7 @@ thread_local! {
 /// # Safety
 /// `rel` open, the relation `row` belongs to.
 unsafe fn cached_part(
-    rel: pg_sys::Relation,
+    rel: Rel<'_>,
     schema: &epiphany_core::columnar::TableSchema,
     row: &PartRow,
 ) -> Result<Rc<OpenPart>, Error> {
@@ -373,7 +374,7 @@ unsafe fn cached_part(
         return Ok(part);
     }
     // SAFETY: per the contract.
-    let part = Rc::new(unsafe { OpenPart::open_for_fetch(rel, schema, row.clone()) }?);
+    let part = Rc::new(OpenPart::open_for_fetch(rel, schema, row.clone())?);
     PARTS.with(|c| {
         c.borrow_mut().insert(key, part.clone(), |p| {
             p.reader.source().bytes_held() + p.reader.dictionary_bytes()
@@ -388,7 +389,7 @@ pub unsafe extern "C-unwind" fn index_fetch_begin(
 ) -> *mut pg_sys::IndexFetchTableData {
     // SAFETY: an open relation; the descriptor is freed by index_fetch_end.
     unsafe {
-        let state = FetchState::new(rel).or_report_in(rel);
+        let state = FetchState::new(Rel::new(rel)).or_report_in(Rel::new(rel));
         let desc = pg_sys::palloc0(std::mem::size_of::<IndexFetch>()) as *mut IndexFetch;
         (*desc).base.rel = rel;
         // Owned by the descriptor's memory context: an ERROR mid-scan frees it too.
@@ -430,8 +431,8 @@ pub unsafe extern "C-unwind" fn index_fetch_tuple(
             .state
             .get()
             .expect("an index fetch used after its end")
-            .fetch((*desc).base.rel, tid, snapshot, slot)
-            .or_report_in((*desc).base.rel)
+            .fetch(Rel::new((*desc).base.rel), tid, snapshot, slot)
+            .or_report_in(Rel::new((*desc).base.rel))
     }
 }
 
@@ -444,6 +445,7 @@ pub unsafe extern "C-unwind" fn tuple_fetch_row_version(
 ) -> bool {
     // SAFETY: Postgres's arguments are valid for the call.
     unsafe {
+        let rel = Rel::new(rel);
         let mut state = FetchState::new(rel).or_report_in(rel);
         state.fetch(rel, tid, snapshot, slot).or_report_in(rel)
     }

@@ -2,7 +2,8 @@
 //! small enough to live next to it (the rest are in `scan`, `fetch`, `writes`,
 //! `index_build` and `relation_storage`).
 
-use epiphany_core::pg::OrReport;
+use epiphany_core::pg::buffer::Rel;
+use epiphany_core::pg::{OrReport, OrReportIn};
 use epiphany_core::Error;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -141,7 +142,7 @@ unsafe extern "C-unwind" fn tuple_insert(
     // SAFETY: Postgres passes an open relation locked for insert and a slot of it.
     unsafe {
         epiphany_core::pg::serializable::check_insert(rel);
-        crate::writes::insert(rel, slot, cid)
+        crate::writes::insert(Rel::new(rel), slot, cid)
     }
 }
 
@@ -161,7 +162,7 @@ unsafe extern "C-unwind" fn multi_insert(
     unsafe {
         let slots = std::slice::from_raw_parts(slots, nslots as usize);
         epiphany_core::pg::serializable::check_insert(rel);
-        crate::writes::insert_many(rel, slots, cid);
+        crate::writes::insert_many(Rel::new(rel), slots, cid);
     }
 }
 
@@ -258,7 +259,7 @@ unsafe extern "C-unwind" fn relation_vacuum(
     // transactions aborted (their catalog rows VACUUM of epiphany.columnar_parts removes).
     // SAFETY: Postgres's open relation and parameters.
     unsafe {
-        let done = crate::am::vacuum::reclaim(rel).or_report();
+        let done = crate::am::vacuum::reclaim(Rel::new(rel)).or_report_in(Rel::new(rel));
         let verbose = !params.is_null()
             && (i64::from((*params).options) & i64::from(pg_sys::VACOPT_VERBOSE)) != 0;
         let name = std::ffi::CStr::from_ptr(pg_sys::get_rel_name((*rel).rd_id)).to_string_lossy();
@@ -289,7 +290,8 @@ unsafe extern "C-unwind" fn relation_estimate_size(
     // SAFETY: an open relation; the out-pointers are valid.
     unsafe {
         *pages = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
-        let rows = match crate::storage::meta::storage_id(rel).or_report() {
+        let rows = match crate::storage::meta::storage_id(Rel::new(rel)).or_report_in(Rel::new(rel))
+        {
             Some(storage) => {
                 let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
                 let parts = crate::storage::catalog::visible(storage, snapshot);

@@ -5,7 +5,8 @@
 //! partial index's predicate as heap's build does. No row is ever dead, and writers are
 //! excluded by the build's lock, so a fresh MVCC snapshot sees exactly the live rows.
 
-use epiphany_core::pg::OrReport;
+use epiphany_core::pg::buffer::Rel;
+use epiphany_core::pg::OrReportIn;
 use epiphany_core::Error;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -177,7 +178,7 @@ pub unsafe extern "C-unwind" fn copy_for_cluster(
         ) {
             pgrx::check_for_interrupts!();
             if sort.is_null() {
-                crate::writes::insert(new, slot, cid);
+                crate::writes::insert(Rel::new(new), slot, cid);
             } else {
                 // The sort copies the tuple into its own memory.
                 let mut should_free = false;
@@ -199,11 +200,11 @@ pub unsafe extern "C-unwind" fn copy_for_cluster(
                     break;
                 }
                 pg_sys::ExecForceStoreHeapTuple(tuple, slot, false);
-                crate::writes::insert(new, slot, cid);
+                crate::writes::insert(Rel::new(new), slot, cid);
             }
             pg_sys::tuplesort_end(sort);
         }
-        crate::writes::flush(new, true).or_report();
+        crate::writes::flush(Rel::new(new), true).or_report_in(Rel::new(new));
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         pg_sys::UnregisterSnapshot(snapshot);
         *num_tuples = rows;

@@ -6,7 +6,8 @@
 //! (TRUNCATE, a rewrite), the old storage's catalog rows are deleted in the same
 //! transaction, so they come back if it aborts, and rows buffered for it are dropped.
 
-use epiphany_core::pg::OrReport;
+use epiphany_core::pg::buffer::Rel;
+use epiphany_core::pg::OrReportIn;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -32,7 +33,7 @@ pub unsafe extern "C-unwind" fn set_new_storage(
         // A new relation is created with its own locator; anything else replaces
         // existing storage.
         if !std::ptr::eq(locator, (*rel).rd_locator_field()) {
-            forget_storage(rel);
+            forget_storage(Rel::new(rel));
         }
         *freeze_xid = pg_sys::InvalidTransactionId;
         *min_multi = pg_sys::InvalidTransactionId; // InvalidMultiXactId: also 0
@@ -50,23 +51,17 @@ fn check_persistence(persistence: std::ffi::c_char) {
     }
 }
 
-/// Deletes the catalog rows of `rel`'s current storage and its buffered rows.
-///
-/// # Safety
-/// `rel` must be open, exclusively locked, with existing storage.
-pub unsafe fn forget_storage(rel: pg_sys::Relation) {
-    // SAFETY: per the contract.
-    unsafe {
-        crate::writes::discard((*rel).rd_id);
-        if (*rel).rd_rel.is_null()
-            || !crate::hooks::options::is_columnar_relation((*rel).rd_id)
-            || crate::storage::catalog::object_oid(c"columnar_parts").is_err()
-        {
-            return;
-        }
-        if let Some(storage) = crate::storage::meta::storage_id(rel).or_report() {
-            crate::storage::catalog::delete_storage(storage).or_report();
-        }
+/// Deletes the catalog rows of `rel`'s current storage and its buffered rows (`rel` is
+/// exclusively locked, with existing storage).
+pub fn forget_storage(rel: Rel<'_>) {
+    crate::writes::discard(rel.oid());
+    if !crate::hooks::options::is_columnar_relation(rel.oid())
+        || crate::storage::catalog::object_oid(c"columnar_parts").is_err()
+    {
+        return;
+    }
+    if let Some(storage) = crate::storage::meta::storage_id(rel).or_report_in(rel) {
+        crate::storage::catalog::delete_storage(storage).or_report_in(rel);
     }
 }
 
@@ -117,7 +112,7 @@ pub unsafe extern "C-unwind" fn copy_data(rel: pg_sys::Relation, locator: *const
 pub unsafe extern "C-unwind" fn truncate_now(rel: pg_sys::Relation) {
     // SAFETY: Postgres holds AccessExclusiveLock on `rel` for a truncate.
     unsafe {
-        forget_storage(rel);
+        forget_storage(Rel::new(rel));
         pg_sys::RelationTruncate(rel, 0)
     };
 }

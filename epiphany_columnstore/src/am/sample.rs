@@ -5,6 +5,7 @@
 
 use arrow_array::RecordBatch;
 use epiphany_core::columnar::sample::{block_ranges, nth_row, rows_in};
+use epiphany_core::pg::buffer::Rel;
 use epiphany_core::pg::{OrReport, OrReportIn};
 use epiphany_core::Error;
 use pgrx::pg_sys;
@@ -30,12 +31,12 @@ impl ScanState {
     ///
     /// # Safety
     /// `rel` open.
-    unsafe fn sample_block(&mut self, rel: pg_sys::Relation, block: u32) {
+    unsafe fn sample_block(&mut self, rel: Rel<'_>, block: u32) {
         // ANALYZE counted the blocks just before this scan began (rows this transaction
         // buffered were flushed before ANALYZE started; see `options`).
         // SAFETY: per the contract.
         let nblocks = unsafe {
-            pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM)
+            pg_sys::RelationGetNumberOfBlocksInFork(rel.raw(), pg_sys::ForkNumber::MAIN_FORKNUM)
         }
         .max(1);
         self.select_block(block, nblocks);
@@ -71,7 +72,7 @@ impl ScanState {
     /// `rel` open, `slot` a slot of it.
     unsafe fn sample_next(
         &mut self,
-        rel: pg_sys::Relation,
+        rel: Rel<'_>,
         slot: *mut pg_sys::TupleTableSlot,
     ) -> Result<bool, Error> {
         let Some(sample) = self.sample.as_mut() else {
@@ -103,7 +104,7 @@ impl ScanState {
     /// `rel` open, `slot` a slot of it.
     pub(super) unsafe fn sample_offset(
         &mut self,
-        rel: pg_sys::Relation,
+        rel: Rel<'_>,
         slot: *mut pg_sys::TupleTableSlot,
         offset: u64,
     ) -> Result<bool, Error> {
@@ -125,7 +126,7 @@ impl ScanState {
     /// `rel` open, `slot` a slot of it.
     unsafe fn store_sampled(
         &mut self,
-        rel: pg_sys::Relation,
+        rel: Rel<'_>,
         slot: *mut pg_sys::TupleTableSlot,
         part_index: usize,
         pos: u64,
@@ -134,8 +135,7 @@ impl ScanState {
         let part_row = &self.parts[part_index];
         if sample.opened.as_ref().map(|o| o.row.part_id) != Some(part_row.part_id) {
             // SAFETY: per the contract.
-            sample.opened =
-                Some(unsafe { OpenPart::open(rel, &self.info.schema, part_row.clone()) }?);
+            sample.opened = Some(OpenPart::open(rel, &self.info.schema, part_row.clone())?);
             sample.cache = None;
         }
         let part = sample.opened.as_ref().expect("opened");
@@ -147,7 +147,7 @@ impl ScanState {
             let mut columns: Vec<usize> = (0..self.info.columns.len()).collect();
             columns.push(part.reader.row_column());
             // SAFETY: per the contract.
-            let batch = unsafe { part.granule(rel, &columns, g) }?;
+            let batch = part.granule(rel, &columns, g)?;
             sample.cache = Some((part_index, g, batch));
         }
         let batch = &sample.cache.as_ref().expect("cached").2;
@@ -160,7 +160,7 @@ impl ScanState {
                 batch,
                 within,
                 part.row.first_row,
-                (*rel).rd_id,
+                rel.oid(),
             )
         }
     }
@@ -233,7 +233,7 @@ pub unsafe extern "C-unwind" fn scan_sample_next_tuple(
             pg_sys::ExecClearTuple(slot);
             return false;
         }
-        st.sample_offset((*scan).rs_rd, slot, u64::from(offset))
+        st.sample_offset(Rel::new((*scan).rs_rd), slot, u64::from(offset))
             .or_report()
     }
 }
@@ -254,7 +254,7 @@ pub unsafe extern "C-unwind" fn scan_analyze_next_block(
         }
         let block = pg_sys::BufferGetBlockNumber(buffer);
         pg_sys::ReleaseBuffer(buffer);
-        state(scan).sample_block((*scan).rs_rd, block);
+        state(scan).sample_block(Rel::new((*scan).rs_rd), block);
         true
     }
 }
@@ -267,7 +267,7 @@ pub unsafe extern "C-unwind" fn scan_analyze_next_block(
     _strategy: pg_sys::BufferAccessStrategy,
 ) -> bool {
     // SAFETY: a descriptor from scan_begin.
-    unsafe { state(scan).sample_block((*scan).rs_rd, block) };
+    unsafe { state(scan).sample_block(Rel::new((*scan).rs_rd), block) };
     true
 }
 
@@ -282,8 +282,8 @@ pub unsafe extern "C-unwind" fn scan_analyze_next_tuple(
     // SAFETY: a descriptor from scan_begin and a slot of its relation.
     unsafe {
         let found = state(scan)
-            .sample_next((*scan).rs_rd, slot)
-            .or_report_in((*scan).rs_rd);
+            .sample_next(Rel::new((*scan).rs_rd), slot)
+            .or_report_in(Rel::new((*scan).rs_rd));
         if found {
             *liverows += 1.0;
         } else {

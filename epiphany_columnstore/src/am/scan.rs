@@ -10,6 +10,7 @@ use epiphany_core::columnar::prune::Predicate;
 use epiphany_core::columnar::scan_plan::ScanCounters;
 use epiphany_core::columnar::stored::PartScan;
 use epiphany_core::columnar::PartBatches;
+use epiphany_core::pg::buffer::Rel;
 use epiphany_core::pg::owned::ContextOwned;
 use epiphany_core::pg::OrReportIn;
 use epiphany_core::Error;
@@ -89,17 +90,14 @@ pub struct ScanState {
 impl ScanState {
     /// # Safety
     /// `rel` open; `snapshot` valid for the call.
-    pub unsafe fn new(
-        rel: pg_sys::Relation,
-        snapshot: pg_sys::Snapshot,
-    ) -> Result<ScanState, Error> {
+    pub unsafe fn new(rel: Rel<'_>, snapshot: pg_sys::Snapshot) -> Result<ScanState, Error> {
         // SAFETY: per the contract.
-        let info = unsafe { TableInfo::load(rel) }?;
+        let info = TableInfo::load(rel)?;
         // ANALYZE scans without a snapshot, and index builds with SnapshotAny (heap then
         // judges each tuple itself): both see the parts committed now (see
         // `catalog::visible`). They hold locks that keep writers out, so every
         // participant sees the same parts.
-        let storage = unsafe { crate::storage::meta::storage_id(rel) }?;
+        let storage = crate::storage::meta::storage_id(rel)?;
         let parts = unsafe { catalog::visible_for_read(rel, storage, snapshot) }?;
         let row_context = RowContext::new(c"epiphany_columnar row");
         let read = (0..info.columns.len()).collect();
@@ -160,7 +158,7 @@ impl ScanState {
     /// `rel` open; `slot` a slot of it.
     pub unsafe fn next_row(
         &mut self,
-        rel: pg_sys::Relation,
+        rel: Rel<'_>,
         slot: *mut pg_sys::TupleTableSlot,
         shared: Option<&SharedProgress>,
     ) -> Result<bool, Error> {
@@ -172,7 +170,7 @@ impl ScanState {
             // SAFETY: per the contract.
             unsafe {
                 let desc = (*slot).tts_tupleDescriptor;
-                if !crate::convert::table::same_column_types(desc, (*rel).rd_att) {
+                if !crate::convert::table::same_column_types(desc, (*rel.raw()).rd_att) {
                     self.info = TableInfo::load_with(rel, desc)?;
                     self.scan.set_schema(&self.info.schema);
                 }
@@ -195,7 +193,7 @@ impl ScanState {
     /// `rel` open; `slot` a slot of it; `shared` the progress of a parallel scan.
     unsafe fn next(
         &mut self,
-        rel: pg_sys::Relation,
+        rel: Rel<'_>,
         slot: *mut pg_sys::TupleTableSlot,
         shared: Option<&SharedProgress>,
     ) -> Result<bool, Error> {
@@ -203,7 +201,7 @@ impl ScanState {
             if let Some((batch, r)) = &mut self.batch {
                 if *r < batch.rows {
                     // SAFETY: per the contract.
-                    unsafe { batch.store(slot, self.scan.read(), *r, (*rel).rd_id) }?;
+                    unsafe { batch.store(slot, self.scan.read(), *r, rel.oid()) }?;
                     *r += 1;
                     return Ok(true);
                 }
@@ -248,7 +246,7 @@ impl ScanState {
             };
             let before = self.scan.counters;
             // SAFETY: per the contract.
-            let store = unsafe { RelationPageStore::new(rel) };
+            let store = RelationPageStore::new(rel);
             let opened = self.scan.open(&store, row, BATCH_ROWS)?;
             if let Some(shared) = shared {
                 let c = self.scan.counters;
@@ -295,7 +293,7 @@ pub unsafe extern "C-unwind" fn scan_begin(
         (*desc).base.rs_key = key;
         (*desc).base.rs_flags = flags;
         (*desc).base.rs_parallel = pscan;
-        let state = ScanState::new(rel, snapshot).or_report_in(rel);
+        let state = ScanState::new(Rel::new(rel), snapshot).or_report_in(Rel::new(rel));
         // Owned by the descriptor's memory context: an ERROR mid-scan frees it too.
         (*desc).state = ContextOwned::new(state);
         desc as pg_sys::TableScanDesc
@@ -360,7 +358,7 @@ pub unsafe extern "C-unwind" fn scan_getnextslot(
     }
     // SAFETY: a descriptor from scan_begin and a slot of its relation.
     unsafe {
-        let rel = (*scan).rs_rd;
+        let rel = Rel::new((*scan).rs_rd);
         let parallel = (*scan).rs_parallel as *mut ParallelScan;
         let shared = if parallel.is_null() {
             None

@@ -12,19 +12,18 @@
 //! never taken back while its catalog rows are still to come or in doubt; VACUUM takes it
 //! exclusively only if it is free, and otherwise leaves the pages for the next VACUUM.
 
+use epiphany_core::pg::buffer::Rel;
 use epiphany_core::storage::free_space::{unused, FreeList};
 use epiphany_core::storage::metapage;
 use epiphany_core::Error;
 use pgrx::pg_sys;
 
-/// Before writing part pages: no VACUUM may take pages back until this transaction ends.
-///
-/// # Safety
-/// `rel` is an open columnar relation, locked for writing; in a transaction.
-pub unsafe fn hold_off(rel: pg_sys::Relation) {
-    // SAFETY: per the contract; the lock is released at transaction end (a second
+/// Before writing part pages of `rel` (locked for writing, in a transaction): no VACUUM
+/// may take pages back until this transaction ends.
+pub fn hold_off(rel: Rel<'_>) {
+    // SAFETY: an open relation; the lock is released at transaction end (a second
     // request in the same transaction only counts up in the local lock table).
-    unsafe { pg_sys::LockPage(rel, metapage::BLOCK, pg_sys::ShareLock as _) };
+    unsafe { pg_sys::LockPage(rel.raw(), metapage::BLOCK, pg_sys::ShareLock as _) };
 }
 
 /// What one VACUUM found.
@@ -38,26 +37,22 @@ pub struct Reclaimed {
     pub skipped: bool,
 }
 
-/// Takes back the pages of `rel` that no live part uses.
-///
-/// # Safety
-/// `rel` is an open columnar relation, locked by VACUUM (ShareUpdateExclusiveLock).
-pub unsafe fn reclaim(rel: pg_sys::Relation) -> Result<Reclaimed, Error> {
-    // SAFETY: per the contract.
-    let Some(meta) = unsafe { crate::storage::meta::read(rel) }? else {
+/// Takes back the pages of `rel` (locked by VACUUM: ShareUpdateExclusiveLock) that no
+/// live part uses.
+pub fn reclaim(rel: Rel<'_>) -> Result<Reclaimed, Error> {
+    let Some(meta) = crate::storage::meta::read(rel)? else {
         return Ok(Reclaimed::default());
     };
-    // SAFETY: per the contract; held to the end of VACUUM's transaction for this table.
-    if !unsafe { pg_sys::ConditionalLockPage(rel, metapage::BLOCK, pg_sys::ExclusiveLock as _) } {
+    let raw = rel.raw();
+    // SAFETY: an open relation; held to the end of VACUUM's transaction for this table.
+    if !unsafe { pg_sys::ConditionalLockPage(raw, metapage::BLOCK, pg_sys::ExclusiveLock as _) } {
         return Ok(Reclaimed {
             skipped: true,
             ..Reclaimed::default()
         });
     }
     let used = crate::storage::catalog::referenced_extents(meta.storage_id)?;
-    // SAFETY: per the contract.
-    let mut nblocks =
-        unsafe { pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) };
+    let mut nblocks = rel.nblocks();
     let mut free = unused(nblocks, &used);
     let mut truncated = 0;
     if let Some(tail) = free
@@ -67,12 +62,12 @@ pub unsafe fn reclaim(rel: pg_sys::Relation) -> Result<Reclaimed, Error> {
     {
         // Cutting the file needs every other backend off the relation, as for heap; if
         // it cannot be had at once the pages stay on the free list.
-        // SAFETY: per the contract; the lock is dropped again right after, as heap's
+        // SAFETY: an open relation; the lock is dropped again right after, as heap's
         // VACUUM does.
         unsafe {
-            if pg_sys::ConditionalLockRelation(rel, pg_sys::AccessExclusiveLock as _) {
-                pg_sys::RelationTruncate(rel, tail.first);
-                pg_sys::UnlockRelation(rel, pg_sys::AccessExclusiveLock as _);
+            if pg_sys::ConditionalLockRelation(raw, pg_sys::AccessExclusiveLock as _) {
+                pg_sys::RelationTruncate(raw, tail.first);
+                pg_sys::UnlockRelation(raw, pg_sys::AccessExclusiveLock as _);
                 truncated = tail.pages;
                 nblocks = tail.first;
                 free.pop();
@@ -82,13 +77,10 @@ pub unsafe fn reclaim(rel: pg_sys::Relation) -> Result<Reclaimed, Error> {
     let list = FreeList::new(free);
     let pages = list.pages();
     debug_assert!(list.runs().iter().all(|r| r.end() <= u64::from(nblocks)));
-    // SAFETY: per the contract.
-    unsafe {
-        crate::storage::meta::update(rel, |m| {
-            m.free = list;
-            Ok(())
-        })
-    }?;
+    crate::storage::meta::update(rel, |m| {
+        m.free = list;
+        Ok(())
+    })?;
     Ok(Reclaimed {
         truncated,
         free: pages,

@@ -3,6 +3,7 @@
 
 use epiphany_core::columnar::flush::buffer_schema;
 use epiphany_core::columnar::{TableOptions, TableSchema};
+use epiphany_core::pg::buffer::Rel;
 use epiphany_core::Error;
 use pgrx::pg_sys;
 
@@ -20,11 +21,9 @@ pub struct TableInfo {
 }
 
 impl TableInfo {
-    /// # Safety
-    /// `rel` must be an open relation.
-    pub unsafe fn load(rel: pg_sys::Relation) -> Result<TableInfo, Error> {
-        // SAFETY: per the contract; the tuple descriptor lives as long as the relation.
-        unsafe { Self::load_with(rel, (*rel).rd_att) }
+    pub fn load(rel: Rel<'_>) -> Result<TableInfo, Error> {
+        // SAFETY: the tuple descriptor of an open relation lives as long as it.
+        unsafe { Self::load_with(rel, (*rel.raw()).rd_att) }
     }
 
     /// `rel` with its columns as `desc` describes them: the columns its parts were
@@ -32,11 +31,8 @@ impl TableInfo {
     /// already has the new types; the rewrite reads with a copy of the old descriptor).
     ///
     /// # Safety
-    /// `rel` must be an open relation, `desc` a valid descriptor of as many columns.
-    pub unsafe fn load_with(
-        rel: pg_sys::Relation,
-        desc: pg_sys::TupleDesc,
-    ) -> Result<TableInfo, Error> {
+    /// `desc` must be a valid descriptor.
+    pub unsafe fn load_with(rel: Rel<'_>, desc: pg_sys::TupleDesc) -> Result<TableInfo, Error> {
         // SAFETY: per the contract.
         let (names, columns, types) = unsafe {
             let natts = (*desc).natts as usize;
@@ -61,8 +57,7 @@ impl TableInfo {
             (names, columns, types)
         };
         let schema = TableSchema::new(names.iter().cloned().zip(columns.iter().map(|c| c.ty)));
-        // SAFETY: per the contract.
-        let options = unsafe { crate::hooks::options::of_relation((*rel).rd_id) }?;
+        let options = crate::hooks::options::of_relation(rel.oid())?;
         let sort_key = options.resolve_order_by(&schema.names())?;
         Ok(TableInfo {
             buffered: buffer_schema(&schema),

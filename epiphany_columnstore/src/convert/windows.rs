@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use arrow_array::{Array, ArrayRef};
 use epiphany_core::columnar::cache::ByteLru;
+use epiphany_core::pg::buffer::Rel;
 use epiphany_core::Error;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
@@ -74,9 +75,9 @@ impl DeferredRow {
                 // row (the slot is the query's); NoLock only looks it up again.
                 unsafe {
                     let rel = pg_sys::relation_open(self.relid, pg_sys::NoLock as _);
-                    let array = self
-                        .part
-                        .column(rel, c, self.granule, self.first, self.count);
+                    let array =
+                        self.part
+                            .column(Rel::new(rel), c, self.granule, self.first, self.count);
                     pg_sys::relation_close(rel, pg_sys::NoLock as _);
                     let array = array?;
                     let bytes = array.get_array_memory_size();
@@ -112,7 +113,7 @@ impl Window {
     /// # Safety
     /// `rel` open, the relation `part` belongs to.
     pub unsafe fn decode(
-        rel: pg_sys::Relation,
+        rel: Rel<'_>,
         part: &OpenPart,
         granule: usize,
         first: usize,
@@ -125,7 +126,7 @@ impl Window {
             let array = windows(|w| {
                 w.get_or_insert(&key, || {
                     // SAFETY: per the contract.
-                    let array = unsafe { part.column(rel, c, granule, first, count) }?;
+                    let array = part.column(rel, c, granule, first, count)?;
                     let bytes = array.get_array_memory_size();
                     Ok::<_, Error>((array, bytes))
                 })

@@ -2,6 +2,7 @@
 //! (`am::scan`), parallel coordination in dynamic shared memory, and what `EXPLAIN`
 //! shows.
 
+use epiphany_core::pg::buffer::Rel;
 use epiphany_core::pg::owned::ContextOwned;
 use epiphany_core::pg::OrReportIn;
 use pgrx::pg_sys;
@@ -49,7 +50,7 @@ pub(super) unsafe extern "C-unwind" fn begin(
     // SAFETY: the executor opened the scan relation (scanrelid > 0) and owns `estate`.
     unsafe {
         let me = node as *mut ColumnarScan;
-        let rel = (*node).ss.ss_currentRelation;
+        let rel = Rel::new((*node).ss.ss_currentRelation);
         let plan = (*node).ss.ps.plan;
         let scanrelid = (*(plan as *mut pg_sys::Scan)).scanrelid;
         let info = crate::convert::table::TableInfo::load(rel).or_report_in(rel);
@@ -73,7 +74,7 @@ pub(super) unsafe extern "C-unwind" fn begin(
             return;
         }
         if !pg_sys::IsInParallelMode() {
-            crate::writes::flush_relid((*rel).rd_id, true);
+            crate::writes::flush_relid(rel.oid(), true);
         }
         let mut state = ScanState::new(rel, (*estate).es_snapshot).or_report_in(rel);
         state.project_and_prune(read, preds).or_report_in(rel);
@@ -101,7 +102,7 @@ pub(super) unsafe extern "C-unwind" fn next(
     unsafe {
         let me = ss as *mut ColumnarScan;
         let slot = (*ss).ss_ScanTupleSlot;
-        let rel = (*ss).ss_currentRelation;
+        let rel = Rel::new((*ss).ss_currentRelation);
         let shared = (*me).shared.as_ref();
         let state = (*me)
             .state
@@ -228,8 +229,8 @@ pub(super) unsafe extern "C-unwind" fn explain(
     // SAFETY: our node, begun (also for EXPLAIN without ANALYZE).
     unsafe {
         let me = node as *mut ColumnarScan;
-        let rel = (*node).ss.ss_currentRelation;
-        let natts = (*(*rel).rd_att).natts;
+        let rel = Rel::new((*node).ss.ss_currentRelation);
+        let natts = (*(*rel.raw()).rd_att).natts;
         let read = (*me).read.get().map_or(0, |r| r.len());
         let text = format!("{read} of {natts}");
         let text = std::ffi::CString::new(text).unwrap();

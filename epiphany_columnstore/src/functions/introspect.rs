@@ -15,6 +15,7 @@ use crate::convert::table::TableInfo;
 use crate::storage::catalog::{self, PartRow};
 use crate::storage::part_access::OpenPart;
 use crate::storage::part_access::RelationPart;
+use epiphany_core::pg::buffer::Rel;
 use epiphany_core::pg::page_store::RelationPageStore;
 
 /// The columnar table `oid` names, opened for reading (AccessShareLock, held to the end
@@ -54,7 +55,7 @@ fn visible_parts(rel: &PgRelation) -> Vec<PartRow> {
     // snapshot of the calling query.
     unsafe {
         crate::writes::flush_relid(rel.oid(), true);
-        match crate::storage::meta::storage_id(rel.as_ptr()).or_report() {
+        match crate::storage::meta::storage_id(Rel::of(rel)).or_report() {
             Some(storage) => catalog::visible(storage, pg_sys::GetActiveSnapshot()).or_report(),
             None => Vec::new(),
         }
@@ -105,7 +106,7 @@ fn columnar_part_list(
     let rel = open_columnar(rel);
     let parts = visible_parts(&rel);
     // SAFETY: an open relation.
-    let info = unsafe { TableInfo::load(rel.as_ptr()) }.or_report();
+    let info = TableInfo::load(Rel::of(&rel)).or_report();
     let rows: Vec<_> = parts
         .iter()
         .map(|p| {
@@ -168,11 +169,11 @@ fn columnar_stats(
     let rel = open_columnar(rel);
     let parts = visible_parts(&rel);
     // SAFETY: an open relation.
-    let info = unsafe { TableInfo::load(rel.as_ptr()) }.or_report();
+    let info = TableInfo::load(Rel::of(&rel)).or_report();
     let mut uncompressed = 0i64;
     for p in &parts {
         // SAFETY: an open relation; only the footer is read.
-        let open = unsafe { OpenPart::open(rel.as_ptr(), &info.schema, p.clone()) }.or_report();
+        let open = OpenPart::open(Rel::of(&rel), &info.schema, p.clone()).or_report();
         uncompressed += open
             .reader
             .metadata()
@@ -199,10 +200,10 @@ fn verify_table(
 ) -> TableIterator<'static, (name!(part_id, Option<i64>), name!(problem, String))> {
     let rel = open_columnar(rel);
     // SAFETY: an open relation.
-    let info = unsafe { TableInfo::load(rel.as_ptr()) }.or_report();
+    let info = TableInfo::load(Rel::of(&rel)).or_report();
     let mut problems: Vec<(Option<i64>, String)> = Vec::new();
     // SAFETY: an open relation.
-    if let Err(e) = unsafe { crate::storage::meta::read(rel.as_ptr()) } {
+    if let Err(e) = crate::storage::meta::read(Rel::of(&rel)) {
         problems.push((None, e.to_string()));
         return TableIterator::new(problems);
     }
@@ -219,7 +220,7 @@ fn verify_table(
         problems.push((Some(id as i64), problem));
     }
     // SAFETY: an open relation, read through shared buffers.
-    let store = unsafe { RelationPageStore::new(rel.as_ptr()) };
+    let store = RelationPageStore::new(Rel::of(&rel));
     for (p, cat) in parts.iter().zip(&catalog_parts) {
         pgrx::check_for_interrupts!();
         let bytes = ExtentReader::new(&store, p.extent()).and_then(|r| r.read_all());

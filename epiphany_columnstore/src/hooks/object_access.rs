@@ -11,6 +11,7 @@
 //!   table, a `DROP … CASCADE` that reaches a column — where a utility hook would have to
 //!   know each statement.
 
+use epiphany_core::pg::buffer::Rel;
 use epiphany_core::Error;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -64,7 +65,7 @@ unsafe extern "C-unwind" fn object_access(
             && crate::storage::catalog::object_oid(c"columnar_parts").is_ok()
         {
             let rel = pg_sys::relation_open(object_id, pg_sys::AccessExclusiveLock as _);
-            crate::am::relation_storage::forget_storage(rel);
+            crate::am::relation_storage::forget_storage(Rel::new(rel));
             pg_sys::relation_close(rel, pg_sys::NoLock as _);
         }
     }

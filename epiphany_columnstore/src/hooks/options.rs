@@ -21,12 +21,8 @@ use pgrx::prelude::*;
 pub const AM_NAME: &str = "epiphany_columnar";
 
 /// Options of relation `relid`: its stored options, or those of the statement creating it.
-///
-/// # Safety
-/// Main thread; `relid` names an existing relation.
-pub unsafe fn of_relation(relid: pg_sys::Oid) -> Result<TableOptions, Error> {
-    // SAFETY: per the contract.
-    let stored = unsafe { stored_pairs(relid, true) };
+pub fn of_relation(relid: pg_sys::Oid) -> Result<TableOptions, Error> {
+    let stored = stored_pairs(relid, true);
     if stored.is_empty() {
         if let Some(creating) =
             super::utility::FRAMES.with(|f| f.borrow().last().and_then(|f| f.creating.clone()))
@@ -37,8 +33,9 @@ pub unsafe fn of_relation(relid: pg_sys::Oid) -> Result<TableOptions, Error> {
     TableOptions::parse(stored.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
-/// Our name/value pairs among `pg_class.reloptions` of `relid` (`ours`), or Postgres's.
-pub(super) unsafe fn stored_pairs(relid: pg_sys::Oid, ours: bool) -> Vec<(String, String)> {
+/// Our name/value pairs among `pg_class.reloptions` of `relid` (`ours`), or Postgres's
+/// (none for a relation that does not exist).
+pub(super) fn stored_pairs(relid: pg_sys::Oid, ours: bool) -> Vec<(String, String)> {
     // SAFETY: syscache lookup and release on the main thread.
     unsafe {
         let tuple = pg_sys::SearchSysCache1(

@@ -6,6 +6,7 @@
 //! whose snapshot is the active one), and written with `heap_insert`, which takes the
 //! command id explicitly. Rows are keyed by storage id (see `meta`), not by relation.
 
+use epiphany_core::pg::buffer::Rel;
 use epiphany_core::pg::buffer::{ContentLock, Lock};
 use epiphany_core::Error;
 use pgrx::pg_sys;
@@ -90,9 +91,9 @@ pub unsafe fn visible(storage_id: u64, snapshot: pg_sys::Snapshot) -> Result<Vec
 /// would make unrelated tables conflict.
 ///
 /// # Safety
-/// As [`visible`]; `rel` open.
+/// As [`visible`].
 pub unsafe fn visible_for_read(
-    rel: pg_sys::Relation,
+    rel: Rel<'_>,
     storage_id: Option<u64>,
     snapshot: pg_sys::Snapshot,
 ) -> Result<Vec<PartRow>, Error> {
@@ -100,10 +101,10 @@ pub unsafe fn visible_for_read(
     // what a write skew is made of.
     unsafe {
         if is_mvcc(snapshot) {
-            epiphany_core::pg::serializable::lock_relation_read(rel, snapshot);
+            epiphany_core::pg::serializable::lock_relation_read(rel.raw(), snapshot);
         }
         match storage_id {
-            Some(storage_id) => visible_impl(storage_id, snapshot, rel),
+            Some(storage_id) => visible_impl(storage_id, snapshot, rel.raw()),
             None => Ok(Vec::new()),
         }
     }

@@ -12,13 +12,8 @@ use epiphany_core::storage::metapage::{self, Metapage};
 use epiphany_core::Error;
 use pgrx::pg_sys;
 
-/// The metapage, or `None` while the storage has none.
-///
-/// # Safety
-/// `rel` must be an open columnar relation.
-pub unsafe fn read(rel: pg_sys::Relation) -> Result<Option<Metapage>, Error> {
-    // SAFETY: per the contract.
-    let rel = unsafe { Rel::new(rel) };
+/// The metapage of a columnar relation, or `None` while the storage has none.
+pub fn read(rel: Rel<'_>) -> Result<Option<Metapage>, Error> {
     if rel.nblocks() == 0 {
         return Ok(None);
     }
@@ -27,12 +22,8 @@ pub unsafe fn read(rel: pg_sys::Relation) -> Result<Option<Metapage>, Error> {
 }
 
 /// The storage id, or `None` while the storage has no metapage (so no parts).
-///
-/// # Safety
-/// `rel` must be an open columnar relation.
-pub unsafe fn storage_id(rel: pg_sys::Relation) -> Result<Option<u64>, Error> {
-    // SAFETY: per the contract.
-    Ok(unsafe { read(rel) }?.map(|m| m.storage_id))
+pub fn storage_id(rel: Rel<'_>) -> Result<Option<u64>, Error> {
+    Ok(read(rel)?.map(|m| m.storage_id))
 }
 
 /// `None` for a page that was never initialized (extended, then a crash before its WAL
@@ -52,22 +43,14 @@ fn encode_page(page: &mut [u8], meta: &Metapage) {
 }
 
 /// Runs `f` on the metapage under an exclusive lock and WAL-logs what it changed,
-/// creating the metapage first if the storage has none.
-///
-/// # Safety
-/// `rel` must be an open columnar relation, locked for writing.
-pub unsafe fn update<R>(
-    rel: pg_sys::Relation,
+/// creating the metapage first if the storage has none. `rel` is locked for writing.
+pub fn update<R>(
+    rel: Rel<'_>,
     f: impl FnOnce(&mut Metapage) -> Result<R, Error>,
 ) -> Result<R, Error> {
-    // SAFETY: per the contract.
-    unsafe {
-        if read(rel)?.is_none() {
-            create(rel)?;
-        }
+    if read(rel)?.is_none() {
+        create(rel)?;
     }
-    // SAFETY: per the contract.
-    let rel = unsafe { Rel::new(rel) };
     let mut record = WalRecord::start(rel);
     let n = record.add(
         Buffer::read(rel, metapage::BLOCK, Lock::Exclusive),
@@ -84,15 +67,10 @@ pub unsafe fn update<R>(
 }
 
 /// Writes the metapage of new storage, unless a concurrent writer did first.
-///
-/// # Safety
-/// `rel` must be an open columnar relation, locked for writing.
-unsafe fn create(rel: pg_sys::Relation) -> Result<(), Error> {
+fn create(rel: Rel<'_>) -> Result<(), Error> {
     // Drawn before any lock is held: nextval takes locks of its own. A concurrent
     // creator may win, and this id is then simply unused.
     let storage_id = next_storage_id()?;
-    // SAFETY: per the contract.
-    let rel = unsafe { Rel::new(rel) };
     // The extension lock makes "no metapage yet" stable while block 0 is created and
     // logged.
     let extension = ExtensionLock::take(rel);

@@ -11,57 +11,34 @@ use pgrx::pg_sys;
 
 use crate::convert::datum::ColumnInfo;
 use crate::storage::catalog::PartRow;
+use epiphany_core::pg::buffer::Rel;
 use epiphany_core::pg::page_store::RelationPageStore;
 
 pub use epiphany_core::columnar::stored::OpenPart;
 
-/// [`OpenPart`] over a relation's pages (`epiphany_core::columnar::stored`).
+/// [`OpenPart`] over a relation's pages (`epiphany_core::columnar::stored`); `rel` is
+/// locked for reading, and for all but `open*` the relation the part was opened from.
 pub trait RelationPart: Sized {
-    /// # Safety
-    /// `rel` must be open and locked for reading.
-    unsafe fn open(
-        rel: pg_sys::Relation,
-        schema: &TableSchema,
-        row: PartRow,
-    ) -> Result<Self, Error>;
+    fn open(rel: Rel<'_>, schema: &TableSchema, row: PartRow) -> Result<Self, Error>;
 
     /// As [`RelationPart::open`], with the offset index loaded for [`RelationPart::rows`]:
     /// for fetches by TID, which read a few rows of a granule.
-    ///
-    /// # Safety
-    /// As [`RelationPart::open`].
-    unsafe fn open_for_fetch(
-        rel: pg_sys::Relation,
-        schema: &TableSchema,
-        row: PartRow,
-    ) -> Result<Self, Error>;
+    fn open_for_fetch(rel: Rel<'_>, schema: &TableSchema, row: PartRow) -> Result<Self, Error>;
 
-    /// # Safety
-    /// `rel` must be the relation the part was opened from, still open (as for all
-    /// below).
-    unsafe fn granule(
-        &self,
-        rel: pg_sys::Relation,
-        columns: &[usize],
-        g: usize,
-    ) -> Result<RecordBatch, Error>;
+    fn granule(&self, rel: Rel<'_>, columns: &[usize], g: usize) -> Result<RecordBatch, Error>;
 
-    /// # Safety
-    /// As [`RelationPart::granule`].
-    unsafe fn rows(
+    fn rows(
         &self,
-        rel: pg_sys::Relation,
+        rel: Rel<'_>,
         columns: &[usize],
         g: usize,
         first: usize,
         count: usize,
     ) -> Result<RecordBatch, Error>;
 
-    /// # Safety
-    /// As [`RelationPart::granule`].
-    unsafe fn column(
+    fn column(
         &self,
-        rel: pg_sys::Relation,
+        rel: Rel<'_>,
         c: usize,
         g: usize,
         first: usize,
@@ -70,62 +47,38 @@ pub trait RelationPart: Sized {
 }
 
 impl RelationPart for OpenPart {
-    unsafe fn open(
-        rel: pg_sys::Relation,
-        schema: &TableSchema,
-        row: PartRow,
-    ) -> Result<Self, Error> {
-        // SAFETY: per the contract.
-        OpenPart::open_from(&unsafe { RelationPageStore::new(rel) }, schema, row, false)
+    fn open(rel: Rel<'_>, schema: &TableSchema, row: PartRow) -> Result<Self, Error> {
+        OpenPart::open_from(&RelationPageStore::new(rel), schema, row, false)
     }
 
-    unsafe fn open_for_fetch(
-        rel: pg_sys::Relation,
-        schema: &TableSchema,
-        row: PartRow,
-    ) -> Result<Self, Error> {
-        // SAFETY: per the contract.
-        OpenPart::open_from(&unsafe { RelationPageStore::new(rel) }, schema, row, true)
+    fn open_for_fetch(rel: Rel<'_>, schema: &TableSchema, row: PartRow) -> Result<Self, Error> {
+        OpenPart::open_from(&RelationPageStore::new(rel), schema, row, true)
     }
 
-    unsafe fn granule(
+    fn granule(&self, rel: Rel<'_>, columns: &[usize], g: usize) -> Result<RecordBatch, Error> {
+        self.granule_from(&RelationPageStore::new(rel), columns, g)
+    }
+
+    fn rows(
         &self,
-        rel: pg_sys::Relation,
-        columns: &[usize],
-        g: usize,
-    ) -> Result<RecordBatch, Error> {
-        // SAFETY: per the contract.
-        self.granule_from(&unsafe { RelationPageStore::new(rel) }, columns, g)
-    }
-
-    unsafe fn rows(
-        &self,
-        rel: pg_sys::Relation,
+        rel: Rel<'_>,
         columns: &[usize],
         g: usize,
         first: usize,
         count: usize,
     ) -> Result<RecordBatch, Error> {
-        // SAFETY: per the contract.
-        self.rows_from(
-            &unsafe { RelationPageStore::new(rel) },
-            columns,
-            g,
-            first,
-            count,
-        )
+        self.rows_from(&RelationPageStore::new(rel), columns, g, first, count)
     }
 
-    unsafe fn column(
+    fn column(
         &self,
-        rel: pg_sys::Relation,
+        rel: Rel<'_>,
         c: usize,
         g: usize,
         first: usize,
         count: usize,
     ) -> Result<arrow_array::ArrayRef, Error> {
-        // SAFETY: per the contract.
-        self.column_from(&unsafe { RelationPageStore::new(rel) }, c, g, first, count)
+        self.column_from(&RelationPageStore::new(rel), c, g, first, count)
     }
 }
 

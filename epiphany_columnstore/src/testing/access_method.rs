@@ -635,7 +635,10 @@ mod tests {
         // SAFETY: an open relation of this transaction, closed again below.
         let rows: Vec<u64> = unsafe {
             let rel = pg_sys::relation_open(oid, pg_sys::AccessShareLock as _);
-            let storage = crate::storage::meta::storage_id(rel).unwrap().unwrap();
+            let storage =
+                crate::storage::meta::storage_id(epiphany_core::pg::buffer::Rel::new(rel))
+                    .unwrap()
+                    .unwrap();
             let parts = crate::storage::catalog::visible(storage, &raw mut pg_sys::SnapshotAnyData)
                 .unwrap();
             pg_sys::relation_close(rel, pg_sys::AccessShareLock as _);

@@ -18,7 +18,8 @@ use epiphany_core::columnar::flush::SnapshotCommands;
 use epiphany_core::columnar::rowid::{row_to_tid, Reservation};
 use epiphany_core::columnar::scan_plan::{encode_stats, summarize};
 use epiphany_core::columnar::write_set::WriteSet;
-use epiphany_core::pg::OrReport;
+use epiphany_core::pg::buffer::Rel;
+use epiphany_core::pg::{OrReport, OrReportIn};
 use epiphany_core::storage::{pages_for, write_extent, write_extent_at};
 use epiphany_core::Error;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
@@ -103,12 +104,8 @@ fn ensure_callbacks() {
 /// Buffers the row in `slot` for `rel` and gives the slot its TID.
 ///
 /// # Safety
-/// `rel` is an open columnar relation locked for writing; `slot` holds a row of it.
-pub unsafe fn insert(
-    rel: pg_sys::Relation,
-    slot: *mut pg_sys::TupleTableSlot,
-    cid: pg_sys::CommandId,
-) {
+/// `rel` is a columnar relation locked for writing; `slot` holds a row of it.
+pub unsafe fn insert(rel: Rel<'_>, slot: *mut pg_sys::TupleTableSlot, cid: pg_sys::CommandId) {
     // SAFETY: per the contract.
     unsafe { insert_many(rel, &[slot], cid) }
 }
@@ -117,19 +114,17 @@ pub unsafe fn insert(
 /// depend on the row is done once for all of them: COPY hands over up to 1000 at a time.
 ///
 /// # Safety
-/// `rel` is an open columnar relation locked for writing; each slot holds a row of it.
+/// `rel` is a columnar relation locked for writing; each slot holds a row of it.
 pub unsafe fn insert_many(
-    rel: pg_sys::Relation,
+    rel: Rel<'_>,
     slots: &[*mut pg_sys::TupleTableSlot],
     cid: pg_sys::CommandId,
 ) {
     ensure_callbacks();
-    // SAFETY: per the contract.
-    let relid = unsafe { (*rel).rd_id };
+    let relid = rel.oid();
     let mut rows = Vec::with_capacity(slots.len());
     for _ in slots {
-        // SAFETY: per the contract.
-        rows.push(unsafe { next_row_number(rel) }.or_report());
+        rows.push(next_row_number(rel).or_report_in(rel));
     }
     // SAFETY: main thread.
     let level = unsafe { pg_sys::GetCurrentSubTransactionId() };
@@ -137,8 +132,7 @@ pub unsafe fn insert_many(
         let mut b = b.borrow_mut();
         let b = &mut *b;
         let info = match b.tables.entry(relid) {
-            // SAFETY: per the contract.
-            Entry::Vacant(e) => e.insert(unsafe { TableInfo::load(rel) }.or_report()),
+            Entry::Vacant(e) => e.insert(TableInfo::load(rel).or_report_in(rel)),
             Entry::Occupied(e) => e.into_mut(),
         };
         let buffer = b.writes.buffer(level, relid.to_u32(), &info.buffered);
@@ -192,20 +186,15 @@ pub unsafe fn insert_many(
         }
     }
     if over {
-        // SAFETY: per the contract.
-        unsafe { flush_in_background(rel) }.or_report();
+        flush_in_background(rel).or_report_in(rel);
     }
 }
 
 /// Writes what the helper thread encoded for `rel` (if anything), then hands this
-/// level's buffered rows of `rel` to a new helper thread.
-///
-/// # Safety
-/// `rel` is an open columnar relation locked for writing.
-unsafe fn flush_in_background(rel: pg_sys::Relation) -> Result<(), Error> {
-    // SAFETY: per the contract.
-    let relid = unsafe { (*rel).rd_id };
-    unsafe { collect_job(rel) }?;
+/// level's buffered rows of `rel` (locked for writing) to a new helper thread.
+fn flush_in_background(rel: Rel<'_>) -> Result<(), Error> {
+    let relid = rel.oid();
+    collect_job(rel)?;
     // SAFETY: main thread.
     let level = unsafe { pg_sys::GetCurrentSubTransactionId() };
     BACKEND.with(|b| {
@@ -257,13 +246,9 @@ unsafe fn flush_in_background(rel: pg_sys::Relation) -> Result<(), Error> {
 
 /// Waits for the helper thread's parts for `rel` and writes them, if the rows they hold
 /// are still pending in this subtransaction; otherwise they are dropped and the rows
-/// stay pending for an ordinary flush.
-///
-/// # Safety
-/// `rel` is an open columnar relation locked for writing.
-unsafe fn collect_job(rel: pg_sys::Relation) -> Result<(), Error> {
-    // SAFETY: per the contract.
-    let relid = unsafe { (*rel).rd_id };
+/// stay pending for an ordinary flush. `rel` is locked for writing.
+fn collect_job(rel: Rel<'_>) -> Result<(), Error> {
+    let relid = rel.oid();
     let job = BACKEND.with(|b| {
         let mut b = b.borrow_mut();
         if b.job.as_ref().is_some_and(|j| j.relid == relid) {
@@ -288,8 +273,7 @@ unsafe fn collect_job(rel: pg_sys::Relation) -> Result<(), Error> {
                 .take_sealed(level, relid.to_u32(), job.batches)
         });
     if taken {
-        // SAFETY: per the contract.
-        unsafe { write_parts(rel, encoded) }?;
+        write_parts(rel, encoded)?;
     }
     Ok(())
 }
@@ -312,29 +296,23 @@ fn drop_job(relid: Option<pg_sys::Oid>) {
     }
 }
 
-/// Writes encoded parts into `rel`'s pages and their catalog rows.
-///
-/// # Safety
-/// `rel` is an open columnar relation locked for writing.
-unsafe fn write_parts(rel: pg_sys::Relation, parts: Vec<Encoded>) -> Result<(), Error> {
+/// Writes encoded parts into `rel`'s pages and their catalog rows (`rel` is locked for
+/// writing).
+fn write_parts(rel: Rel<'_>, parts: Vec<Encoded>) -> Result<(), Error> {
     if parts.is_empty() {
         return Ok(());
     }
     // Pages are written before the transaction commits: VACUUM must not take pages back
     // while it runs (see `vacuum`).
-    // SAFETY: per the contract.
-    unsafe { crate::am::vacuum::hold_off(rel) };
-    // SAFETY: per the contract.
-    let storage_id = unsafe { crate::storage::meta::update(rel, |m| Ok(m.storage_id)) }?;
-    // SAFETY: per the contract; the store lives only during this call.
-    let mut store = unsafe { RelationPageStore::new(rel) };
+    crate::am::vacuum::hold_off(rel);
+    let storage_id = crate::storage::meta::update(rel, |m| Ok(m.storage_id))?;
+    let mut store = RelationPageStore::new(rel);
     for e in parts {
         let pages = pages_for(&store, e.part.bytes.len());
         // Free pages VACUUM found are used before the relation grows.
-        // SAFETY: per the contract.
-        let (part_id, free) = unsafe {
-            crate::storage::meta::update(rel, |m| Ok((m.reserve_extent(), m.free.allocate(pages))))
-        }?;
+        let (part_id, free) = crate::storage::meta::update(rel, |m| {
+            Ok((m.reserve_extent(), m.free.allocate(pages)))
+        })?;
         let extent = match free {
             Some(first) => write_extent_at(&mut store, part_id, &e.part.bytes, first)?,
             None => write_extent(&mut store, part_id, &e.part.bytes)?,
@@ -357,16 +335,15 @@ unsafe fn write_parts(rel: pg_sys::Relation, parts: Vec<Encoded>) -> Result<(), 
     Ok(())
 }
 
-/// A row number for a new row of `rel`.
-unsafe fn next_row_number(rel: pg_sys::Relation) -> Result<u64, Error> {
-    // SAFETY: per the caller's contract.
-    let relid = unsafe { (*rel).rd_id };
+/// A row number for a new row of `rel` (locked for writing).
+fn next_row_number(rel: Rel<'_>) -> Result<u64, Error> {
+    let relid = rel.oid();
     let cached = BACKEND.with(|b| b.borrow().storage.get(&relid).copied());
     let storage = match cached {
         Some(s) => s,
         None => {
-            // SAFETY: per the caller's contract; creates the metapage if needed.
-            let s = unsafe { crate::storage::meta::update(rel, |m| Ok(m.storage_id)) }?;
+            // Creates the metapage if needed.
+            let s = crate::storage::meta::update(rel, |m| Ok(m.storage_id))?;
             BACKEND.with(|b| b.borrow_mut().storage.insert(relid, s));
             s
         }
@@ -379,8 +356,7 @@ unsafe fn next_row_number(rel: pg_sys::Relation) -> Result<u64, Error> {
     if let Some(n) = taken {
         return Ok(n);
     }
-    // SAFETY: per the caller's contract.
-    let first = unsafe { crate::storage::meta::update(rel, |m| m.reserve_rows(chunk)) }?;
+    let first = crate::storage::meta::update(rel, |m| m.reserve_rows(chunk))?;
     Ok(BACKEND.with(|b| {
         let mut b = b.borrow_mut();
         let r = b.reservations.entry((relid, storage)).or_default();
@@ -396,14 +372,10 @@ pub fn has_pending(relid: pg_sys::Oid) -> bool {
 
 /// Writes the buffered rows of `rel` as parts, inserted by the current subtransaction.
 /// `by_command` cuts parts at command boundaries (needed while the transaction goes on).
-///
-/// # Safety
-/// `rel` is an open columnar relation locked for writing.
-pub unsafe fn flush(rel: pg_sys::Relation, by_command: bool) -> Result<(), Error> {
-    // SAFETY: per the contract.
-    unsafe { collect_job(rel) }?;
-    // SAFETY: per the contract.
-    let relid = unsafe { (*rel).rd_id };
+/// `rel` is locked for writing.
+pub fn flush(rel: Rel<'_>, by_command: bool) -> Result<(), Error> {
+    collect_job(rel)?;
+    let relid = rel.oid();
     // SAFETY: main thread.
     let level = unsafe { pg_sys::GetCurrentSubTransactionId() };
     let batches = BACKEND.with(|b| b.borrow_mut().writes.take_for_flush(level, relid.to_u32()));
@@ -412,8 +384,7 @@ pub unsafe fn flush(rel: pg_sys::Relation, by_command: bool) -> Result<(), Error
     }
     let info = match BACKEND.with(|b| b.borrow_mut().tables.remove(&relid)) {
         Some(info) => info,
-        // SAFETY: per the contract.
-        None => unsafe { TableInfo::load(rel) }?,
+        None => TableInfo::load(rel)?,
     };
     // Parts are stamped with their rows' latest command. In the middle of a transaction
     // a snapshot taken between two commands (a cursor's, say) must see exactly the rows
@@ -429,8 +400,7 @@ pub unsafe fn flush(rel: pg_sys::Relation, by_command: bool) -> Result<(), Error
         true,
         None,
     )
-    // SAFETY: per the contract.
-    .and_then(|parts| unsafe { write_parts(rel, parts) });
+    .and_then(|parts| write_parts(rel, parts));
     BACKEND.with(|b| b.borrow_mut().tables.insert(relid, info));
     result
 }
@@ -448,7 +418,7 @@ pub fn flush_relid(relid: pg_sys::Oid, by_command: bool) {
             discard(relid);
             return;
         }
-        let result = flush(rel, by_command);
+        let result = flush(Rel::new(rel), by_command);
         pg_sys::relation_close(rel, pg_sys::RowExclusiveLock as _);
         result.or_report();
     }

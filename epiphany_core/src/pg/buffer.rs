@@ -34,6 +34,12 @@ impl<'a> Rel<'a> {
         }
     }
 
+    /// The relation a [`pgrx::PgRelation`] holds open.
+    pub fn of(rel: &'a pgrx::PgRelation) -> Rel<'a> {
+        // SAFETY: a PgRelation is open (and locked as it was opened) while it lives.
+        unsafe { Rel::new(rel.as_ptr()) }
+    }
+
     pub fn raw(self) -> pg_sys::Relation {
         self.raw
     }

@@ -12,27 +12,24 @@ use crate::pg::buffer::{Buffer, ExtensionLock, Image, Lock, Rel, WalRecord};
 use crate::pg::page::{self, BLOCK_SIZE, PAGE_HEADER};
 use crate::storage::{BlockNumber, PageStore};
 use crate::Error;
-use pgrx::pg_sys;
 
-pub struct RelationPageStore {
-    rel: pg_sys::Relation,
+/// The pages of an open relation, locked for reading (or for writing, when the store
+/// writes).
+pub struct RelationPageStore<'a> {
+    rel: Rel<'a>,
 }
 
-impl RelationPageStore {
-    /// # Safety
-    /// `rel` must be open (and stay open while the store is used), with a lock that
-    /// allows reading, or writing when the store writes.
-    pub unsafe fn new(rel: pg_sys::Relation) -> Self {
+impl<'a> RelationPageStore<'a> {
+    pub fn new(rel: Rel<'a>) -> Self {
         RelationPageStore { rel }
     }
 
-    fn rel(&self) -> Rel<'_> {
-        // SAFETY: open while the store is used (constructor contract).
-        unsafe { Rel::new(self.rel) }
+    fn rel(&self) -> Rel<'a> {
+        self.rel
     }
 }
 
-impl PageStore for RelationPageStore {
+impl PageStore for RelationPageStore<'_> {
     fn page_size(&self) -> usize {
         BLOCK_SIZE - PAGE_HEADER
     }

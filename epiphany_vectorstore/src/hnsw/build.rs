@@ -28,14 +28,12 @@ pub const PHASE_LOAD: i64 = 2;
 pub const PHASE_GRAPH: i64 = 3;
 pub const PHASE_WRITE: i64 = 4;
 
-/// The metric of an index, from its opclass's distance function (support function 1).
-///
-/// # Safety
-/// `index` is an open index of ours.
-pub unsafe fn metric_of(index: pg_sys::Relation) -> Metric {
-    // SAFETY: per the contract; get_func_name pallocs the name.
+/// The metric of an index of ours, from its opclass's distance function (support
+/// function 1).
+pub fn metric_of(index: Rel<'_>) -> Metric {
+    // SAFETY: an open index (Rel) with one column; get_func_name pallocs the name.
     let name = unsafe {
-        let proc = pg_sys::index_getprocid(index, 1, 1);
+        let proc = pg_sys::index_getprocid(index.raw(), 1, 1);
         let name = pg_sys::get_func_name(proc);
         if name.is_null() {
             Error::Internal("the index's distance function is missing".into()).report();
@@ -54,13 +52,10 @@ pub unsafe fn metric_of(index: pg_sys::Relation) -> Metric {
 }
 
 /// The dimensions of the indexed column's type (`vector(n)`), if it has them.
-///
-/// # Safety
-/// `index` is an open index.
-pub unsafe fn typmod_dims(index: pg_sys::Relation) -> Option<usize> {
-    // SAFETY: per the contract; an index has at least one attribute.
+pub fn typmod_dims(index: Rel<'_>) -> Option<usize> {
+    // SAFETY: an open index (Rel) has a tuple descriptor of at least one attribute.
     let typmod = unsafe {
-        PgTupleDesc::from_pg_unchecked((*index).rd_att)
+        PgTupleDesc::from_pg_unchecked((*index.raw()).rd_att)
             .get(0)
             .map_or(-1, |a| a.atttypmod)
     };
@@ -72,8 +67,8 @@ pub(crate) fn progress(param: u32, value: i64) {
     unsafe { pg_sys::pgstat_progress_update_param(param as i32, value) };
 }
 
-struct BuildState {
-    index: pg_sys::Relation,
+struct BuildState<'a> {
+    index: Rel<'a>,
     m: usize,
     ef_construction: usize,
     metric: Metric,
@@ -100,7 +95,7 @@ fn vector_hash(v: &[f32]) -> u64 {
     h.finish()
 }
 
-impl BuildState {
+impl BuildState<'_> {
     /// Nodes collected so far.
     fn nodes(&self) -> usize {
         self.first_row.len()
@@ -119,8 +114,7 @@ impl BuildState {
         }
         self.index_tuples += 1.0;
         if self.spilled {
-            // SAFETY: the index is open and exclusively ours while it is built.
-            unsafe { insert::insert(self.index, v, row) };
+            insert::insert(self.index, v, row);
             return;
         }
         let prepared = self.metric.prepare(v);
@@ -142,11 +136,8 @@ impl BuildState {
         self.by_hash.insert(hash, node);
         if self.nodes().is_multiple_of(1024) && self.memory() > self.memory_limit {
             let nodes = self.nodes();
-            // SAFETY: as above.
-            unsafe {
-                self.build_graph();
-                self.write();
-            }
+            self.build_graph();
+            self.write();
             self.spilled = true;
             pgrx::notice!(
                 "epiphany_hnsw graph no longer fits into maintenance_work_mem after {nodes} nodes; the rest is inserted into the stored graph (slower)"
@@ -159,10 +150,7 @@ impl BuildState {
     /// index build may use (`max_parallel_maintenance_workers` + this backend, at most
     /// the machine's cores). The threads only compute; this backend's thread reports
     /// progress and checks for interrupts between its batches.
-    ///
-    /// # Safety
-    /// Called on the backend's main thread.
-    unsafe fn build_graph(&mut self) {
+    fn build_graph(&mut self) {
         let Some(dims) = self.dims else {
             return;
         };
@@ -186,11 +174,9 @@ impl BuildState {
         self.graph = Some(graph);
     }
 
-    /// Writes the in-memory graph to pages 1.. and points the metapage at it.
-    ///
-    /// # Safety
-    /// `self.index` holds only its metapage.
-    unsafe fn write(&mut self) {
+    /// Writes the in-memory graph to pages 1.. (the index holds only its metapage, or the
+    /// graph goes after what it holds) and points the metapage at it.
+    fn write(&mut self) {
         let Some(mut graph) = self.graph.take() else {
             return;
         };
@@ -220,8 +206,7 @@ impl BuildState {
         }
         let mut list = Vec::new();
         let mut at = 0usize;
-        // SAFETY: per the contract.
-        let rel = unsafe { Rel::new(self.index) };
+        let rel = self.index;
         // Each new page is locked while GenericXLog writes it.
         while at < addrs.len() {
             let mut record = WalRecord::start(rel);
@@ -262,23 +247,20 @@ impl BuildState {
             progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, at as i64);
             pages::delay_point();
         }
-        // SAFETY: per the contract.
-        unsafe {
-            let entry = graph.entry().map(|(n, l)| (addrs[n as usize], l));
-            let last = addrs.last().map_or(META_BLOCK, |a| a.block);
-            write_meta(
-                self.index,
-                &Meta {
-                    shape,
-                    ef_construction: self.ef_construction,
-                    metric: self.metric,
-                    max_level: max_level(shape),
-                    entry,
-                    insert_block: last,
-                    build_id: pages::read_meta(self.index).build_id,
-                },
-            );
-        }
+        let entry = graph.entry().map(|(n, l)| (addrs[n as usize], l));
+        let last = addrs.last().map_or(META_BLOCK, |a| a.block);
+        write_meta(
+            self.index,
+            &Meta {
+                shape,
+                ef_construction: self.ef_construction,
+                metric: self.metric,
+                max_level: max_level(shape),
+                entry,
+                insert_block: last,
+                build_id: pages::read_meta(self.index).build_id,
+            },
+        );
     }
 }
 
@@ -288,13 +270,8 @@ pub(crate) fn new_build_id() -> u64 {
     unsafe { pg_sys::pg_prng_uint64(&raw mut pg_sys::pg_global_prng_state) }
 }
 
-/// Rewrites the metapage.
-///
-/// # Safety
-/// `index` is an open epiphany_hnsw index with a metapage.
-pub unsafe fn write_meta(index: pg_sys::Relation, meta: &Meta) {
-    // SAFETY: per the contract.
-    let rel = unsafe { Rel::new(index) };
+/// Rewrites the metapage of an index that has one.
+pub fn write_meta(rel: Rel<'_>, meta: &Meta) {
     // The metapage is locked while GenericXLog rewrites it.
     let mut record = WalRecord::start(rel);
     let n = record.add(Buffer::read(rel, META_BLOCK, Lock::Exclusive), Image::Delta);
@@ -302,22 +279,17 @@ pub unsafe fn write_meta(index: pg_sys::Relation, meta: &Meta) {
     record.finish();
 }
 
-/// The metapage of an empty index, written into `fork`.
-///
-/// # Safety
-/// `index` is an open epiphany_hnsw index whose `fork` is empty.
-unsafe fn create_meta(index: pg_sys::Relation, fork: pg_sys::ForkNumber::Type) {
-    // SAFETY: per the contract.
-    unsafe {
-        let (m, ef_construction) = options::hnsw_params(index);
-        let metric = metric_of(index);
+/// The metapage of an empty index, written into its empty `fork`.
+fn create_meta(rel: Rel<'_>, fork: pg_sys::ForkNumber::Type) {
+    {
+        let (m, ef_construction) = options::hnsw_params(rel);
+        let metric = metric_of(rel);
         let shape = Shape {
-            dims: typmod_dims(index).unwrap_or(0),
+            dims: typmod_dims(rel).unwrap_or(0),
             m,
         };
         Params::new(m, ef_construction, metric).or_report();
         let max_level = if shape.dims == 0 { 0 } else { max_level(shape) };
-        let rel = Rel::new(index);
         let mut record = WalRecord::start(rel);
         let n = new_page(&mut record, rel, fork, 0);
         if record.block(n) != META_BLOCK {
@@ -374,22 +346,19 @@ pub unsafe extern "C-unwind" fn build(
 ) -> *mut pg_sys::IndexBuildResult {
     // SAFETY: Postgres passes the table, the new empty index and its info.
     unsafe {
-        if pages::block_count(index) != 0 {
-            Error::Internal(format!(
-                "index \"{}\" already contains data",
-                CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()).to_string_lossy()
-            ))
-            .report();
+        let rel = Rel::new(index);
+        if rel.nblocks() != 0 {
+            Error::Internal(format!("index \"{}\" already contains data", rel.name())).report();
         }
-        create_meta(index, pg_sys::ForkNumber::MAIN_FORKNUM);
-        let (m, ef_construction) = options::hnsw_params(index);
+        create_meta(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
+        let (m, ef_construction) = options::hnsw_params(rel);
         progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
         let mut state = BuildState {
-            index,
+            index: rel,
             m,
             ef_construction,
-            metric: metric_of(index),
-            dims: typmod_dims(index),
+            metric: metric_of(rel),
+            dims: typmod_dims(rel),
             vectors: Vec::new(),
             graph: None,
             first_row: Vec::new(),
@@ -426,5 +395,5 @@ pub unsafe extern "C-unwind" fn build(
 #[pg_guard]
 pub unsafe extern "C-unwind" fn build_empty(index: pg_sys::Relation) {
     // SAFETY: Postgres passes the index whose init fork was just created.
-    unsafe { create_meta(index, pg_sys::ForkNumber::INIT_FORKNUM) };
+    create_meta(unsafe { Rel::new(index) }, pg_sys::ForkNumber::INIT_FORKNUM);
 }

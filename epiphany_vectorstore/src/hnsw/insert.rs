@@ -39,13 +39,9 @@ fn random_level(m: usize, cap: usize) -> usize {
     ((-(1.0 - u).ln() / (m as f64).ln()) as usize).min(cap)
 }
 
-/// Inserts `vector` for table row `row`.
-///
-/// # Safety
-/// `index` is an open epiphany_hnsw index, locked for insertion.
-pub unsafe fn insert(index: pg_sys::Relation, vector: &[f32], row: RowId) {
-    // SAFETY: per the contract.
-    let meta = unsafe { pages::read_meta(index) };
+/// Inserts `vector` for table row `row` into an index locked for insertion.
+pub fn insert(index: Rel<'_>, vector: &[f32], row: RowId) {
+    let meta = pages::read_meta(index);
     if meta.shape.dims != 0 && meta.shape.dims != vector.len() {
         Error::Data(format!(
             "expected {} dimensions, not {}",
@@ -61,8 +57,7 @@ pub unsafe fn insert(index: pg_sys::Relation, vector: &[f32], row: RowId) {
     let vector = &*meta.metric.prepare(vector);
     let cap = max_level(shape);
     let level = random_level(shape.m, cap);
-    // SAFETY: per the contract.
-    let mut graph = unsafe { PageGraph::new(index, Meta { shape, ..meta }, true) };
+    let mut graph = PageGraph::new(index, Meta { shape, ..meta }, true);
     let mut links: Vec<Vec<Scored>> = vec![Vec::new(); level + 1];
     if let Some((entry, top)) = graph.entry() {
         let mut nearest = vec![Scored {
@@ -76,9 +71,7 @@ pub unsafe fn insert(index: pg_sys::Relation, vector: &[f32], row: RowId) {
             let found = search_layer(&mut graph, vector, &nearest, meta.ef_construction, l);
             if l == 0 {
                 for s in found.iter().take_while(|s| s.distance <= 0.0) {
-                    // SAFETY: per the contract.
-                    if graph.cached(s.node) == vector && unsafe { join(index, shape, s.node, row) }
-                    {
+                    if graph.cached(s.node) == vector && join(index, shape, s.node, row) {
                         return;
                     }
                 }
@@ -101,8 +94,7 @@ pub unsafe fn insert(index: pg_sys::Relation, vector: &[f32], row: RowId) {
             .map(|l| l.iter().map(|s| NodeAddr::unpack(s.node)).collect())
             .collect(),
     };
-    // SAFETY: per the contract.
-    let id = unsafe { place(index, &node, shape, cap) };
+    let id = place(index, &node, shape, cap);
     graph.remember(id, vector);
     for (l, chosen) in links.iter().enumerate() {
         for s in chosen {
@@ -112,13 +104,8 @@ pub unsafe fn insert(index: pg_sys::Relation, vector: &[f32], row: RowId) {
 }
 
 /// Adds `row` to the existing node `id` if it is live, has room and the same vector.
-///
-/// # Safety
-/// `index` is an open epiphany_hnsw index.
-unsafe fn join(index: pg_sys::Relation, shape: Shape, id: NodeId, row: RowId) -> bool {
+fn join(rel: Rel<'_>, shape: Shape, id: NodeId, row: RowId) -> bool {
     let addr = NodeAddr::unpack(id);
-    // SAFETY: per the contract.
-    let rel = unsafe { Rel::new(index) };
     let buffer = Buffer::read(rel, addr.block, Lock::Exclusive);
     let mut node = pages::node_at(buffer.page(), addr, shape)
         .to_node()
@@ -154,13 +141,8 @@ pub fn rewrite<'a>(rel: Rel<'a>, buffer: Buffer<'a>, addr: NodeAddr, node: &Node
 
 /// Writes a new node on the insert page (or a new page) and makes it the entry point if
 /// it is the highest; returns its id.
-///
-/// # Safety
-/// `index` is an open epiphany_hnsw index.
-unsafe fn place(index: pg_sys::Relation, node: &Node, shape: Shape, cap: usize) -> NodeId {
+fn place(rel: Rel<'_>, node: &Node, shape: Shape, cap: usize) -> NodeId {
     let bytes = node.encode(shape).or_report();
-    // SAFETY: per the contract.
-    let rel = unsafe { Rel::new(index) };
     // The metapage lock is taken first and held while the node page is chosen, so
     // inserts do not race for the same free space.
     let meta_buffer = Buffer::read(rel, META_BLOCK, Lock::Exclusive);
@@ -219,7 +201,7 @@ pub fn link(
     link_stored(graph, node, new, distance, level, room, force);
 }
 
-impl GraphStore for PageGraph {
+impl GraphStore for PageGraph<'_> {
     fn metric(&self) -> Metric {
         self.metric
     }

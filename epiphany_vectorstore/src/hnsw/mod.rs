@@ -16,6 +16,7 @@ use pgrx::prelude::*;
 
 use crate::index_am;
 use crate::options;
+use epiphany_core::pg::buffer::Rel;
 
 extension_sql!(
     r#"
@@ -80,7 +81,7 @@ unsafe extern "C-unwind" fn aminsert(
     // SAFETY: Postgres passes one column's value and the new row's TID.
     unsafe {
         if let Some((vector, row)) = index_am::inserted_row(values, isnull, heap_tid) {
-            insert::insert(index, vector, row);
+            insert::insert(Rel::new(index), vector, row);
         }
     }
     false

@@ -36,13 +36,6 @@ pub fn delay_point() {
     }
 }
 
-/// # Safety
-/// `rel` is an open index.
-pub unsafe fn block_count(rel: pg_sys::Relation) -> u32 {
-    // SAFETY: per the contract.
-    unsafe { Rel::new(rel) }.nblocks()
-}
-
 /// Adds a new, initialized page at the end of `fork` to `record` (as a full image), with
 /// `special` bytes of special space; its number in the record.
 pub fn new_page<'a>(
@@ -62,13 +55,8 @@ pub fn put_meta(page: &mut [u8], meta: &Meta) {
     page::put_contents(page, &meta.encode());
 }
 
-/// The metapage of an index.
-///
-/// # Safety
-/// `rel` is an open epiphany_hnsw index.
-pub unsafe fn read_meta(rel: pg_sys::Relation) -> Meta {
-    // SAFETY: per the contract.
-    let rel = unsafe { Rel::new(rel) };
+/// The metapage of an epiphany_hnsw index.
+pub fn read_meta(rel: Rel<'_>) -> Meta {
     if rel.nblocks() == 0 {
         Error::Corrupted("epiphany_hnsw index has no metapage".into()).report();
     }
@@ -88,17 +76,9 @@ pub fn node_at<'a>(page: &'a [u8], addr: NodeAddr, shape: Shape) -> NodeRef<'a> 
     NodeRef::parse(&page[range], shape).or_report()
 }
 
-/// Runs `f` on every node of the index, page by page, each page share-locked meanwhile.
-///
-/// # Safety
-/// `rel` is an open epiphany_hnsw index of `shape`.
-pub unsafe fn for_each_node(
-    rel: pg_sys::Relation,
-    shape: Shape,
-    mut f: impl FnMut(NodeAddr, NodeRef<'_>),
-) {
-    // SAFETY: per the contract.
-    let rel = unsafe { Rel::new(rel) };
+/// Runs `f` on every node of an index of `shape`, page by page, each page share-locked
+/// meanwhile.
+pub fn for_each_node(rel: Rel<'_>, shape: Shape, mut f: impl FnMut(NodeAddr, NodeRef<'_>)) {
     for block in 1..rel.nblocks() {
         let buffer = Buffer::read(rel, block, Lock::Share);
         let page = buffer.page();
@@ -128,8 +108,8 @@ pub fn distance_in_place(metric: Metric, vector: &[u8], query: &[f32]) -> f32 {
 }
 
 /// The graph as stored in an index's pages, read under short share locks.
-pub struct PageGraph {
-    rel: pg_sys::Relation,
+pub struct PageGraph<'a> {
+    rel: Rel<'a>,
     pub meta: Meta,
     /// How stored (prepared) vectors are compared: `meta.metric.index_metric()`.
     pub metric: Metric,
@@ -142,10 +122,8 @@ pub struct PageGraph {
     cache: Option<Rc<RefCell<VectorCache>>>,
 }
 
-impl PageGraph {
-    /// # Safety
-    /// `rel` is an open epiphany_hnsw index that stays open while this lives.
-    pub unsafe fn new(rel: pg_sys::Relation, meta: Meta, keep_vectors: bool) -> Self {
+impl<'a> PageGraph<'a> {
+    pub fn new(rel: Rel<'a>, meta: Meta, keep_vectors: bool) -> Self {
         PageGraph {
             rel,
             meta,
@@ -158,38 +136,31 @@ impl PageGraph {
 
     /// Uses the backend's vector cache for this index build.
     pub fn with_cache(mut self) -> Self {
-        // SAFETY: the index is open (new's contract).
-        let oid = unsafe { (*self.rel).rd_id };
-        self.cache = VectorCache::of(oid, self.meta.build_id, self.meta.shape);
+        self.cache = VectorCache::of(self.rel.oid(), self.meta.build_id, self.meta.shape);
         self
     }
 
-    /// The index, open while this lives (constructor contract).
-    pub fn rel(&self) -> Rel<'_> {
-        // SAFETY: per the constructor's contract.
-        unsafe { Rel::new(self.rel) }
+    pub fn rel(&self) -> Rel<'a> {
+        self.rel
     }
 
     /// Runs `f` on node `id` while its page is share-locked.
     pub fn with_node<R>(&self, id: NodeId, f: impl FnOnce(NodeRef<'_>) -> R) -> R {
         let addr = NodeAddr::unpack(id);
-        // SAFETY: the index is open (new's contract); the page is pinned and share-locked
-        // while `f` reads it, then released. An error raised inside releases both at abort.
-        unsafe {
-            if addr.block >= self.blocks.get() {
-                self.blocks.set(block_count(self.rel));
-            }
-            if addr.block == META_BLOCK || addr.block >= self.blocks.get() {
-                Error::Corrupted(format!(
-                    "epiphany_hnsw: a link to block {} of {}",
-                    addr.block,
-                    self.blocks.get()
-                ))
-                .report();
-            }
-            let buffer = Buffer::read(Rel::new(self.rel), addr.block, Lock::Share);
-            f(node_at(buffer.page(), addr, self.meta.shape))
+        if addr.block >= self.blocks.get() {
+            self.blocks.set(self.rel.nblocks());
         }
+        if addr.block == META_BLOCK || addr.block >= self.blocks.get() {
+            Error::Corrupted(format!(
+                "epiphany_hnsw: a link to block {} of {}",
+                addr.block,
+                self.blocks.get()
+            ))
+            .report();
+        }
+        // Pinned and share-locked while `f` reads it; an error inside releases both.
+        let buffer = Buffer::read(self.rel, addr.block, Lock::Share);
+        f(node_at(buffer.page(), addr, self.meta.shape))
     }
 
     /// Reads node `id`'s vector into the cache (graphs that keep vectors).
@@ -216,7 +187,7 @@ impl PageGraph {
     }
 }
 
-impl GraphView for PageGraph {
+impl GraphView for PageGraph<'_> {
     fn entry(&mut self) -> Option<(NodeId, usize)> {
         self.meta.entry.map(|(a, l)| (a.pack(), l))
     }

@@ -19,6 +19,7 @@ use rustc_hash::FxHashSet;
 use super::pages::{self, PageGraph};
 use crate::index_am;
 use crate::options::{HNSW_EF_SEARCH, HNSW_MAX_SCAN_TUPLES};
+use epiphany_core::pg::buffer::Rel;
 
 enum Query {
     /// Not started (a rescan resets here).
@@ -31,7 +32,8 @@ enum Query {
 
 struct ScanState {
     query: Query,
-    graph: PageGraph,
+    /// Over the scan's index, open until the scan ends (its state goes with the scan).
+    graph: PageGraph<'static>,
     rows: VecDeque<RowId>,
     returned: FxHashSet<NodeId>,
     ef: usize,
@@ -45,13 +47,14 @@ pub unsafe extern "C-unwind" fn begin_scan(
     nkeys: i32,
     norderbys: i32,
 ) -> pg_sys::IndexScanDesc {
-    // SAFETY: Postgres passes an open index; the state lives in the scan's memory context
-    // and is dropped with it.
+    // SAFETY: Postgres passes an index that stays open until the scan ends; the state
+    // lives in the scan's memory context and is dropped with it.
     unsafe {
         let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
+        let rel = Rel::new(index);
         let state = ScanState {
             query: Query::Pending,
-            graph: PageGraph::new(index, pages::read_meta(index), false).with_cache(),
+            graph: PageGraph::new(rel, pages::read_meta(rel), false).with_cache(),
             rows: VecDeque::new(),
             returned: FxHashSet::default(),
             ef: 0,
@@ -76,9 +79,10 @@ pub unsafe extern "C-unwind" fn rescan(
     unsafe {
         index_am::keep_order_by(scan, orderbys, norderbys);
         let state = &mut *((*scan).opaque as *mut ScanState);
-        let meta = pages::read_meta((*scan).indexRelation);
+        let rel = state.graph.rel();
+        let meta = pages::read_meta(rel);
         if meta.build_id != state.graph.meta.build_id || meta.shape != state.graph.meta.shape {
-            state.graph = PageGraph::new((*scan).indexRelation, meta, false).with_cache();
+            state.graph = PageGraph::new(rel, meta, false).with_cache();
         }
         state.graph.meta = meta;
         state.query = Query::Pending;
@@ -117,19 +121,18 @@ pub unsafe extern "C-unwind" fn get_tuple(
             if state.done {
                 return false;
             }
-            state.next_round((*scan).indexRelation);
+            state.next_round();
         }
     }
 }
 
 impl ScanState {
     /// Fills `rows` with the next round's rows, or marks the scan done.
-    fn next_round(&mut self, index: pg_sys::Relation) {
+    fn next_round(&mut self) {
         match &self.query {
             Query::Pending => unreachable!("the query is set before the first round"),
             Query::All => {
-                // SAFETY: the scan's index is open.
-                unsafe { self.all_rows(index) };
+                self.all_rows();
                 self.done = true;
             }
             Query::Near(q) => {
@@ -159,8 +162,7 @@ impl ScanState {
                     // Nodes no search reaches (a part of the graph only linked one way)
                     // still hold rows the query may need: the rest, nearest first.
                     let q = q.clone();
-                    // SAFETY: the scan's index is open.
-                    unsafe { self.remaining_rows(index, &q, max) };
+                    self.remaining_rows(&q, max);
                 }
             }
         }
@@ -168,10 +170,7 @@ impl ScanState {
 
     /// The rows of nodes not returned yet, nearest first, up to `max` nodes in all (the
     /// walk keeps only that many candidates, so its memory is bounded by the GUC).
-    ///
-    /// # Safety
-    /// `index` is open.
-    unsafe fn remaining_rows(&mut self, index: pg_sys::Relation, q: &[f32], max: usize) {
+    fn remaining_rows(&mut self, q: &[f32], max: usize) {
         let shape = self.graph.meta.shape;
         let metric = self.graph.metric;
         let room = max.saturating_sub(self.returned.len());
@@ -180,32 +179,27 @@ impl ScanState {
         }
         let mut nearest: BinaryHeap<Scored> = BinaryHeap::with_capacity(room.min(1 << 16) + 1);
         let returned = &self.returned;
-        // SAFETY: per the contract.
-        unsafe {
-            pages::for_each_node(index, shape, |addr, n| {
-                if !n.deleted() && !returned.contains(&addr.pack()) {
-                    nearest.push(Scored {
-                        distance: pages::distance_in_place(metric, n.vector_bytes(), q),
-                        node: addr.pack(),
-                    });
-                    if nearest.len() > room {
-                        nearest.pop();
-                    }
+        pages::for_each_node(self.graph.rel(), shape, |addr, n| {
+            if !n.deleted() && !returned.contains(&addr.pack()) {
+                nearest.push(Scored {
+                    distance: pages::distance_in_place(metric, n.vector_bytes(), q),
+                    node: addr.pack(),
+                });
+                if nearest.len() > room {
+                    nearest.pop();
                 }
-            })
-        };
+            }
+        });
         for s in nearest.into_sorted_vec() {
             self.graph.with_node(s.node, |n| self.rows.extend(n.rows()));
         }
     }
 
     /// Every row of every node.
-    ///
-    /// # Safety
-    /// `index` is open.
-    unsafe fn all_rows(&mut self, index: pg_sys::Relation) {
+    fn all_rows(&mut self) {
         let rows = &mut self.rows;
-        // SAFETY: per the contract.
-        unsafe { pages::for_each_node(index, self.graph.meta.shape, |_, n| rows.extend(n.rows())) };
+        pages::for_each_node(self.graph.rel(), self.graph.meta.shape, |_, n| {
+            rows.extend(n.rows())
+        });
     }
 }

@@ -13,7 +13,7 @@ use pgrx::itemptr::item_pointer_set_all;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::index_am::{read_for_vacuum, vacuum_stats};
+use crate::index_am::{vacuum_stats, Vacuumed};
 use rustc_hash::FxHashMap;
 
 use super::build::write_meta;
@@ -49,7 +49,8 @@ pub unsafe extern "C-unwind" fn bulk_delete(
     // SAFETY: Postgres passes the VACUUM's info and a callback that says which TIDs died.
     unsafe {
         let stats = vacuum_stats(stats);
-        let index = (*info).index;
+        let vacuum = Vacuumed::new(info);
+        let index = vacuum.rel;
         let meta = pages::read_meta(index);
         let shape = meta.shape;
         if shape.dims == 0 {
@@ -61,9 +62,9 @@ pub unsafe extern "C-unwind" fn bulk_delete(
         let mut top_live: Option<(NodeAddr, usize)> = None;
         let mut live = Vec::new();
         let mut kept = 0.0;
-        for block in 1..pages::block_count(index) {
+        for block in 1..index.nblocks() {
             pages::delay_point();
-            let buffer = read_for_vacuum(info, block, Lock::Exclusive);
+            let buffer = vacuum.read(block, Lock::Exclusive);
             let page = buffer.page();
             let mut changed = Vec::new();
             for item in 1..=item_count(page) {
@@ -109,11 +110,11 @@ pub unsafe extern "C-unwind" fn bulk_delete(
                     }
                 }
             }
-            rewrite_nodes(Rel::new(index), buffer, &changed, shape);
+            rewrite_nodes(index, buffer, &changed, shape);
         }
         (*stats).num_index_tuples = kept;
         if !deleted.is_empty() {
-            repair(info, meta, &deleted);
+            repair(vacuum, meta, &deleted);
             if meta
                 .entry
                 .is_some_and(|(a, _)| deleted.contains_key(&a.pack()))
@@ -133,23 +134,19 @@ pub unsafe extern "C-unwind" fn bulk_delete(
 /// Replaces links to deleted nodes, page by page: lists are computed under a share lock
 /// and written under an exclusive one if nobody changed them meanwhile (a list changed by
 /// a concurrent insert is repaired by the next VACUUM).
-///
-/// # Safety
-/// As [`bulk_delete`].
-unsafe fn repair(info: *mut pg_sys::IndexVacuumInfo, meta: Meta, deleted: &Deleted) {
+fn repair(vacuum: Vacuumed<'_>, meta: Meta, deleted: &Deleted) {
     let shape = meta.shape;
-    // SAFETY: per the contract.
-    unsafe {
-        let index = (*info).index;
+    {
+        let index = vacuum.rel;
         let mut graph = PageGraph::new(index, meta, true);
         let repair = Repair {
             deleted,
             m: shape.m,
             ef: meta.ef_construction,
         };
-        for block in 1..pages::block_count(index) {
+        for block in 1..index.nblocks() {
             pages::delay_point();
-            let buffer = read_for_vacuum(info, block, Lock::Share);
+            let buffer = vacuum.read(block, Lock::Share);
             let page = buffer.page();
             let mut broken = Vec::new();
             for item in 1..=item_count(page) {
@@ -186,7 +183,7 @@ unsafe fn repair(info: *mut pg_sys::IndexVacuumInfo, meta: Meta, deleted: &Delet
                 }
                 fixed.push((*addr, n));
             }
-            let buffer = read_for_vacuum(info, block, Lock::Exclusive);
+            let buffer = vacuum.read(block, Lock::Exclusive);
             let page = buffer.page();
             let (olds, still): (Vec<&Node>, Vec<(NodeAddr, Node)>) = broken
                 .iter()
@@ -196,7 +193,7 @@ unsafe fn repair(info: *mut pg_sys::IndexVacuumInfo, meta: Meta, deleted: &Delet
                 })
                 .map(|((_, old), new)| (old, new))
                 .unzip();
-            rewrite_nodes(Rel::new(index), buffer, &still, shape);
+            rewrite_nodes(index, buffer, &still, shape);
             // New neighbours link back, as they would to a newly inserted node: a node
             // whose links in came from deleted nodes gets new ones.
             for (old, (addr, new)) in olds.iter().zip(&still) {
@@ -215,12 +212,8 @@ unsafe fn repair(info: *mut pg_sys::IndexVacuumInfo, meta: Meta, deleted: &Delet
 
 /// Links every live node that no search can reach any more back into the bottom layer
 /// (`epiphany_core::vector::hnsw_repair::reconnect`).
-///
-/// # Safety
-/// As [`bulk_delete`].
-unsafe fn reconnect(index: pg_sys::Relation, meta: Meta, live: &[NodeId], deleted: &Deleted) {
-    // SAFETY: per the contract.
-    let mut graph = unsafe { PageGraph::new(index, meta, true) };
+fn reconnect(index: Rel<'_>, meta: Meta, live: &[NodeId], deleted: &Deleted) {
+    let mut graph = PageGraph::new(index, meta, true);
     let m = meta.shape.m;
     let repair = Repair {
         deleted,
@@ -238,10 +231,11 @@ pub unsafe extern "C-unwind" fn vacuum_cleanup(
 ) -> *mut pg_sys::IndexBulkDeleteResult {
     // SAFETY: Postgres passes the VACUUM's info and the bulk-delete result, if any.
     unsafe {
-        if (*info).analyze_only {
+        let vacuum = Vacuumed::new(info);
+        if vacuum.analyze_only {
             return stats;
         }
-        let index = (*info).index;
+        let index = vacuum.rel;
         let stats = if stats.is_null() {
             // No bulk delete ran: count the rows for the statistics.
             let s = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>())
@@ -249,8 +243,8 @@ pub unsafe extern "C-unwind" fn vacuum_cleanup(
             let shape = pages::read_meta(index).shape;
             let mut rows = 0.0;
             if shape.dims != 0 {
-                for block in 1..pages::block_count(index) {
-                    let buffer = read_for_vacuum(info, block, Lock::Share);
+                for block in 1..index.nblocks() {
+                    let buffer = vacuum.read(block, Lock::Share);
                     let page = buffer.page();
                     for item in 1..=item_count(page) {
                         if item_range(page, item).is_some() {
@@ -266,7 +260,7 @@ pub unsafe extern "C-unwind" fn vacuum_cleanup(
         } else {
             stats
         };
-        (*stats).num_pages = pages::block_count(index);
+        (*stats).num_pages = index.nblocks();
         (*stats).estimated_count = false;
         stats
     }

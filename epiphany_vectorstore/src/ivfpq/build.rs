@@ -31,12 +31,9 @@ pub const PHASE_ASSIGN: i64 = 4;
 const SEED: u64 = 0x001f_5eed;
 
 /// The column the index is on (rerank reads it from the table's rows).
-///
-/// # Safety
-/// `index` is an open index.
-pub unsafe fn indexed_column(index: pg_sys::Relation) -> i16 {
-    // SAFETY: per the contract; an index has at least one key.
-    let attnum = unsafe { *(*(*index).rd_index).indkey.values.as_ptr() };
+pub fn indexed_column(index: Rel<'_>) -> i16 {
+    // SAFETY: an open index (Rel) has its pg_index row and at least one key.
+    let attnum = unsafe { *(*(*index.raw()).rd_index).indkey.values.as_ptr() };
     if attnum <= 0 {
         Error::NotSupported("epiphany_ivfpq indexes on expressions".into()).report();
     }
@@ -53,8 +50,8 @@ struct Sampler {
     context: PgMemoryContexts,
 }
 
-struct Assigner {
-    index: pg_sys::Relation,
+struct Assigner<'a> {
+    index: Rel<'a>,
     meta: IvfMeta,
     model: IvfPq,
     pending: Vec<Vec<u8>>,
@@ -148,39 +145,31 @@ unsafe extern "C-unwind" fn assign_callback(
     }
 }
 
-impl Assigner {
+impl Assigner<'_> {
     /// Appends the pending entries of every list to its chain.
-    ///
-    /// # Safety
-    /// The index is being built by this backend.
-    unsafe fn flush(&mut self, fork: pg_sys::ForkNumber::Type) {
+    fn flush(&mut self, fork: pg_sys::ForkNumber::Type) {
         let size = self.meta.entry_size();
         for list in 0..self.pending.len() {
             if self.pending[list].is_empty() {
                 continue;
             }
             let bytes = std::mem::take(&mut self.pending[list]);
-            // SAFETY: per the contract.
-            unsafe { append(self.index, fork, &mut self.heads[list], &bytes, size) };
+            append(self.index, fork, &mut self.heads[list], &bytes, size);
         }
         self.pending_bytes = 0;
     }
 }
 
-/// Appends entries (`size` bytes each) to a list's chain, filling its last page first.
-///
-/// # Safety
-/// `index` is being built by this backend (no concurrent writers).
-pub(super) unsafe fn append(
-    index: pg_sys::Relation,
+/// Appends entries (`size` bytes each) to a list's chain, filling its last page first;
+/// the index is being built by this backend (no concurrent writers).
+pub(super) fn append(
+    rel: Rel<'_>,
     fork: pg_sys::ForkNumber::Type,
     head: &mut ListHead,
     bytes: &[u8],
     size: usize,
 ) {
     let mut at = 0;
-    // SAFETY: per the contract.
-    let rel = unsafe { Rel::new(index) };
     // Pages are locked while GenericXLog writes them.
     while at < bytes.len() {
         let mut record = WalRecord::start(rel);
@@ -220,18 +209,10 @@ pub(super) unsafe fn append(
     }
 }
 
-/// Writes `floats` as chunk pages; returns the first block.
-///
-/// # Safety
-/// `index` is being built by this backend.
-unsafe fn write_floats(
-    index: pg_sys::Relation,
-    fork: pg_sys::ForkNumber::Type,
-    floats: &[f32],
-) -> u32 {
+/// Writes `floats` as chunk pages of an index this backend builds; returns the first
+/// block.
+fn write_floats(rel: Rel<'_>, fork: pg_sys::ForkNumber::Type, floats: &[f32]) -> u32 {
     let mut first = 0;
-    // SAFETY: per the contract.
-    let rel = unsafe { Rel::new(index) };
     for (i, chunk) in float_chunks(floats, CHUNK_BYTES).iter().enumerate() {
         let mut record = WalRecord::start(rel);
         let n = new_page(&mut record, rel, fork, 0);
@@ -246,18 +227,14 @@ unsafe fn write_floats(
     first
 }
 
-/// Writes (or rewrites) the metapage and every list head.
-///
-/// # Safety
-/// `index` holds the pages `meta` names.
-unsafe fn write_directory(
-    index: pg_sys::Relation,
+/// Writes (or rewrites) the metapage and every list head of an index that holds the
+/// pages `meta` names.
+fn write_directory(
+    rel: Rel<'_>,
     fork: pg_sys::ForkNumber::Type,
     meta: &IvfMeta,
     heads: &[ListHead],
 ) {
-    // SAFETY: per the contract.
-    let rel = unsafe { Rel::new(index) };
     for (page_no, chunk) in heads.chunks(HEADS_PER_PAGE).enumerate() {
         let (block, _) = head_place(meta, page_no * HEADS_PER_PAGE);
         let mut record = WalRecord::start(rel);
@@ -281,27 +258,17 @@ unsafe fn write_directory(
 }
 
 /// Lays out a new index in `fork` for `model`: metapage, centroids, codebooks, empty
-/// directory. Returns the metapage contents.
-///
-/// # Safety
-/// `fork` of `index` is empty.
-unsafe fn create(
-    index: pg_sys::Relation,
-    fork: pg_sys::ForkNumber::Type,
-    model: &IvfPq,
-    metric: Metric,
-) -> IvfMeta {
-    // SAFETY: per the contract.
-    unsafe {
-        let rel = Rel::new(index);
+/// directory, in its empty `fork`. Returns the metapage contents.
+fn create(rel: Rel<'_>, fork: pg_sys::ForkNumber::Type, model: &IvfPq, metric: Metric) -> IvfMeta {
+    {
         let mut record = WalRecord::start(rel);
         let n = new_page(&mut record, rel, fork, 0);
         if record.block(n) != META_BLOCK {
             Error::Internal("epiphany_ivfpq: the metapage is not block 0".into()).report();
         }
         record.finish();
-        let centroids_block = write_floats(index, fork, &model.centroids);
-        let codebooks_block = write_floats(index, fork, &model.pq.codebooks);
+        let centroids_block = write_floats(rel, fork, &model.centroids);
+        let codebooks_block = write_floats(rel, fork, &model.pq.codebooks);
         let lists = model.centroids.len() / model.dims;
         let mut directory_block = 0;
         let empty = ListHead::default().encode();
@@ -331,7 +298,7 @@ unsafe fn create(
             codebooks_block,
             directory_block,
         };
-        write_directory(index, fork, &meta, &vec![ListHead::default(); lists]);
+        write_directory(rel, fork, &meta, &vec![ListHead::default(); lists]);
         meta
     }
 }
@@ -344,12 +311,8 @@ fn empty_model(dims: usize, pq_m: usize, bits: u32, metric: Metric) -> IvfPq {
 }
 
 /// The shape of the index: (lists, pq_m, bits), checked.
-///
-/// # Safety
-/// `index` is an open epiphany_ivfpq index.
-unsafe fn shape(index: pg_sys::Relation, dims: usize) -> (usize, usize, u32) {
-    // SAFETY: per the contract.
-    let (lists, pq_m, bits) = unsafe { options::ivf_params(index) };
+fn shape(index: Rel<'_>, dims: usize) -> (usize, usize, u32) {
+    let (lists, pq_m, bits) = options::ivf_params(index);
     let pq_m = if pq_m == 0 {
         ProductQuantizer::auto_m(dims)
     } else {
@@ -371,13 +334,14 @@ pub unsafe extern "C-unwind" fn build(
 ) -> *mut pg_sys::IndexBuildResult {
     // SAFETY: Postgres passes the table, the new empty index and its info.
     unsafe {
-        indexed_column(index);
-        let metric = metric_of(index);
-        let (lists_wanted, _, _) = options::ivf_params(index);
+        let rel = Rel::new(index);
+        indexed_column(rel);
+        let metric = metric_of(rel);
+        let (lists_wanted, _, _) = options::ivf_params(rel);
         progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_SAMPLE);
         let mut sampler = Sampler {
             metric,
-            dims: typmod_dims(index),
+            dims: typmod_dims(rel),
             want: (lists_wanted * 64).clamp(10_000, 100_000),
             seen: 0,
             sample: Vec::new(),
@@ -400,7 +364,7 @@ pub unsafe extern "C-unwind" fn build(
             )
             .report()
         };
-        let (lists, pq_m, bits) = shape(index, dims);
+        let (lists, pq_m, bits) = shape(rel, dims);
         progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_TRAIN);
         let model = if sampler.sample.is_empty() {
             empty_model(dims, pq_m, bits, metric)
@@ -416,10 +380,10 @@ pub unsafe extern "C-unwind" fn build(
             IvfPq::train(&flat, dims, k, pq_m, bits, metric.code_metric(), SEED).or_report()
         };
         drop(sampler);
-        let meta = create(index, pg_sys::ForkNumber::MAIN_FORKNUM, &model, metric);
+        let meta = create(rel, pg_sys::ForkNumber::MAIN_FORKNUM, &model, metric);
         progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_ASSIGN);
         let mut assigner = Assigner {
-            index,
+            index: rel,
             meta,
             pending: vec![Vec::new(); meta.lists],
             pending_bytes: 0,
@@ -441,7 +405,7 @@ pub unsafe extern "C-unwind" fn build(
         );
         assigner.flush(pg_sys::ForkNumber::MAIN_FORKNUM);
         write_directory(
-            index,
+            rel,
             pg_sys::ForkNumber::MAIN_FORKNUM,
             &meta,
             &assigner.heads,
@@ -458,18 +422,19 @@ pub unsafe extern "C-unwind" fn build(
 #[pg_guard]
 pub unsafe extern "C-unwind" fn build_empty(index: pg_sys::Relation) {
     // SAFETY: Postgres passes the index whose init fork was just created.
-    unsafe {
-        let metric = metric_of(index);
-        let Some(dims) = typmod_dims(index) else {
+    let rel = unsafe { Rel::new(index) };
+    {
+        let metric = metric_of(rel);
+        let Some(dims) = typmod_dims(rel) else {
             Error::NotSupported(
                 "an unlogged epiphany_ivfpq index on a column without dimensions (vector(n))"
                     .into(),
             )
             .report()
         };
-        let (_, pq_m, bits) = shape(index, dims);
+        let (_, pq_m, bits) = shape(rel, dims);
         create(
-            index,
+            rel,
             pg_sys::ForkNumber::INIT_FORKNUM,
             &empty_model(dims, pq_m, bits, metric),
             metric,

@@ -14,13 +14,9 @@ use epiphany_core::pg::page;
 use super::pages::{self, head_in, head_place, put_head, set_next, LIST_SPECIAL};
 use crate::hnsw::pages::new_page;
 
-/// Inserts `vector` for table row `row`.
-///
-/// # Safety
-/// `index` is an open epiphany_ivfpq index, locked for insertion.
-pub unsafe fn insert(index: pg_sys::Relation, vector: &[f32], row: RowId) {
-    // SAFETY: per the contract.
-    let meta = unsafe { pages::read_meta(index) };
+/// Inserts `vector` for table row `row` into an index locked for insertion.
+pub fn insert(rel: Rel<'_>, vector: &[f32], row: RowId) {
+    let meta = pages::read_meta(rel);
     if vector.len() != meta.dims {
         Error::Data(format!(
             "expected {} dimensions, not {}",
@@ -29,15 +25,12 @@ pub unsafe fn insert(index: pg_sys::Relation, vector: &[f32], row: RowId) {
         ))
         .report();
     }
-    // SAFETY: per the contract.
-    let model = unsafe { pages::model(index, &meta) };
+    let model = pages::model(rel, &meta);
     let prepared = meta.metric.prepare(vector);
     let (list, code) = model.assign(&prepared);
     let mut entry = Vec::with_capacity(meta.entry_size());
     encode_entry(row, &code, &mut entry);
     let (dir_block, item) = head_place(&meta, list);
-    // SAFETY: per the contract.
-    let rel = unsafe { Rel::new(index) };
     // The directory page, then list pages, locked exclusively while one GenericXLog
     // record changes them.
     let dir = Buffer::read(rel, dir_block, Lock::Exclusive);

@@ -50,13 +50,8 @@ pub fn set_next(page: &mut [u8], next: u32) {
     page[special..special + 4].copy_from_slice(&next.to_le_bytes());
 }
 
-/// The metapage.
-///
-/// # Safety
-/// `rel` is an open epiphany_ivfpq index.
-pub unsafe fn read_meta(rel: pg_sys::Relation) -> IvfMeta {
-    // SAFETY: per the contract.
-    let rel = unsafe { Rel::new(rel) };
+/// The metapage of an epiphany_ivfpq index.
+pub fn read_meta(rel: Rel<'_>) -> IvfMeta {
     if rel.nblocks() == 0 {
         Error::Corrupted("epiphany_ivfpq index has no metapage".into()).report();
     }
@@ -69,14 +64,10 @@ pub fn put_meta(page: &mut [u8], meta: &IvfMeta) {
     page::put_contents(page, &meta.encode());
 }
 
-/// List `list`'s head.
-///
-/// # Safety
-/// `rel` is an open epiphany_ivfpq index described by `meta`.
-pub unsafe fn read_head(rel: pg_sys::Relation, meta: &IvfMeta, list: usize) -> ListHead {
+/// List `list`'s head, in an index described by `meta`.
+pub fn read_head(rel: Rel<'_>, meta: &IvfMeta, list: usize) -> ListHead {
     let (block, item) = head_place(meta, list);
-    // SAFETY: per the contract.
-    let buffer = Buffer::read(unsafe { Rel::new(rel) }, block, Lock::Share);
+    let buffer = Buffer::read(rel, block, Lock::Share);
     head_in(buffer.page(), item)
 }
 
@@ -96,14 +87,9 @@ pub fn put_head(page: &mut [u8], item: u16, head: &ListHead) {
 }
 
 /// The floats stored in `pages` chunk pages from `first`.
-///
-/// # Safety
-/// `rel` is an open epiphany_ivfpq index.
-unsafe fn read_floats(rel: pg_sys::Relation, first: u32, count: usize) -> Vec<f32> {
+fn read_floats(rel: Rel<'_>, first: u32, count: usize) -> Vec<f32> {
     let pages = (count * 4).div_ceil(CHUNK_BYTES);
     let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(pages);
-    // SAFETY: per the contract.
-    let rel = unsafe { Rel::new(rel) };
     for block in first..first + pages as u32 {
         let buffer = Buffer::read(rel, block, Lock::Share);
         let page = buffer.page();
@@ -120,27 +106,19 @@ thread_local! {
     static MODELS: RefCell<HashMap<(pg_sys::Oid, u64), Rc<IvfPq>>> = RefCell::new(HashMap::new());
 }
 
-/// The centroids and codebooks of an index build (read once per backend).
-///
-/// # Safety
-/// `rel` is an open epiphany_ivfpq index described by `meta`.
-pub unsafe fn model(rel: pg_sys::Relation, meta: &IvfMeta) -> Rc<IvfPq> {
-    // SAFETY: per the contract.
-    let oid = unsafe { (*rel).rd_id };
+/// The centroids and codebooks of an index build described by `meta` (read once per
+/// backend).
+pub fn model(rel: Rel<'_>, meta: &IvfMeta) -> Rc<IvfPq> {
+    let oid = rel.oid();
     if let Some(m) = MODELS.with(|c| c.borrow().get(&(oid, meta.build_id)).cloned()) {
         return m;
     }
-    // SAFETY: per the contract.
-    let (centroids, codebooks) = unsafe {
-        (
-            read_floats(rel, meta.centroids_block, meta.lists * meta.dims),
-            read_floats(
-                rel,
-                meta.codebooks_block,
-                meta.dims * (1usize << meta.pq_bits),
-            ),
-        )
-    };
+    let centroids = read_floats(rel, meta.centroids_block, meta.lists * meta.dims);
+    let codebooks = read_floats(
+        rel,
+        meta.codebooks_block,
+        meta.dims * (1usize << meta.pq_bits),
+    );
     let model = Rc::new(IvfPq {
         dims: meta.dims,
         metric: meta.metric.code_metric(),

@@ -26,7 +26,6 @@ use pgrx::PgMemoryContexts;
 use super::build::indexed_column;
 use super::pages::{self, entries, next_of, read_head};
 use crate::datum::elements;
-use crate::hnsw::pages::block_count;
 use crate::index_am;
 use crate::options::{IVF_MAX_PROBES, IVF_PROBES, IVF_RERANK};
 use epiphany_core::pg::buffer::{Buffer, Lock, Rel};
@@ -55,11 +54,9 @@ struct Pages<'s> {
 
 impl Lists for Pages<'_> {
     fn read_list(&mut self, list: usize, queue: &mut RerankQueue) {
-        // SAFETY: the scan is the state's, running (get_tuple).
-        unsafe {
-            self.state
-                .read_list((*self.scan).indexRelation, list, queue)
-        }
+        // SAFETY: the scan is the state's, running (get_tuple): its index is open.
+        let index = unsafe { Rel::new((*self.scan).indexRelation) };
+        self.state.read_list(index, list, queue)
     }
 
     fn measure(&mut self, batch: &[Scored]) -> Vec<(f32, Scored)> {
@@ -78,14 +75,15 @@ pub unsafe extern "C-unwind" fn begin_scan(
     // SAFETY: Postgres passes an open index; the state lives in the scan's memory context.
     unsafe {
         let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
-        let meta = pages::read_meta(index);
+        let rel = Rel::new(index);
+        let meta = pages::read_meta(rel);
         let state = ScanState {
-            model: pages::model(index, &meta),
+            model: pages::model(rel, &meta),
             meta,
             query: None,
             search: IvfScan::default(),
             rows: VecDeque::new(),
-            attnum: indexed_column(index),
+            attnum: indexed_column(rel),
             fetch: std::ptr::null_mut(),
             slot: std::ptr::null_mut(),
             context: {
@@ -187,22 +185,19 @@ impl ScanState {
         more
     }
 
-    /// Adds every entry of `list` to the candidates.
-    ///
-    /// # Safety
-    /// `index` is this scan's index.
-    unsafe fn read_list(&self, index: pg_sys::Relation, list: usize, queue: &mut RerankQueue) {
+    /// Adds every entry of `list` of this scan's index to the candidates.
+    fn read_list(&self, index: Rel<'_>, list: usize, queue: &mut RerankQueue) {
         let q = self.query.as_ref().expect("set before the first round");
         let (table, base) = self.model.list_table(q, list);
         let size = self.meta.entry_size();
-        // SAFETY: per the contract; each page is share-locked while read.
-        unsafe {
+        // Each page is share-locked while read.
+        {
             let head = read_head(index, &self.meta, list);
             let mut block = head.first_block;
             let mut pages = 0u32;
-            let limit = block_count(index);
+            let limit = index.nblocks();
             while block != 0 {
-                let buffer = Buffer::read(Rel::new(index), block, Lock::Share);
+                let buffer = Buffer::read(index, block, Lock::Share);
                 let page = buffer.page();
                 for (_, bytes) in entries(page) {
                     let (row, code) = decode_entry(bytes, size).or_report();

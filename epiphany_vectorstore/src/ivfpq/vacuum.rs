@@ -8,13 +8,12 @@ use pgrx::itemptr::item_pointer_set_all;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::index_am::{read_for_vacuum, vacuum_stats};
+use crate::index_am::{vacuum_stats, Vacuumed};
 
-use epiphany_core::pg::buffer::{Image, Lock, Rel, WalRecord};
+use epiphany_core::pg::buffer::{Image, Lock, WalRecord};
 use epiphany_core::pg::page;
 
 use super::pages::{self, entries, head_in, head_place, next_of, put_head};
-use crate::hnsw::pages::block_count;
 
 /// `ambulkdelete`.
 #[pg_guard]
@@ -27,20 +26,20 @@ pub unsafe extern "C-unwind" fn bulk_delete(
     // SAFETY: Postgres passes the VACUUM's info and a callback that says which TIDs died.
     unsafe {
         let stats = vacuum_stats(stats);
-        let index = (*info).index;
-        let rel = Rel::new(index);
-        let meta = pages::read_meta(index);
+        let vacuum = Vacuumed::new(info);
+        let rel = vacuum.rel;
+        let meta = pages::read_meta(rel);
         let size = meta.entry_size();
         let is_dead = callback.expect("VACUUM passes a callback");
         let mut kept_total = 0.0;
         for list in 0..meta.lists {
-            let head = pages::read_head(index, &meta, list);
+            let head = pages::read_head(rel, &meta, list);
             let mut block = head.first_block;
             let mut kept = 0u64;
             let mut removed = 0u64;
             while block != 0 {
                 crate::hnsw::pages::delay_point();
-                let buffer = read_for_vacuum(info, block, Lock::Exclusive);
+                let buffer = vacuum.read(block, Lock::Exclusive);
                 let page = buffer.page();
                 let mut dead: Vec<u16> = Vec::new();
                 let mut live = 0u64;
@@ -73,7 +72,7 @@ pub unsafe extern "C-unwind" fn bulk_delete(
             kept_total += kept as f64;
             if removed > 0 {
                 let (dir_block, item) = head_place(&meta, list);
-                let dir = read_for_vacuum(info, dir_block, Lock::Exclusive);
+                let dir = vacuum.read(dir_block, Lock::Exclusive);
                 let mut now = head_in(dir.page(), item);
                 now.rows = now.rows.saturating_sub(removed);
                 let mut record = WalRecord::start(rel);
@@ -95,10 +94,11 @@ pub unsafe extern "C-unwind" fn vacuum_cleanup(
 ) -> *mut pg_sys::IndexBulkDeleteResult {
     // SAFETY: Postgres passes the VACUUM's info and the bulk-delete result, if any.
     unsafe {
-        if (*info).analyze_only {
+        let vacuum = Vacuumed::new(info);
+        if vacuum.analyze_only {
             return stats;
         }
-        let index = (*info).index;
+        let index = vacuum.rel;
         let stats = if stats.is_null() {
             let s = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>())
                 as *mut pg_sys::IndexBulkDeleteResult;
@@ -110,7 +110,7 @@ pub unsafe extern "C-unwind" fn vacuum_cleanup(
         } else {
             stats
         };
-        (*stats).num_pages = block_count(index);
+        (*stats).num_pages = index.nblocks();
         (*stats).estimated_count = false;
         stats
     }
