@@ -7,6 +7,8 @@
 //! [`COLUMNSTORE_LAUNCHER`], which is how `epiphany.status()` knows it runs. It starts
 //! only once recovery has finished, because everything it will do writes.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use std::time::Duration;
 
 use epiphany_core::component::COLUMNSTORE_LAUNCHER;

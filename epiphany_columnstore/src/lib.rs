@@ -9,6 +9,8 @@
 //! decode, the flush before a query reads) and the maintenance launcher (a background
 //! worker, see [`launcher`]).
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use pgrx::prelude::*;
 
 mod am;

@@ -1,6 +1,8 @@
 //! The `vector` datum: pgvector's layout (varlena header, `int16` dimensions, `int16`
 //! unused, `float4` elements), so values look the same to anyone reading pages.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::pg::OrReport;
 use epiphany_core::vector;
 use epiphany_core::Error;

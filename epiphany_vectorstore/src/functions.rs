@@ -5,6 +5,8 @@
 //! The functions are version-1 C functions declared by hand in the SQL below (pgrx cannot
 //! declare a type with a type modifier and binary I/O).
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use std::ffi::CStr;
 
 use epiphany_core::pg::OrReport;

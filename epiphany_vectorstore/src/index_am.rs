@@ -1,6 +1,8 @@
 //! What the two vector index access methods share: the routine's flags, the insert and
 //! cost callbacks' common parts, the order-by key of a scan, and VACUUM's reads.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::pg::buffer::{Buffer, Lock, Rel};
 use epiphany_core::vector::hnsw_node::RowId;
 use epiphany_core::Error;

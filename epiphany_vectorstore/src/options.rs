@@ -3,6 +3,8 @@
 //! Reloptions are registered with a kind of their own at library load, so Postgres parses,
 //! range-checks and dumps them like any built-in index's options.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use std::ffi::CStr;
 use std::mem::{offset_of, size_of};
 

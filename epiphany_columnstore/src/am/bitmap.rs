@@ -7,6 +7,8 @@
 //! storage order (a bitmap heap scan promises no order), so each page window is decoded
 //! once and read in sequence. Earlier versions hand over one TID block at a time.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::columnar::rowid::ROWS_PER_TID_BLOCK;
 use epiphany_core::pg::buffer::Rel;
 use epiphany_core::pg::OrReportIn;

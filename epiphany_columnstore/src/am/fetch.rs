@@ -7,6 +7,8 @@
 //! cached per backend (`slot`), so rows fetched near each other share the work and an
 //! index-only scan decodes no column at all.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use std::cell::RefCell;
 use std::rc::Rc;
 

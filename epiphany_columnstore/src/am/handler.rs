@@ -2,6 +2,8 @@
 //! small enough to live next to it (the rest are in `scan`, `fetch`, `writes`,
 //! `index_build` and `relation_storage`).
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::pg::buffer::Rel;
 use epiphany_core::pg::{OrReport, OrReportIn};
 use epiphany_core::Error;

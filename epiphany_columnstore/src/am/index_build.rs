@@ -5,6 +5,8 @@
 //! partial index's predicate as heap's build does. No row is ever dead, and writers are
 //! excluded by the build's lock, so a fresh MVCC snapshot sees exactly the live rows.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::pg::buffer::Rel;
 use epiphany_core::pg::OrReportIn;
 use epiphany_core::Error;

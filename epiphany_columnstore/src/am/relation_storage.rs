@@ -6,6 +6,8 @@
 //! (TRUNCATE, a rewrite), the old storage's catalog rows are deleted in the same
 //! transaction, so they come back if it aborts, and rows buffered for it are dropped.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::pg::buffer::Rel;
 use epiphany_core::pg::OrReportIn;
 use pgrx::pg_sys;

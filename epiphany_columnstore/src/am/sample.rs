@@ -3,6 +3,8 @@
 //! of `n` stands for a run of stored rows (`epiphany_core::columnar::sample`): every row
 //! belongs to exactly one block and the sample stays uniform.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use arrow_array::RecordBatch;
 use epiphany_core::columnar::sample::{block_ranges, nth_row, rows_in};
 use epiphany_core::pg::buffer::Rel;

@@ -4,6 +4,8 @@
 //! A scan sees the parts whose catalog rows its snapshot sees; every participant of a
 //! parallel scan reads the same list with the same (restored) snapshot.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use epiphany_core::columnar::prune::Predicate;

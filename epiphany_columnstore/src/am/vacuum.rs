@@ -12,6 +12,8 @@
 //! never taken back while its catalog rows are still to come or in doubt; VACUUM takes it
 //! exclusively only if it is free, and otherwise leaves the pages for the next VACUUM.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::pg::buffer::Rel;
 use epiphany_core::storage::free_space::{unused, FreeList};
 use epiphany_core::storage::metapage;

@@ -5,6 +5,8 @@
 //! varlena, C string). Types without a native encoding keep their exact in-memory image
 //! as `Opaque` bytes, so every type round-trips, including domains, arrays and composites.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::columnar::{numeric, ColumnType, RowBuffer, Value};
 use pgrx::pg_sys;
 use pgrx::varlena::{set_varsize_4b, vardata_any, varsize_any_exhdr};

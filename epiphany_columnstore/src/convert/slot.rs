@@ -14,6 +14,8 @@
 //! materializes and for the deferred row; clearing the slot resets it, and a reset
 //! callback drops the row's Rust state, so an ERROR leaks nothing.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::columnar::value_at;
 use epiphany_core::pg::OrReport;
 use epiphany_core::Error;

@@ -1,6 +1,8 @@
 //! What the access method needs to know about one columnar relation: its columns as the
 //! core sees them, how each converts, and its options.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::columnar::flush::buffer_schema;
 use epiphany_core::columnar::{TableOptions, TableSchema};
 use epiphany_core::pg::buffer::Rel;

@@ -4,6 +4,8 @@
 //! work; the row a fetch stored deferred ([`DeferredRow`]) and, for PostgreSQL 18's
 //! bitmap scans, a window's columns decoded together ([`Window`]).
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use std::cell::RefCell;
 use std::rc::Rc;
 

@@ -2,6 +2,8 @@
 //! (`am::scan`), parallel coordination in dynamic shared memory, and what `EXPLAIN`
 //! shows.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::pg::buffer::Rel;
 use epiphany_core::pg::owned::ContextOwned;
 use epiphany_core::pg::OrReportIn;

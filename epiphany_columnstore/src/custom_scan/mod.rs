@@ -6,6 +6,8 @@
 //! the parts and granules scanned and skipped. `epiphany.enable_columnar_scan = off`
 //! leaves the access method's plain scans.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use std::ffi::CStr;
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
@@ -136,7 +138,8 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
 /// helping less as workers are added.
 fn parallel_divisor(workers: i32) -> f64 {
     let mut divisor = f64::from(workers);
-    // SAFETY: reading a GUC variable on the main thread.
+    epiphany_core::pg::assert_main_thread();
+    // SAFETY: reading a GUC variable on the main thread (asserted).
     if unsafe { pg_sys::parallel_leader_participation } {
         let leader = 1.0 - 0.3 * f64::from(workers);
         if leader > 0.0 {

@@ -3,6 +3,8 @@
 //! of another type become bounds in the column's units (`epiphany_core::columnar::bounds`);
 //! what cannot serve is left to Postgres, which evaluates every qual anyway.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::columnar::prune::{Op, Predicate, Scalar};
 use epiphany_core::columnar::{bounds, numeric, ColumnType};
 use pgrx::pg_sys;

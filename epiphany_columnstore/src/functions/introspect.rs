@@ -2,6 +2,8 @@
 //! compression (`epiphany.columnar_stats`), and a full check (`epiphany.verify_table`).
 //! All read the parts the caller's snapshot sees, and need SELECT on the table.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use bytes::Bytes;
 use epiphany_core::columnar::scan_plan::decode_stats;
 use epiphany_core::columnar::verify::{check_part, check_ranges, CatalogPart};

@@ -6,6 +6,8 @@
 //! hands its slot up unprojected, what the join above reads of it (or, under other nodes,
 //! what the query names of the table).
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use pgrx::pg_sys;
 
 use crate::convert::slot::{is_columnar, set_needed};

@@ -11,6 +11,8 @@
 //!   table, a `DROP … CASCADE` that reaches a column — where a utility hook would have to
 //!   know each statement.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::pg::buffer::Rel;
 use epiphany_core::Error;
 use pgrx::pg_sys;

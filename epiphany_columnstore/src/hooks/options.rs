@@ -9,6 +9,8 @@
 //! them and `pg_dump` writes them back into `CREATE TABLE … WITH (…)`, which this hook
 //! reads on restore. It needs the library preloaded, which the launcher needs anyway.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use std::ffi::{CStr, CString};
 
 use epiphany_core::columnar::options::OPTION_NAMES;

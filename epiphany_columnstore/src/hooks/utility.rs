@@ -4,6 +4,8 @@
 //! (see `options`); `ALTER TABLE … SET/RESET` is handled here entirely; `RENAME COLUMN`
 //! makes `order_by` follow; index builds over columnar tables run serially.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use std::cell::RefCell;
 use std::ffi::CStr;
 

@@ -6,6 +6,8 @@
 //! whose snapshot is the active one), and written with `heap_insert`, which takes the
 //! command id explicitly. Rows are keyed by storage id (see `meta`), not by relation.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::pg::buffer::Rel;
 use epiphany_core::pg::buffer::{ContentLock, Lock};
 use epiphany_core::Error;

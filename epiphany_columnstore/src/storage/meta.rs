@@ -6,6 +6,8 @@
 //! out once even across crashes. It also holds the free pages VACUUM found (see
 //! `vacuum`).
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::pg::buffer::{Buffer, ExtensionLock, Image, Lock, Rel, WalRecord};
 use epiphany_core::pg::page;
 use epiphany_core::storage::metapage::{self, Metapage};

@@ -1,6 +1,8 @@
 //! Reading parts of a relation: the core's open part over the relation's pages, and
 //! turning decoded rows into slot contents.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt32Type;
 use arrow_array::RecordBatch;

@@ -2,6 +2,8 @@
 //! what a transaction sees of its own writes; commit, crash and restart behaviour is
 //! tested against a running server in `tests/integration`.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 #[pgrx::pg_schema]
 mod tests {
     use pgrx::prelude::*;

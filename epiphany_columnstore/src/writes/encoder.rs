@@ -5,6 +5,8 @@
 //! batches are still pending when it collects them. A job whose rows are rolled back or
 //! discarded is cancelled and joined, never left running.
 
+#![forbid(unsafe_code)]
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 

@@ -3,6 +3,8 @@
 //! and the snapshots of running queries are recorded so flushes in the middle of a
 //! transaction cut parts where those queries must not see rows.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::Error;
 use pgrx::pg_sys;
 use pgrx::prelude::*;

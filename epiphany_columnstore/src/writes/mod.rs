@@ -7,6 +7,8 @@
 //! bulk insert (`COPY`, `CREATE TABLE AS`, table rewrites) or when the buffer passes
 //! `epiphany.columnar_write_buffer`, which bounds the memory of any load.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use std::cell::RefCell;
 use std::collections::hash_map::Entry;
 use std::sync::atomic::AtomicBool;

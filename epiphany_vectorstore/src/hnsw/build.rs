@@ -4,6 +4,8 @@
 //! and written and the remaining rows are inserted into the stored graph one by one
 //! (slower, bounded memory), with a NOTICE saying so.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use std::ffi::CStr;
 
 use epiphany_core::pg::OrReport;
@@ -158,7 +160,8 @@ impl BuildState<'_> {
         let mut params =
             Params::new(self.m, self.ef_construction, self.metric.index_metric()).or_report();
         params.max_level = max_level(shape);
-        // SAFETY: a GUC read on the main thread.
+        epiphany_core::pg::assert_main_thread();
+        // SAFETY: a GUC read on the main thread (asserted).
         let workers = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = (workers + 1).min(cores).max(1);

@@ -5,6 +5,8 @@
 //! a backend together holds at most `epiphany.hnsw_vector_cache`; when it is full, new
 //! vectors are simply not cached.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 

@@ -5,6 +5,8 @@
 //! written with its own links complete before anyone links to it, so a crash between the
 //! steps leaves an unreachable node of an uncommitted row, never a broken graph.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::pg::buffer::{Buffer, Image, Lock, Rel, WalRecord};
 use epiphany_core::pg::page;
 use epiphany_core::pg::OrReport;

@@ -2,6 +2,8 @@
 //! operator classes, and the callbacks small enough to live here (the rest are in
 //! `build`, `insert`, `scan` and `vacuum`; the page format is `pages`).
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 pub(crate) mod build;
 mod cache;
 mod insert;

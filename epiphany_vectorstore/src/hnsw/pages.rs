@@ -6,6 +6,8 @@
 //! replayable on standbys. Lock order: the metapage before any node page, and never two
 //! node pages at once.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::pg::buffer::{Buffer, Image, Lock, Rel, WalRecord};
 use epiphany_core::pg::page;
 use epiphany_core::pg::OrReport;

@@ -7,6 +7,8 @@
 //! nearer than one already returned: like every approximate index, the order is
 //! best-effort.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use std::collections::{BinaryHeap, VecDeque};
 
 use epiphany_core::vector::hnsw::{search, NodeId, Scored};

@@ -5,6 +5,8 @@
 //! deleted node stays on its page (a scan may be standing on it); its space is reclaimed
 //! by REINDEX.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::pg::OrReport;
 use epiphany_core::vector::hnsw::NodeId;
 use epiphany_core::vector::hnsw_node::{Meta, Node, NodeAddr, Shape};

@@ -3,6 +3,8 @@
 //! to its list and encodes its residual; entries are kept per list in memory and written
 //! as page chains, flushed early when they would outgrow `maintenance_work_mem`.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::pg::OrReport;
 use epiphany_core::vector::hnsw::Metric;
 use epiphany_core::vector::hnsw_node::RowId;

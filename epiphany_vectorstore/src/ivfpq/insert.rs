@@ -3,6 +3,8 @@
 //! full). The list's directory page is locked for the whole append, so inserts into one
 //! list take turns; the metapage and model are only read.
 
+#![forbid(unsafe_code)]
+
 use epiphany_core::vector::hnsw_node::RowId;
 use epiphany_core::vector::ivf_page::encode_entry;
 use epiphany_core::Error;

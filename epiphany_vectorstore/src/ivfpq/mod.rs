@@ -2,6 +2,8 @@
 //! candidates reranked with exact distances. Its routine and SQL are here; the rest is in
 //! `build`, `insert`, `scan`, `vacuum` and `pages`.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 mod build;
 mod insert;
 mod pages;

@@ -4,6 +4,8 @@
 //! entry pages (the next page's number in the special space). Every change is GenericXLog.
 //! Lock order: a directory page before list pages.
 
+#![forbid(unsafe_code)]
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;

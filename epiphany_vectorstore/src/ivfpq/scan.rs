@@ -6,6 +6,8 @@
 //! than its lists hold goes on with the next lists, up to `epiphany.ivf_max_probes`. The
 //! loop is `epiphany_core::vector::ivf_scan`; here are the pages and table rows it reads.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use std::collections::VecDeque;
 use std::rc::Rc;
 

@@ -2,6 +2,8 @@
 //! compacted; nothing points at an entry's position), and each list's row count is
 //! set to what is left. Emptied pages stay in their chain and fill again on insert.
 
+#![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
+
 use epiphany_core::pg::OrReport;
 use epiphany_core::vector::ivf_page::decode_entry;
 use pgrx::itemptr::item_pointer_set_all;
