@@ -2,4 +2,5 @@
 
 pub(crate) mod access_method;
 pub(crate) mod differential;
+pub(crate) mod reads;
 pub(crate) mod sql;

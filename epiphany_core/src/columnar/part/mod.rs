@@ -162,5 +162,7 @@ pub fn encode_part(
 mod reader;
 #[cfg(test)]
 mod tests;
+mod values;
 
-pub use reader::{value_at, PartBatches, PartReader};
+pub use reader::{PartBatches, PartReader};
+pub use values::value_at;
