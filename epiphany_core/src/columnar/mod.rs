@@ -18,6 +18,7 @@ pub mod options;
 pub mod page_window;
 pub mod part;
 pub mod prune;
+pub mod qual;
 pub mod rowid;
 pub mod sample;
 pub mod scan_plan;

@@ -1,0 +1,509 @@
+//! Vectorized quals: a scan's WHERE clause (or the part of it that qualifies) as a tree
+//! of column tests under AND / OR / NOT, evaluated on Arrow arrays with SQL's
+//! three-valued logic, and judged against granule statistics.
+//!
+//! Unlike the pruning predicates (`prune`), which only have to keep every row that may
+//! match, a [`Qual`] replaces Postgres's own evaluation: the glue builds one only from
+//! quals whose meaning here is exactly Postgres's (the column's own type or an exactly
+//! converted constant, byte-ordered comparisons only under byte-ordered collations, no
+//! floats: Postgres orders NaN above everything and calls -0 equal to 0), and a row is
+//! returned when the qual is true — not when it is false or unknown (NULL).
+//!
+//! Per granule, [`Qual::all_pass`] says from statistics alone that every row passes (the
+//! filter is skipped) and [`Qual::may_pass`] that some row may (otherwise the granule is
+//! not read).
+
+use std::cmp::Ordering;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Int16Type, Int32Type, Int64Type, Time64MicrosecondType};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_buffer::BooleanBuffer;
+use arrow_schema::{DataType, TimeUnit};
+
+use crate::columnar::prune::{self, ColumnStats, GranuleStats, Predicate, Scalar};
+use crate::columnar::types::{date_to_arrow, ColumnType, TableSchema};
+use crate::error::{Error, Result};
+
+/// A comparison operator, as Postgres's btree strategies plus `<>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Cmp {
+    fn holds(self, o: Ordering) -> bool {
+        match self {
+            Cmp::Eq => o == Ordering::Equal,
+            Cmp::Ne => o != Ordering::Equal,
+            Cmp::Lt => o == Ordering::Less,
+            Cmp::Le => o != Ordering::Greater,
+            Cmp::Gt => o == Ordering::Greater,
+            Cmp::Ge => o != Ordering::Less,
+        }
+    }
+
+    /// The operator with its operands swapped (`c < x` is `x > c`).
+    pub fn commuted(self) -> Cmp {
+        match self {
+            Cmp::Lt => Cmp::Gt,
+            Cmp::Le => Cmp::Ge,
+            Cmp::Gt => Cmp::Lt,
+            Cmp::Ge => Cmp::Le,
+            other => other,
+        }
+    }
+
+    fn symbol(self) -> &'static str {
+        match self {
+            Cmp::Eq => "=",
+            Cmp::Ne => "<>",
+            Cmp::Lt => "<",
+            Cmp::Le => "<=",
+            Cmp::Gt => ">",
+            Cmp::Ge => ">=",
+        }
+    }
+}
+
+/// What a leaf tests of its column's value (constants in the column's units, as the
+/// pruning [`Scalar`]s are).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
+    Compare(Cmp, Scalar),
+    /// `= ANY` of a list without NULLs.
+    In(Vec<Scalar>),
+    IsNull,
+    IsNotNull,
+    /// `LIKE 'prefix%'`: the value's bytes start with these.
+    Prefix(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Qual {
+    Test { column: usize, test: Test },
+    And(Vec<Qual>),
+    Or(Vec<Qual>),
+    Not(Box<Qual>),
+}
+
+/// A qual's value for each row of a batch, in three-valued logic: `t` where it is true,
+/// `f` where it is false, neither where it is unknown (NULL).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Truth {
+    pub t: BooleanBuffer,
+    pub f: BooleanBuffer,
+}
+
+impl Truth {
+    fn and(self, o: Truth) -> Truth {
+        Truth {
+            t: &self.t & &o.t,
+            f: &self.f | &o.f,
+        }
+    }
+
+    fn or(self, o: Truth) -> Truth {
+        Truth {
+            t: &self.t | &o.t,
+            f: &self.f & &o.f,
+        }
+    }
+
+    fn not(self) -> Truth {
+        Truth {
+            t: self.f,
+            f: self.t,
+        }
+    }
+}
+
+/// Whether a column of `ty` can be tested here exactly as Postgres would.
+fn exact_type(ty: ColumnType) -> bool {
+    !matches!(
+        ty,
+        ColumnType::Float32 | ColumnType::Float64 | ColumnType::Opaque
+    )
+}
+
+impl Qual {
+    /// The table columns the qual reads, ascending, each once.
+    pub fn columns(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.collect_columns(&mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn collect_columns(&self, out: &mut Vec<usize>) {
+        match self {
+            Qual::Test { column, .. } => out.push(*column),
+            Qual::And(qs) | Qual::Or(qs) => qs.iter().for_each(|q| q.collect_columns(out)),
+            Qual::Not(q) => q.collect_columns(out),
+        }
+    }
+
+    /// Whether every test can be evaluated here on columns of `schema` (types and
+    /// constants that fit them); the glue keeps to Postgres's evaluation otherwise.
+    pub fn evaluable(&self, schema: &TableSchema) -> bool {
+        match self {
+            Qual::Test { column, test } => {
+                let Some(c) = schema.columns.get(*column) else {
+                    return false;
+                };
+                let ty = c.ty;
+                // Integer constants beyond an int2/int4 column's range compare as
+                // such; dates must map into Arrow's days.
+                let fits = |v: &Scalar| match (ty, v) {
+                    (ColumnType::Int16 | ColumnType::Int32, Scalar::Int(_)) => true,
+                    (ColumnType::Date, Scalar::Int(d)) => arrow_date(*d).is_some(),
+                    _ => v.to_value(ty).is_some(),
+                };
+                match test {
+                    Test::IsNull | Test::IsNotNull => ty != ColumnType::Opaque,
+                    _ if !exact_type(ty) => false,
+                    Test::Compare(_, v) => fits(v),
+                    Test::In(vs) => !vs.is_empty() && vs.iter().all(fits),
+                    Test::Prefix(_) => matches!(ty, ColumnType::Text | ColumnType::Bytes),
+                }
+            }
+            Qual::And(qs) | Qual::Or(qs) => {
+                !qs.is_empty() && qs.iter().all(|q| q.evaluable(schema))
+            }
+            Qual::Not(q) => q.evaluable(schema),
+        }
+    }
+
+    /// The qual over the rows of `batch`, whose column `at(c)` holds table column `c`.
+    pub fn eval(&self, batch: &RecordBatch, at: &impl Fn(usize) -> Option<usize>) -> Result<Truth> {
+        match self {
+            Qual::Test { column, test } => {
+                let k = at(*column).ok_or_else(|| {
+                    Error::Internal(format!(
+                        "a vectorized qual reads column {column}, not decoded"
+                    ))
+                })?;
+                test_array(batch.column(k), test)
+            }
+            Qual::And(qs) => {
+                let mut acc: Option<Truth> = None;
+                for q in qs {
+                    let v = q.eval(batch, at)?;
+                    acc = Some(match acc {
+                        None => v,
+                        Some(a) => a.and(v),
+                    });
+                }
+                acc.ok_or_else(|| Error::Internal("an empty AND".into()))
+            }
+            Qual::Or(qs) => {
+                let mut acc: Option<Truth> = None;
+                for q in qs {
+                    let v = q.eval(batch, at)?;
+                    acc = Some(match acc {
+                        None => v,
+                        Some(a) => a.or(v),
+                    });
+                }
+                acc.ok_or_else(|| Error::Internal("an empty OR".into()))
+            }
+            Qual::Not(q) => Ok(q.eval(batch, at)?.not()),
+        }
+    }
+
+    /// Whether some row of `granule` may make the qual true.
+    pub fn may_pass(&self, granule: &GranuleStats) -> bool {
+        match self {
+            Qual::Test { column, test } => test_may_pass(granule, *column, test),
+            Qual::And(qs) => qs.iter().all(|q| q.may_pass(granule)),
+            Qual::Or(qs) => qs.iter().any(|q| q.may_pass(granule)),
+            // NOT x is true only where x is false: impossible when every row makes x true.
+            Qual::Not(q) => !q.all_pass(granule),
+        }
+    }
+
+    /// Whether every row of `granule` makes the qual true (so it need not be evaluated).
+    pub fn all_pass(&self, granule: &GranuleStats) -> bool {
+        match self {
+            Qual::Test { column, test } => test_all_pass(granule, *column, test),
+            Qual::And(qs) => qs.iter().all(|q| q.all_pass(granule)),
+            Qual::Or(qs) => qs.iter().any(|q| q.all_pass(granule)),
+            // NOT x is true for every row when x is false for every row: no row may make
+            // x true, and x is never unknown (its columns have no NULLs).
+            Qual::Not(q) => !q.may_pass(granule) && q.never_null(granule),
+        }
+    }
+
+    /// Whether the qual is known or false for every row of `granule`: its columns hold
+    /// no NULLs there.
+    fn never_null(&self, granule: &GranuleStats) -> bool {
+        self.columns()
+            .iter()
+            .all(|&c| granule.columns.get(c).is_some_and(|s| s.nulls == Some(0)))
+    }
+
+    /// The qual in SQL-like text, for EXPLAIN, with columns named by `name`.
+    pub fn describe(&self, name: &impl Fn(usize) -> String) -> String {
+        let scalar = |v: &Scalar| match v {
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Bytes(b) => format!("'{}'", String::from_utf8_lossy(b).replace('\'', "''")),
+        };
+        match self {
+            Qual::Test { column, test } => {
+                let c = name(*column);
+                match test {
+                    Test::Compare(op, v) => format!("{c} {} {}", op.symbol(), scalar(v)),
+                    Test::In(vs) => format!(
+                        "{c} IN ({})",
+                        vs.iter().map(scalar).collect::<Vec<_>>().join(", ")
+                    ),
+                    Test::IsNull => format!("{c} IS NULL"),
+                    Test::IsNotNull => format!("{c} IS NOT NULL"),
+                    Test::Prefix(p) => format!(
+                        "{c} starts with '{}'",
+                        String::from_utf8_lossy(p).replace('\'', "''")
+                    ),
+                }
+            }
+            Qual::And(qs) => join(qs, " AND ", name),
+            Qual::Or(qs) => join(qs, " OR ", name),
+            Qual::Not(q) => format!("NOT ({})", q.describe(name)),
+        }
+    }
+}
+
+fn join(qs: &[Qual], sep: &str, name: &impl Fn(usize) -> String) -> String {
+    qs.iter()
+        .map(|q| format!("({})", q.describe(name)))
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+fn test_may_pass(granule: &GranuleStats, column: usize, test: &Test) -> bool {
+    let pred = |op, value: &Scalar| Predicate::Compare {
+        column,
+        op,
+        value: value.clone(),
+    };
+    match test {
+        Test::Compare(Cmp::Ne, v) => !all_equal(granule.columns.get(column), v),
+        Test::Compare(op, v) => {
+            let op = match op {
+                Cmp::Eq => prune::Op::Eq,
+                Cmp::Lt => prune::Op::Lt,
+                Cmp::Le => prune::Op::Le,
+                Cmp::Gt => prune::Op::Gt,
+                Cmp::Ge => prune::Op::Ge,
+                Cmp::Ne => unreachable!(),
+            };
+            prune::may_match(granule, &pred(op, v))
+        }
+        Test::In(vs) => prune::may_match(
+            granule,
+            &Predicate::In {
+                column,
+                values: vs.clone(),
+            },
+        ),
+        Test::IsNull => prune::may_match(granule, &Predicate::IsNull { column }),
+        Test::IsNotNull => prune::may_match(granule, &Predicate::IsNotNull { column }),
+        // Could only be ruled out from exact string bounds; they may be truncated.
+        Test::Prefix(_) => prune::may_match(granule, &Predicate::IsNotNull { column }),
+    }
+}
+
+/// Every value of the column is `v` (and none is NULL).
+fn all_equal(stats: Option<&ColumnStats>, v: &Scalar) -> bool {
+    let Some(s) = stats else { return false };
+    s.nulls == Some(0)
+        && matches!(v, Scalar::Int(_))
+        && s.min.as_ref() == Some(v)
+        && s.max.as_ref() == Some(v)
+}
+
+/// Every row satisfies the test, from statistics: only integer-like bounds are trusted
+/// as exact (string bounds may be truncated; floats are never tested here).
+fn test_all_pass(granule: &GranuleStats, column: usize, test: &Test) -> bool {
+    let Some(s) = granule.columns.get(column) else {
+        return false;
+    };
+    match test {
+        Test::IsNull => s.nulls == Some(granule.rows),
+        Test::IsNotNull => s.nulls == Some(0),
+        _ if s.nulls != Some(0) || granule.rows == 0 => false,
+        Test::Compare(op, Scalar::Int(v)) => {
+            let (Some(Scalar::Int(min)), Some(Scalar::Int(max))) = (&s.min, &s.max) else {
+                return false;
+            };
+            match op {
+                Cmp::Eq => min == v && max == v,
+                Cmp::Ne => v < min || v > max,
+                Cmp::Lt => max < v,
+                Cmp::Le => max <= v,
+                Cmp::Gt => min > v,
+                Cmp::Ge => min >= v,
+            }
+        }
+        Test::In(vs) => vs.iter().any(|v| all_equal(Some(s), v)),
+        _ => false,
+    }
+}
+
+/// All false: the start of an OR of matches.
+fn none(len: usize) -> BooleanBuffer {
+    BooleanBuffer::new_unset(len)
+}
+
+fn valid(array: &ArrayRef) -> BooleanBuffer {
+    match array.logical_nulls() {
+        Some(n) => n.inner().clone(),
+        None => BooleanBuffer::new_set(array.len()),
+    }
+}
+
+/// `matches` where the value is known, split into true and false.
+fn known(array: &ArrayRef, matches: BooleanBuffer) -> Truth {
+    let v = valid(array);
+    Truth {
+        f: &(!&matches) & &v,
+        t: &matches & &v,
+    }
+}
+
+fn test_array(array: &ArrayRef, test: &Test) -> Result<Truth> {
+    match test {
+        Test::IsNull => {
+            let v = valid(array);
+            Ok(Truth { t: !&v, f: v })
+        }
+        Test::IsNotNull => {
+            let v = valid(array);
+            Ok(Truth { f: !&v, t: v })
+        }
+        Test::Compare(op, value) => Ok(known(array, compare(array, *op, value)?)),
+        Test::In(values) => {
+            let mut any = none(array.len());
+            for v in values {
+                any = &any | &compare(array, Cmp::Eq, v)?;
+            }
+            Ok(known(array, any))
+        }
+        Test::Prefix(prefix) => {
+            let bits = bytes_of(array)?
+                .map(|b| b.is_some_and(|b| b.starts_with(prefix)))
+                .collect::<Vec<bool>>();
+            Ok(known(array, BooleanBuffer::from(bits)))
+        }
+    }
+}
+
+/// The values of a text or bytes column as byte strings (`None` for NULL).
+fn bytes_of(array: &ArrayRef) -> Result<Box<dyn Iterator<Item = Option<&[u8]>> + '_>> {
+    Ok(match array.data_type() {
+        DataType::Utf8 => Box::new(
+            array
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::as_bytes)),
+        ),
+        DataType::Binary => Box::new(array.as_binary::<i32>().iter()),
+        DataType::FixedSizeBinary(_) => Box::new(array.as_fixed_size_binary().iter()),
+        other => {
+            return Err(Error::Internal(format!(
+                "a byte-string test on a column of {other}"
+            )))
+        }
+    })
+}
+
+/// A date constant (Postgres days, ±infinity as `i32::MAX`/`MIN`) in Arrow's days.
+fn arrow_date(d: i64) -> Option<i32> {
+    let d = i32::try_from(d).ok()?;
+    if d == i32::MAX || d == i32::MIN {
+        return Some(d);
+    }
+    let arrow = d.checked_add(crate::columnar::types::PG_EPOCH_DAYS)?;
+    (arrow != i32::MAX && arrow != i32::MIN).then(|| date_to_arrow(d))
+}
+
+/// Whether `x op value` for each row (NULL rows: whatever; `known` masks them).
+fn compare(array: &ArrayRef, op: Cmp, value: &Scalar) -> Result<BooleanBuffer> {
+    fn ints<T: arrow_array::ArrowPrimitiveType>(
+        array: &ArrayRef,
+        op: Cmp,
+        v: T::Native,
+    ) -> BooleanBuffer
+    where
+        T::Native: Ord,
+    {
+        let values = array.as_primitive::<T>().values();
+        // A branch-free loop per operator: the compiler vectorizes each.
+        match op {
+            Cmp::Eq => BooleanBuffer::collect_bool(values.len(), |i| values[i] == v),
+            Cmp::Ne => BooleanBuffer::collect_bool(values.len(), |i| values[i] != v),
+            Cmp::Lt => BooleanBuffer::collect_bool(values.len(), |i| values[i] < v),
+            Cmp::Le => BooleanBuffer::collect_bool(values.len(), |i| values[i] <= v),
+            Cmp::Gt => BooleanBuffer::collect_bool(values.len(), |i| values[i] > v),
+            Cmp::Ge => BooleanBuffer::collect_bool(values.len(), |i| values[i] >= v),
+        }
+    }
+    let mismatch = || {
+        Error::Internal(format!(
+            "a vectorized comparison of a {} column with {value:?}",
+            array.data_type()
+        ))
+    };
+    // A constant outside the column type's range: every comparison is decided by which
+    // side of the range it lies on.
+    let out_of_range = |below: bool| {
+        let o = if below {
+            Ordering::Greater
+        } else {
+            Ordering::Less
+        };
+        if op.holds(o) {
+            BooleanBuffer::new_set(array.len())
+        } else {
+            none(array.len())
+        }
+    };
+    Ok(match (array.data_type(), value) {
+        (DataType::Boolean, Scalar::Int(v)) => {
+            let b = array.as_boolean().values();
+            let v = *v != 0;
+            BooleanBuffer::collect_bool(b.len(), |i| op.holds(b.value(i).cmp(&v)))
+        }
+        (DataType::Int16, Scalar::Int(v)) => match i16::try_from(*v) {
+            Ok(v) => ints::<Int16Type>(array, op, v),
+            Err(_) => out_of_range(*v < 0),
+        },
+        (DataType::Int32, Scalar::Int(v)) => match i32::try_from(*v) {
+            Ok(v) => ints::<Int32Type>(array, op, v),
+            Err(_) => out_of_range(*v < 0),
+        },
+        (DataType::Int64, Scalar::Int(v)) => ints::<Int64Type>(array, op, *v),
+        (DataType::Date32, Scalar::Int(v)) => {
+            ints::<Date32Type>(array, op, arrow_date(*v).ok_or_else(mismatch)?)
+        }
+        (DataType::Time64(TimeUnit::Microsecond), Scalar::Int(v)) => {
+            ints::<Time64MicrosecondType>(array, op, *v)
+        }
+        (DataType::Utf8 | DataType::Binary | DataType::FixedSizeBinary(_), Scalar::Bytes(v)) => {
+            let bits: Vec<bool> = bytes_of(array)?
+                .map(|b| b.is_some_and(|b| op.holds(b.cmp(v.as_slice()))))
+                .collect();
+            BooleanBuffer::from(bits)
+        }
+        _ => return Err(mismatch()),
+    })
+}
+
+#[cfg(test)]
+mod tests;
