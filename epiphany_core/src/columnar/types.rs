@@ -23,15 +23,19 @@ pub fn date_to_arrow(pg_days: i32) -> i32 {
     if pg_days == i32::MAX || pg_days == i32::MIN {
         pg_days
     } else {
-        pg_days + PG_EPOCH_DAYS
+        // Postgres's dates end at 5874897 AD, far inside i32 after the shift.
+        pg_days.wrapping_add(PG_EPOCH_DAYS)
     }
 }
 
+/// The inverse of [`date_to_arrow`]. Only damaged part bytes (checksums catch them
+/// first) hold days that would overflow: they wrap, as any damaged value is garbage, and
+/// never panic.
 pub fn date_from_arrow(days: i32) -> i32 {
     if days == i32::MAX || days == i32::MIN {
         days
     } else {
-        days - PG_EPOCH_DAYS
+        days.wrapping_sub(PG_EPOCH_DAYS)
     }
 }
 
