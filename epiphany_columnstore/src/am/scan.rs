@@ -136,13 +136,18 @@ impl ScanState {
     }
 
     /// Reads only the table columns `read` (in ascending order) and skips the parts
-    /// and granules that `preds` rule out.
+    /// and granules that `preds` rule out; with a vectorized qual, returns only the rows
+    /// it holds for (the first `row_preds` of `preds` still drop rows too).
     pub fn project_and_prune(
         &mut self,
         read: Vec<usize>,
         preds: Vec<Predicate>,
+        qual: Option<(epiphany_core::columnar::qual::Qual, usize)>,
     ) -> Result<(), Error> {
         self.scan = PartScan::new(&self.info.schema, read, preds, true);
+        if let Some((qual, row_preds)) = qual {
+            self.scan.set_qual(qual, row_preds);
+        }
         self.parts = self.scan.prune_parts(std::mem::take(&mut self.parts))?;
         Ok(())
     }

@@ -10,9 +10,11 @@ use epiphany_core::pg::OrReportIn;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::quals::predicates;
+use super::quals::{predicates, vector_qual};
 use super::EXEC_METHODS;
 use crate::am::scan::{ScanState, SharedProgress};
+use epiphany_core::columnar::qual::Qual;
+use pgrx::PgList;
 
 #[repr(C)]
 struct ColumnarScan {
@@ -60,6 +62,8 @@ pub(super) unsafe extern "C-unwind" fn begin(
         let mut attrs: *mut pg_sys::Bitmapset = std::ptr::null_mut();
         pg_sys::pull_varattnos((*plan).targetlist as _, scanrelid, &mut attrs);
         pg_sys::pull_varattnos((*plan).qual as _, scanrelid, &mut attrs);
+        let vectorized = (*(plan as *mut pg_sys::CustomScan)).custom_exprs;
+        pg_sys::pull_varattnos(vectorized as _, scanrelid, &mut attrs);
         let offset = pg_sys::FirstLowInvalidHeapAttributeNumber;
         let read: Vec<usize> = if pg_sys::bms_is_member(-offset, attrs) {
             (0..natts).collect()
@@ -68,8 +72,27 @@ pub(super) unsafe extern "C-unwind" fn begin(
                 .filter(|&c| pg_sys::bms_is_member(c as i32 + 1 - offset, attrs))
                 .collect()
         };
-        let preds = predicates((*plan).qual, scanrelid, &info);
+        // Pruning predicates of every qual; those of the quals Postgres evaluates first:
+        // they also drop rows early.
+        let mut preds = predicates((*plan).qual, scanrelid, &info);
+        let row_preds = preds.len();
+        preds.extend(predicates(vectorized, scanrelid, &info));
         (*me).preds = preds.len();
+        let qual = if vectorized.is_null() {
+            None
+        } else {
+            let parts: Option<Vec<Qual>> = PgList::<pg_sys::Node>::from_pg(vectorized)
+                .iter_ptr()
+                .map(|q| vector_qual(q, scanrelid, &info))
+                .collect();
+            let Some(parts) = parts else {
+                epiphany_core::Error::Internal(
+                    "a vectorized qual of the plan cannot be evaluated (the table changed?)".into(),
+                )
+                .report()
+            };
+            Some(Qual::And(parts))
+        };
         // Owned by the node's memory context: an ERROR mid-scan frees them too.
         (*me).read = ContextOwned::new(read.clone());
         if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0 {
@@ -79,7 +102,9 @@ pub(super) unsafe extern "C-unwind" fn begin(
             crate::writes::flush_relid(rel.oid(), true);
         }
         let mut state = ScanState::new(rel, (*estate).es_snapshot).or_report_in(rel);
-        state.project_and_prune(read, preds).or_report_in(rel);
+        state
+            .project_and_prune(read, preds, qual.map(|q| (q, row_preds)))
+            .or_report_in(rel);
         let ctid = pg_sys::SelfItemPointerAttributeNumber - offset;
         if !pg_sys::bms_is_member(ctid, attrs) && (*estate).es_rowmarks.is_null() {
             state.without_tids();
@@ -225,7 +250,7 @@ pub(super) unsafe extern "C-unwind" fn shutdown(node: *mut pg_sys::CustomScanSta
 #[pg_guard]
 pub(super) unsafe extern "C-unwind" fn explain(
     node: *mut pg_sys::CustomScanState,
-    _ancestors: *mut pg_sys::List,
+    ancestors: *mut pg_sys::List,
     es: *mut pg_sys::ExplainState,
 ) {
     // SAFETY: our node, begun (also for EXPLAIN without ANALYZE).
@@ -237,6 +262,37 @@ pub(super) unsafe extern "C-unwind" fn explain(
         let text = format!("{read} of {natts}");
         let text = std::ffi::CString::new(text).unwrap();
         pg_sys::ExplainPropertyText(c"Columns Read".as_ptr(), text.as_ptr(), es);
+        let vectorized = (*((*node).ss.ps.plan as *mut pg_sys::CustomScan)).custom_exprs;
+        if !vectorized.is_null() {
+            // As EXPLAIN shows a Filter (explain.c, show_qual).
+            let context =
+                pg_sys::set_deparse_context_plan((*es).deparse_cxt, (*node).ss.ps.plan, ancestors);
+            let useprefix = pg_sys::list_length((*es).rtable) > 1 || (*es).verbose;
+            let text = pg_sys::deparse_expression(
+                pg_sys::make_ands_explicit(vectorized) as *mut pg_sys::Node,
+                context,
+                useprefix,
+                false,
+            );
+            pg_sys::ExplainPropertyText(c"Vectorized Filter".as_ptr(), text, es);
+            // Postgres counts the rows a filter removed only for a plan with a qual of its
+            // own; these were removed by ours (explain.c, show_instrumentation_count).
+            let instrument = (*node).ss.ps.instrument;
+            if (*(*node).ss.ps.plan).qual.is_null() && (*es).analyze && !instrument.is_null() {
+                let removed = (*instrument).nfiltered1;
+                let loops = (*instrument).nloops;
+                if removed > 0.0 || (*es).format != pg_sys::ExplainFormat::EXPLAIN_FORMAT_TEXT {
+                    let per_loop = if loops > 0.0 { removed / loops } else { 0.0 };
+                    pg_sys::ExplainPropertyFloat(
+                        c"Rows Removed by Filter".as_ptr(),
+                        std::ptr::null(),
+                        per_loop,
+                        0,
+                        es,
+                    );
+                }
+            }
+        }
         pg_sys::ExplainPropertyInteger(
             c"Pruning Quals".as_ptr(),
             std::ptr::null(),

@@ -1,8 +1,9 @@
 //! `EpiphanyDB Columnar Scan`: a custom scan over columnar tables that reads only the
 //! columns a query references and skips parts and granules whose min/max statistics
 //! rule out its quals (`=`, `<`, `<=`, `>`, `>=`, `BETWEEN`, `IN`, `IS [NOT] NULL` on
-//! plain columns against constants). Every qual is still evaluated on the rows read, so
-//! pruning only ever saves work. `EXPLAIN` shows the columns read and, with ANALYZE,
+//! plain columns against constants). Quals it can evaluate exactly on column batches
+//! (`quals::vector_qual`, under AND/OR/NOT) are evaluated there; Postgres evaluates the
+//! others on the rows that pass. `EXPLAIN` shows the columns read and, with ANALYZE,
 //! the parts and granules scanned and skipped. `epiphany.enable_columnar_scan = off`
 //! leaves the access method's plain scans.
 
@@ -21,6 +22,7 @@ mod quals;
 use exec::*;
 
 pub static ENABLE: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static ENABLE_VECTOR_FILTER: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 const NAME: &CStr = c"EpiphanyDB Columnar Scan";
 
@@ -64,6 +66,14 @@ pub fn init() {
         c"Plans scans of epiphany_columnar tables with the columnar custom scan (column projection, part and granule pruning).",
         c"Off leaves the access method's sequential, index and bitmap scans.",
         &ENABLE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"epiphany.enable_vector_filter",
+        c"Evaluates the quals of columnar scans that it can on column batches (Arrow arrays) instead of row by row.",
+        c"Comparisons, <>, IN, IS [NOT] NULL and LIKE 'prefix%' of columns with constants, under AND, OR and NOT; other quals are left to PostgreSQL. EXPLAIN shows them as Vectorized Filter.",
+        &ENABLE_VECTOR_FILTER,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -191,9 +201,12 @@ unsafe fn cost(
     }
 }
 
+/// The plan of a columnar scan: the quals the scan evaluates itself on Arrow arrays
+/// (`quals::vector_qual`) go to `custom_exprs` (EXPLAIN: "Vectorized Filter"), the
+/// others stay in the plan's qual for Postgres to evaluate (EXPLAIN: "Filter").
 #[pg_guard]
 unsafe extern "C-unwind" fn plan_path(
-    _root: *mut pg_sys::PlannerInfo,
+    root: *mut pg_sys::PlannerInfo,
     rel: *mut pg_sys::RelOptInfo,
     best_path: *mut pg_sys::CustomPath,
     tlist: *mut pg_sys::List,
@@ -201,12 +214,35 @@ unsafe extern "C-unwind" fn plan_path(
     _custom_plans: *mut pg_sys::List,
 ) -> *mut pg_sys::Plan {
     // SAFETY: planner structures; the plan node is palloc'd in the planner's context.
+    // The planner holds a lock on the relation, so NoLock opens it.
     unsafe {
         let scan =
             pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomScan>()) as *mut pg_sys::CustomScan;
         (*scan).scan.plan.type_ = pg_sys::NodeTag::T_CustomScan;
         (*scan).scan.plan.targetlist = tlist;
-        (*scan).scan.plan.qual = pg_sys::extract_actual_clauses(clauses, false);
+        let quals = pg_sys::extract_actual_clauses(clauses, false);
+        if ENABLE_VECTOR_FILTER.get() && !quals.is_null() {
+            let rte = *(*root).simple_rte_array.add((*rel).relid as usize);
+            let raw = pg_sys::table_open((*rte).relid, pg_sys::NoLock as _);
+            let r = epiphany_core::pg::buffer::Rel::new(raw);
+            let info = crate::convert::table::TableInfo::load(r);
+            let (mut rest, mut vectorized) = (std::ptr::null_mut(), std::ptr::null_mut());
+            for q in PgList::<pg_sys::Node>::from_pg(quals).iter_ptr() {
+                let ours = info
+                    .as_ref()
+                    .is_ok_and(|info| quals::vector_qual(q, (*rel).relid, info).is_some());
+                if ours {
+                    vectorized = pg_sys::lappend(vectorized, q.cast());
+                } else {
+                    rest = pg_sys::lappend(rest, q.cast());
+                }
+            }
+            pg_sys::table_close(raw, pg_sys::NoLock as _);
+            (*scan).scan.plan.qual = rest;
+            (*scan).custom_exprs = vectorized;
+        } else {
+            (*scan).scan.plan.qual = quals;
+        }
         (*scan).scan.scanrelid = (*rel).relid;
         (*scan).flags = (*best_path).flags;
         (*scan).methods = &SCAN_METHODS.0;

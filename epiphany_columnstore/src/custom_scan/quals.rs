@@ -6,6 +6,7 @@
 #![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
 
 use epiphany_core::columnar::prune::{Op, Predicate, Scalar};
+use epiphany_core::columnar::qual::{Cmp, Qual, Test};
 use epiphany_core::columnar::{bounds, numeric, ColumnType};
 use pgrx::pg_sys;
 use pgrx::PgList;
@@ -20,7 +21,7 @@ pub(super) unsafe fn predicates(
     // SAFETY: a valid list of expression nodes.
     unsafe {
         for node in PgList::<pg_sys::Node>::from_pg(quals).iter_ptr() {
-            if let Some(p) = predicate(node, scanrelid, info) {
+            if let Some(p) = predicate(node, scanrelid, info, false) {
                 out.push(p);
             }
         }
@@ -50,10 +51,13 @@ unsafe fn column_of(node: *mut pg_sys::Node, scanrelid: pg_sys::Index) -> Option
     }
 }
 
+/// One qual as a pruning predicate. With `exact`, only one that means exactly what the
+/// qual does (an `IN` list with a NULL does not: its "no" is "unknown").
 unsafe fn predicate(
     node: *mut pg_sys::Node,
     scanrelid: pg_sys::Index,
     info: &crate::convert::table::TableInfo,
+    exact: bool,
 ) -> Option<Predicate> {
     // SAFETY: a valid expression node of a plan's qual list.
     unsafe {
@@ -136,6 +140,9 @@ unsafe fn predicate(
                 let mut scalars = Vec::with_capacity(n as usize);
                 for i in 0..n as usize {
                     if *nulls.add(i) {
+                        if exact {
+                            return None;
+                        }
                         continue; // NULL never equals anything
                     }
                     let mut c = pg_sys::Const {
@@ -285,5 +292,224 @@ unsafe fn scalar(c: *mut pg_sys::Const, ty: ColumnType, op: Op) -> Option<(Op, S
             }
             _ => None,
         }
+    }
+}
+
+/// A qual as a vectorized qual (`epiphany_core::columnar::qual`), when its meaning there
+/// is exactly Postgres's: tests of plain columns against constants (comparisons, `<>`,
+/// `IN`, `IS [NOT] NULL`, `LIKE 'prefix%'`, a boolean column itself) under AND, OR and
+/// NOT, on types compared exactly (no floats).
+pub(super) unsafe fn vector_qual(
+    node: *mut pg_sys::Node,
+    scanrelid: pg_sys::Index,
+    info: &crate::convert::table::TableInfo,
+) -> Option<Qual> {
+    // SAFETY: a valid expression node of a plan's qual list.
+    let q = unsafe { translate(node, scanrelid, info)? };
+    q.evaluable(&info.schema).then_some(q)
+}
+
+unsafe fn translate(
+    node: *mut pg_sys::Node,
+    scanrelid: pg_sys::Index,
+    info: &crate::convert::table::TableInfo,
+) -> Option<Qual> {
+    // SAFETY: a valid expression node.
+    unsafe {
+        match (*node).type_ {
+            pg_sys::NodeTag::T_BoolExpr => {
+                let b = node as *mut pg_sys::BoolExpr;
+                let args: Option<Vec<Qual>> = PgList::<pg_sys::Node>::from_pg((*b).args)
+                    .iter_ptr()
+                    .map(|a| translate(a, scanrelid, info))
+                    .collect();
+                let mut args = args?;
+                match (*b).boolop {
+                    pg_sys::BoolExprType::AND_EXPR => Some(Qual::And(args)),
+                    pg_sys::BoolExprType::OR_EXPR => Some(Qual::Or(args)),
+                    pg_sys::BoolExprType::NOT_EXPR if args.len() == 1 => {
+                        Some(Qual::Not(Box::new(args.pop()?)))
+                    }
+                    _ => None,
+                }
+            }
+            pg_sys::NodeTag::T_Var | pg_sys::NodeTag::T_RelabelType => {
+                // A boolean column on its own.
+                let column = column_of(node, scanrelid)?;
+                (info.columns.get(column)?.ty == ColumnType::Bool).then_some(Qual::Test {
+                    column,
+                    test: Test::Compare(Cmp::Eq, Scalar::Int(1)),
+                })
+            }
+            pg_sys::NodeTag::T_OpExpr => {
+                if let Some(q) = like(node as *mut pg_sys::OpExpr, scanrelid, info) {
+                    return Some(q);
+                }
+                if let Some(q) = not_equal(node as *mut pg_sys::OpExpr, scanrelid, info) {
+                    return Some(q);
+                }
+                leaf(predicate(node, scanrelid, info, true)?)
+            }
+            pg_sys::NodeTag::T_ScalarArrayOpExpr | pg_sys::NodeTag::T_NullTest => {
+                leaf(predicate(node, scanrelid, info, true)?)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn leaf(p: Predicate) -> Option<Qual> {
+    let cmp = |op| match op {
+        Op::Eq => Cmp::Eq,
+        Op::Lt => Cmp::Lt,
+        Op::Le => Cmp::Le,
+        Op::Gt => Cmp::Gt,
+        Op::Ge => Cmp::Ge,
+    };
+    Some(match p {
+        Predicate::Compare { column, op, value } => Qual::Test {
+            column,
+            test: Test::Compare(cmp(op), value),
+        },
+        Predicate::In { column, values } => Qual::Test {
+            column,
+            test: Test::In(values),
+        },
+        Predicate::IsNull { column } => Qual::Test {
+            column,
+            test: Test::IsNull,
+        },
+        Predicate::IsNotNull { column } => Qual::Test {
+            column,
+            test: Test::IsNotNull,
+        },
+    })
+}
+
+/// `column op constant` (or flipped) of a two-argument operator.
+unsafe fn column_and_const(
+    op: *mut pg_sys::OpExpr,
+    scanrelid: pg_sys::Index,
+) -> Option<(usize, *mut pg_sys::Const, bool)> {
+    // SAFETY: a valid OpExpr.
+    unsafe {
+        let args = PgList::<pg_sys::Node>::from_pg((*op).args);
+        if args.len() != 2 {
+            return None;
+        }
+        let (a, b) = (args.get_ptr(0)?, args.get_ptr(1)?);
+        let (column, constant, flipped) = match (column_of(a, scanrelid), column_of(b, scanrelid)) {
+            (Some(c), None) => (c, b, false),
+            (None, Some(c)) => (c, a, true),
+            _ => return None,
+        };
+        ((*constant).type_ == pg_sys::NodeTag::T_Const).then_some((
+            column,
+            constant as *mut pg_sys::Const,
+            flipped,
+        ))
+    }
+}
+
+/// `column <> constant`: the negator of the type's equality.
+unsafe fn not_equal(
+    op: *mut pg_sys::OpExpr,
+    scanrelid: pg_sys::Index,
+    info: &crate::convert::table::TableInfo,
+) -> Option<Qual> {
+    // SAFETY: a valid OpExpr; catalog lookups on the main thread.
+    unsafe {
+        let (column, constant, _) = column_and_const(op, scanrelid)?;
+        let negator = pg_sys::get_negator((*op).opno);
+        if negator == pg_sys::InvalidOid || strategy(negator, info.types[column])? != Op::Eq {
+            return None;
+        }
+        let ty = info.columns.get(column)?.ty;
+        if !collation_orders_bytes(ty, (*op).inputcollid, false) {
+            return None;
+        }
+        match scalar(constant, ty, Op::Eq)? {
+            (Op::Eq, value) => Some(Qual::Test {
+                column,
+                test: Test::Compare(Cmp::Ne, value),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// `column LIKE 'prefix%'` (or `NOT LIKE`) on text or bytea, with the default escape.
+unsafe fn like(
+    op: *mut pg_sys::OpExpr,
+    scanrelid: pg_sys::Index,
+    info: &crate::convert::table::TableInfo,
+) -> Option<Qual> {
+    // SAFETY: a valid OpExpr; catalog lookups on the main thread.
+    unsafe {
+        let negated = match pg_sys::get_opcode((*op).opno).to_u32() {
+            pg_sys::F_TEXTLIKE | pg_sys::F_BYTEALIKE => false,
+            pg_sys::F_TEXTNLIKE | pg_sys::F_BYTEANLIKE => true,
+            _ => return None,
+        };
+        let (column, constant, flipped) = column_and_const(op, scanrelid)?;
+        let ty = info.columns.get(column)?.ty;
+        if flipped
+            || (*constant).constisnull
+            || !matches!(ty, ColumnType::Text | ColumnType::Bytes)
+            || !collation_orders_bytes(ty, (*op).inputcollid, false)
+        {
+            return None;
+        }
+        let v = pg_sys::pg_detoast_datum_packed((*constant).constvalue.cast_mut_ptr());
+        let pattern = std::slice::from_raw_parts(
+            pgrx::varlena::vardata_any(v) as *const u8,
+            pgrx::varlena::varsize_any_exhdr(v),
+        );
+        let test = match like_prefix(pattern)? {
+            (prefix, true) => Test::Prefix(prefix),
+            (literal, false) => Test::Compare(Cmp::Eq, Scalar::Bytes(literal)),
+        };
+        let q = Qual::Test { column, test };
+        Some(if negated { Qual::Not(Box::new(q)) } else { q })
+    }
+}
+
+/// A LIKE pattern as (its literal bytes, whether a final `%` follows them), when it is
+/// one literal with at most that one wildcard (`\` escapes the next byte).
+fn like_prefix(pattern: &[u8]) -> Option<(Vec<u8>, bool)> {
+    let mut out = Vec::with_capacity(pattern.len());
+    let mut i = 0;
+    while i < pattern.len() {
+        match pattern[i] {
+            b'\\' => {
+                out.push(*pattern.get(i + 1)?);
+                i += 2;
+            }
+            b'%' => return (i + 1 == pattern.len()).then_some((out, true)),
+            b'_' => return None,
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some((out, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_prefix;
+
+    #[test]
+    fn like_patterns_with_one_final_wildcard_are_prefixes() {
+        assert_eq!(like_prefix(b"abc%"), Some((b"abc".to_vec(), true)));
+        assert_eq!(like_prefix(b"%"), Some((vec![], true)));
+        assert_eq!(like_prefix(b"abc"), Some((b"abc".to_vec(), false)));
+        assert_eq!(like_prefix(b"a\\%b%"), Some((b"a%b".to_vec(), true)));
+        assert_eq!(like_prefix(b"a\\_"), Some((b"a_".to_vec(), false)));
+        assert_eq!(like_prefix(b"a%b"), None);
+        assert_eq!(like_prefix(b"a_%"), None);
+        assert_eq!(like_prefix(b"%%"), None);
+        assert_eq!(like_prefix(b"ab\\"), None);
     }
 }

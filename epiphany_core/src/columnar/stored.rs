@@ -163,6 +163,10 @@ pub struct PartScan {
     /// Table columns read, ascending.
     read: Vec<usize>,
     preds: Vec<crate::columnar::prune::Predicate>,
+    /// How many of `preds` (the first ones) also filter rows; the rest only prune.
+    row_preds: usize,
+    /// The quals evaluated here instead of by Postgres (`qual`), if any.
+    qual: Option<crate::columnar::qual::Qual>,
     row_numbers: bool,
     pub counters: crate::columnar::scan_plan::ScanCounters,
     /// Rows the predicates dropped, not yet taken by [`PartScan::take_filtered`].
@@ -179,7 +183,9 @@ impl PartScan {
         PartScan {
             schema: schema.clone(),
             read,
+            row_preds: preds.len(),
             preds,
+            qual: None,
             row_numbers,
             counters: Default::default(),
             filtered: 0,
@@ -188,6 +194,15 @@ impl PartScan {
 
     pub fn read(&self) -> &[usize] {
         &self.read
+    }
+
+    /// Rows must satisfy `qual` (evaluated on the decoded columns, which must include
+    /// its columns); parts and granules where no row can are skipped. Only the first
+    /// `row_preds` predicates still filter rows (the others repeat the qual's tests).
+    pub fn set_qual(&mut self, qual: crate::columnar::qual::Qual, row_preds: usize) {
+        debug_assert!(qual.columns().iter().all(|c| self.read.contains(c)));
+        self.row_preds = row_preds.min(self.preds.len());
+        self.qual = Some(qual);
     }
 
     /// Batches without the row-number column (their rows need no TIDs).
@@ -204,7 +219,7 @@ impl PartScan {
     /// The parts of `parts` whose summaries may match the predicates (the others are
     /// counted as skipped).
     pub fn prune_parts(&mut self, parts: Vec<PartRow>) -> Result<Vec<PartRow>> {
-        if self.preds.is_empty() {
+        if self.preds.is_empty() && self.qual.is_none() {
             self.counters.parts_scanned += parts.len() as u64;
             return Ok(parts);
         }
@@ -212,8 +227,15 @@ impl PartScan {
             .iter()
             .map(|p| crate::columnar::scan_plan::decode_stats(&p.stats))
             .collect::<Result<Vec<_>>>()?;
-        let kept =
+        let mut kept =
             crate::columnar::scan_plan::prune_parts(&summaries, &self.preds, &mut self.counters);
+        if let Some(q) = &self.qual {
+            let before = kept.len();
+            kept.retain(|&i| q.may_pass(&summaries[i]));
+            let skipped = (before - kept.len()) as u64;
+            self.counters.parts_scanned -= skipped;
+            self.counters.parts_skipped += skipped;
+        }
         let mut parts: Vec<Option<PartRow>> = parts.into_iter().map(Some).collect();
         Ok(kept.into_iter().filter_map(|i| parts[i].take()).collect())
     }
@@ -236,15 +258,21 @@ impl PartScan {
         batch_rows: usize,
     ) -> Result<Option<(OpenPart, crate::columnar::PartBatches)>> {
         let part = OpenPart::open_from(store, &self.schema, row, false)?;
-        let granules: Vec<usize> = if self.preds.is_empty() {
+        let granules: Vec<usize> = if self.preds.is_empty() && self.qual.is_none() {
             self.counters.granules_scanned += part.reader.granules() as u64;
             (0..part.reader.granules()).collect()
         } else {
-            crate::columnar::scan_plan::prune_granules(
-                &part.reader.granule_stats()?,
-                &self.preds,
-                &mut self.counters,
-            )
+            let stats = part.reader.granule_stats()?;
+            let mut kept =
+                crate::columnar::scan_plan::prune_granules(&stats, &self.preds, &mut self.counters);
+            if let Some(q) = &self.qual {
+                let before = kept.len();
+                kept.retain(|&g| q.may_pass(&stats[g]));
+                let skipped = (before - kept.len()) as u64;
+                self.counters.granules_scanned -= skipped;
+                self.counters.granules_skipped += skipped;
+            }
+            kept
         };
         if granules.is_empty() {
             return Ok(None);
@@ -255,9 +283,28 @@ impl PartScan {
         Ok(Some((part, batches)))
     }
 
-    /// `batch` without the rows that certainly fail a predicate (counted as filtered).
+    /// `batch` with only the rows the qual holds for, without those that certainly
+    /// fail a predicate (counted as filtered).
     pub fn filter(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
-        if self.preds.is_empty() {
+        let batch = match &self.qual {
+            Some(q) => {
+                let read = &self.read;
+                let truth = q.eval(&batch, &|c| read.iter().position(|&r| r == c))?;
+                let kept = truth.t.count_set_bits();
+                if kept == batch.num_rows() {
+                    batch
+                } else {
+                    self.filtered += (batch.num_rows() - kept) as u64;
+                    arrow_select::filter::filter_record_batch(
+                        &batch,
+                        &arrow_array::BooleanArray::new(truth.t, None),
+                    )
+                    .map_err(|e| Error::Internal(format!("filtering a batch: {e}")))?
+                }
+            }
+            None => batch,
+        };
+        if self.row_preds == 0 {
             return Ok(batch);
         }
         let types: Vec<crate::columnar::ColumnType> = self
@@ -265,8 +312,7 @@ impl PartScan {
             .iter()
             .map(|&c| self.schema.columns[c].ty)
             .collect();
-        let preds: Vec<(usize, &crate::columnar::prune::Predicate)> = self
-            .preds
+        let preds: Vec<(usize, &crate::columnar::prune::Predicate)> = self.preds[..self.row_preds]
             .iter()
             .filter_map(|p| {
                 self.read
@@ -378,5 +424,36 @@ mod tests {
         let mut all = PartScan::new(&schema, vec![0], vec![], true);
         assert_eq!(scan_all(&mut all, &store, parts).len(), 3000);
         assert_eq!(all.counters.granules_scanned, 30);
+    }
+
+    #[test]
+    fn a_vectorized_qual_filters_rows_and_prunes_what_it_rules_out() {
+        use crate::columnar::qual::{Cmp, Qual, Test};
+        let (store, schema, parts) = stored(&[0..1000, 1000..2000, 2000..3000]);
+        let k = |op, v| Qual::Test {
+            column: 0,
+            test: Test::Compare(op, Scalar::Int(v)),
+        };
+        // k < 50 OR (k >= 2950 AND NOT k = 2990): the middle part cannot hold a row.
+        let qual = Qual::Or(vec![
+            k(Cmp::Lt, 50),
+            Qual::And(vec![
+                k(Cmp::Ge, 2950),
+                Qual::Not(Box::new(k(Cmp::Eq, 2990))),
+            ]),
+        ]);
+        let mut scan = PartScan::new(&schema, vec![0], vec![], true);
+        scan.set_qual(qual, 0);
+        let keys: Vec<i64> = scan_all(&mut scan, &store, parts)
+            .iter()
+            .map(|&(k, _)| k)
+            .collect();
+        let want: Vec<i64> = (0..50).chain((2950..3000).filter(|&k| k != 2990)).collect();
+        assert_eq!(keys, want);
+        let c = scan.counters;
+        assert_eq!((c.parts_scanned, c.parts_skipped), (2, 1));
+        // One granule of each part read survives: 0..100 and 2900..3000.
+        assert_eq!((c.granules_scanned, c.granules_skipped), (2, 18));
+        assert_eq!(scan.take_filtered(), 200 - want.len() as u64);
     }
 }
