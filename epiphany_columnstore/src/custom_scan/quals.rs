@@ -64,20 +64,7 @@ unsafe fn predicate(
         match (*node).type_ {
             pg_sys::NodeTag::T_OpExpr => {
                 let op = node as *mut pg_sys::OpExpr;
-                let args = PgList::<pg_sys::Node>::from_pg((*op).args);
-                if args.len() != 2 {
-                    return None;
-                }
-                let (a, b) = (args.get_ptr(0)?, args.get_ptr(1)?);
-                let (column, constant, flipped) =
-                    match (column_of(a, scanrelid), column_of(b, scanrelid)) {
-                        (Some(c), None) => (c, b, false),
-                        (None, Some(c)) => (c, a, true),
-                        _ => return None,
-                    };
-                if (*constant).type_ != pg_sys::NodeTag::T_Const {
-                    return None;
-                }
+                let (column, constant, flipped) = column_and_const(op, scanrelid)?;
                 let ty = info.columns.get(column)?.ty;
                 if !ty.prunable() || !collation_orders_bytes(ty, (*op).inputcollid, false) {
                     return None;
@@ -89,7 +76,7 @@ unsafe fn predicate(
                 if op_kind != Op::Eq && !collation_orders_bytes(ty, (*op).inputcollid, true) {
                     return None;
                 }
-                let (op_kind, value) = scalar(constant as *mut pg_sys::Const, ty, op_kind)?;
+                let (op_kind, value) = scalar(constant, ty, op_kind)?;
                 Some(Predicate::Compare {
                     column,
                     op: op_kind,
@@ -265,11 +252,7 @@ unsafe fn scalar(c: *mut pg_sys::Const, ty: ColumnType, op: Op) -> Option<(Op, S
             }
             (ColumnType::Time, B::TIMEOID) => int(word as i64),
             (ColumnType::Numeric { scale }, B::NUMERICOID) => {
-                let v = pg_sys::pg_detoast_datum_packed((*c).constvalue.cast_mut_ptr());
-                let payload = std::slice::from_raw_parts(
-                    pgrx::varlena::vardata_any(v) as *const u8,
-                    pgrx::varlena::varsize_any_exhdr(v),
-                );
+                let payload = varlena_bytes((*c).constvalue);
                 let numeric::Decoded::Number { mantissa, dscale } =
                     numeric::decode(payload).ok()?
                 else {
@@ -279,11 +262,7 @@ unsafe fn scalar(c: *mut pg_sys::Const, ty: ColumnType, op: Op) -> Option<(Op, S
                     .map(|(op, v)| (op, Scalar::Int(v)))
             }
             (ColumnType::Text, B::TEXTOID | B::VARCHAROID) | (ColumnType::Bytes, B::BYTEAOID) => {
-                let v = pg_sys::pg_detoast_datum_packed((*c).constvalue.cast_mut_ptr());
-                let bytes = std::slice::from_raw_parts(
-                    pgrx::varlena::vardata_any(v) as *const u8,
-                    pgrx::varlena::varsize_any_exhdr(v),
-                );
+                let bytes = varlena_bytes((*c).constvalue);
                 Some((op, Scalar::Bytes(bytes.to_vec())))
             }
             (ColumnType::Uuid, B::UUIDOID) => {
@@ -460,17 +439,29 @@ unsafe fn like(
         {
             return None;
         }
-        let v = pg_sys::pg_detoast_datum_packed((*constant).constvalue.cast_mut_ptr());
-        let pattern = std::slice::from_raw_parts(
-            pgrx::varlena::vardata_any(v) as *const u8,
-            pgrx::varlena::varsize_any_exhdr(v),
-        );
+        let pattern = varlena_bytes((*constant).constvalue);
         let test = match like_prefix(pattern)? {
             (prefix, true) => Test::Prefix(prefix),
             (literal, false) => Test::Compare(Cmp::Eq, Scalar::Bytes(literal)),
         };
         let q = Qual::Test { column, test };
         Some(if negated { Qual::Not(Box::new(q)) } else { q })
+    }
+}
+
+/// The bytes of a non-null varlena datum (detoasted if need be, in the current memory
+/// context).
+///
+/// # Safety
+/// `datum` is a valid non-null varlena, alive while the bytes are used.
+unsafe fn varlena_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
+    // SAFETY: per the contract.
+    unsafe {
+        let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+        std::slice::from_raw_parts(
+            pgrx::varlena::vardata_any(v) as *const u8,
+            pgrx::varlena::varsize_any_exhdr(v),
+        )
     }
 }
 
