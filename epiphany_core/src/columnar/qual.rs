@@ -191,28 +191,8 @@ impl Qual {
                 })?;
                 test_array(batch.column(k), test)
             }
-            Qual::And(qs) => {
-                let mut acc: Option<Truth> = None;
-                for q in qs {
-                    let v = q.eval(batch, at)?;
-                    acc = Some(match acc {
-                        None => v,
-                        Some(a) => a.and(v),
-                    });
-                }
-                acc.ok_or_else(|| Error::Internal("an empty AND".into()))
-            }
-            Qual::Or(qs) => {
-                let mut acc: Option<Truth> = None;
-                for q in qs {
-                    let v = q.eval(batch, at)?;
-                    acc = Some(match acc {
-                        None => v,
-                        Some(a) => a.or(v),
-                    });
-                }
-                acc.ok_or_else(|| Error::Internal("an empty OR".into()))
-            }
+            Qual::And(qs) => fold(qs, batch, at, Truth::and, "AND"),
+            Qual::Or(qs) => fold(qs, batch, at, Truth::or, "OR"),
             Qual::Not(q) => Ok(q.eval(batch, at)?.not()),
         }
     }
@@ -277,6 +257,25 @@ impl Qual {
             Qual::Not(q) => format!("NOT ({})", q.describe(name)),
         }
     }
+}
+
+/// The children of an AND or OR, evaluated and combined by `combine`.
+fn fold(
+    qs: &[Qual],
+    batch: &RecordBatch,
+    at: &impl Fn(usize) -> Option<usize>,
+    combine: fn(Truth, Truth) -> Truth,
+    what: &str,
+) -> Result<Truth> {
+    let mut acc: Option<Truth> = None;
+    for q in qs {
+        let v = q.eval(batch, at)?;
+        acc = Some(match acc {
+            None => v,
+            Some(a) => combine(a, v),
+        });
+    }
+    acc.ok_or_else(|| Error::Internal(format!("an empty {what}")))
 }
 
 fn join(qs: &[Qual], sep: &str, name: &impl Fn(usize) -> String) -> String {
