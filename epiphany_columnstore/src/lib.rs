@@ -22,6 +22,7 @@ mod launcher;
 mod storage;
 #[cfg(any(test, feature = "pg_test"))]
 mod testing;
+mod vector_agg;
 mod writes;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -34,6 +35,7 @@ pub extern "C-unwind" fn _PG_init() {
     writes::init();
     convert::windows::init();
     custom_scan::init();
+    vector_agg::init();
     hooks::object_access::install();
 }
 

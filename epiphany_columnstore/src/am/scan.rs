@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use arrow_array::RecordBatch;
 use epiphany_core::columnar::prune::Predicate;
 use epiphany_core::columnar::scan_plan::ScanCounters;
 use epiphany_core::columnar::stored::PartScan;
@@ -240,34 +241,74 @@ impl ScanState {
                     None => self.current = None,
                 }
             }
-            let index = match shared {
-                None => {
-                    let i = self.next_part;
-                    self.next_part += 1;
-                    i
-                }
-                Some(shared) => shared.next_part.fetch_add(1, Ordering::Relaxed) as usize,
-            };
-            let Some(row) = self.parts.get(index).cloned() else {
+            if !self.open_next(rel, shared)? {
                 return Ok(false);
-            };
-            let before = self.scan.counters;
-            // SAFETY: per the contract.
-            let store = RelationPageStore::new(rel);
-            let opened = self.scan.open(&store, row, BATCH_ROWS)?;
-            if let Some(shared) = shared {
-                let c = self.scan.counters;
-                shared.granules_scanned.fetch_add(
-                    c.granules_scanned - before.granules_scanned,
-                    Ordering::Relaxed,
-                );
-                shared.granules_skipped.fetch_add(
-                    c.granules_skipped - before.granules_skipped,
-                    Ordering::Relaxed,
-                );
             }
-            self.current = opened;
         }
+    }
+
+    /// Claims and opens the next part (a parallel scan's participants claim them from
+    /// `shared`); false when none is left.
+    fn open_next(&mut self, rel: Rel<'_>, shared: Option<&SharedProgress>) -> Result<bool, Error> {
+        let index = match shared {
+            None => {
+                let i = self.next_part;
+                self.next_part += 1;
+                i
+            }
+            Some(shared) => shared.next_part.fetch_add(1, Ordering::Relaxed) as usize,
+        };
+        let Some(row) = self.parts.get(index).cloned() else {
+            return Ok(false);
+        };
+        let before = self.scan.counters;
+        // SAFETY: per the contract.
+        let store = RelationPageStore::new(rel);
+        let opened = self.scan.open(&store, row, BATCH_ROWS)?;
+        if let Some(shared) = shared {
+            let c = self.scan.counters;
+            shared.granules_scanned.fetch_add(
+                c.granules_scanned - before.granules_scanned,
+                Ordering::Relaxed,
+            );
+            shared.granules_skipped.fetch_add(
+                c.granules_skipped - before.granules_skipped,
+                Ordering::Relaxed,
+            );
+        }
+        self.current = opened;
+        Ok(true)
+    }
+
+    /// The next batch of rows that pass the scan's vectorized qual, as Arrow arrays of
+    /// the columns [`ScanState::read`] names; `None` at the end.
+    pub fn next_batch(
+        &mut self,
+        rel: Rel<'_>,
+        shared: Option<&SharedProgress>,
+    ) -> Result<Option<RecordBatch>, Error> {
+        loop {
+            if let Some((_, batches)) = &mut self.current {
+                match batches.next() {
+                    Some(batch) => {
+                        let batch = self.scan.filter(batch?)?;
+                        if batch.num_rows() > 0 {
+                            return Ok(Some(batch));
+                        }
+                        continue;
+                    }
+                    None => self.current = None,
+                }
+            }
+            if !self.open_next(rel, shared)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The table columns a batch holds, in order.
+    pub fn read(&self) -> &[usize] {
+        self.scan.read()
     }
 }
 

@@ -227,6 +227,15 @@ unsafe fn palloc_copy(bytes: &[u8]) -> *mut u8 {
     }
 }
 
+/// A varlena datum (palloc'd) holding `payload`, e.g. a `bytea`.
+///
+/// # Safety
+/// Main thread only (palloc).
+pub unsafe fn varlena_datum(payload: &[u8]) -> pg_sys::Datum {
+    // SAFETY: per the contract.
+    unsafe { new_varlena(payload) }
+}
+
 /// # Safety
 /// Main thread only (palloc).
 unsafe fn new_varlena(payload: &[u8]) -> pg_sys::Datum {

@@ -312,3 +312,52 @@ pub(super) unsafe extern "C-unwind" fn explain(
         }
     }
 }
+
+/// For the Vector Agg above a columnar scan: the scan's next batch of rows that pass its
+/// vectorized quals (the scan's plan has no others), counted in the scan's EXPLAIN
+/// ANALYZE as rows it returned; `None` at the end.
+///
+/// # Safety
+/// `node` is the state of a begun columnar scan (see [`super::is_columnar_scan`]).
+pub(crate) unsafe fn next_batch(
+    node: *mut pg_sys::CustomScanState,
+) -> Option<arrow_array::RecordBatch> {
+    // SAFETY: per the contract.
+    unsafe {
+        let me = node as *mut ColumnarScan;
+        let rel = Rel::new((*node).ss.ss_currentRelation);
+        let shared = (*me).shared.as_ref();
+        let state = (*me)
+            .state
+            .get()
+            .expect("a columnar scan read after its end");
+        let instrument = (*node).ss.ps.instrument;
+        if !instrument.is_null() {
+            pg_sys::InstrStartNode(instrument);
+        }
+        let batch = state.next_batch(rel, shared).or_report_in(rel);
+        if !instrument.is_null() {
+            (*instrument).nfiltered1 += state.take_filtered() as f64;
+            pg_sys::InstrStopNode(
+                instrument,
+                batch.as_ref().map_or(0.0, |b| b.num_rows() as f64),
+            );
+        }
+        batch
+    }
+}
+
+/// The table columns (0-based, ascending) the batches of [`next_batch`] hold.
+///
+/// # Safety
+/// As [`next_batch`].
+pub(crate) unsafe fn batch_columns(node: *mut pg_sys::CustomScanState) -> Vec<usize> {
+    // SAFETY: per the contract.
+    unsafe {
+        let me = node as *mut ColumnarScan;
+        (*me)
+            .state
+            .get()
+            .map_or_else(Vec::new, |s| s.read().to_vec())
+    }
+}

@@ -17,9 +17,10 @@ use pgrx::prelude::*;
 use pgrx::PgList;
 
 mod exec;
-mod quals;
+pub(crate) mod quals;
 
 use exec::*;
+pub(crate) use exec::{batch_columns, next_batch};
 
 pub static ENABLE: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static ENABLE_VECTOR_FILTER: GucSetting<bool> = GucSetting::<bool>::new(true);
@@ -59,6 +60,21 @@ static EXEC_METHODS: Methods<pg_sys::CustomExecMethods> = Methods(pg_sys::Custom
 });
 
 static mut PREVIOUS: pg_sys::set_rel_pathlist_hook_type = None;
+
+/// Whether `plan` is a columnar scan.
+///
+/// # Safety
+/// `plan` is a valid plan node.
+pub(crate) unsafe fn is_columnar_scan(plan: *mut pg_sys::Plan) -> bool {
+    // SAFETY: per the contract; a CustomScan's methods are static tables.
+    unsafe {
+        (*plan).type_ == pg_sys::NodeTag::T_CustomScan
+            && std::ptr::eq(
+                (*(plan as *mut pg_sys::CustomScan)).methods,
+                &SCAN_METHODS.0,
+            )
+    }
+}
 
 pub fn init() {
     GucRegistry::define_bool_guc(

@@ -175,7 +175,7 @@ unsafe fn predicate(
 /// Whether comparing under collation `collid` agrees with comparing bytes: always for
 /// non-text columns; for text, equality needs a deterministic collation and ordering
 /// needs "C" / "POSIX".
-fn collation_orders_bytes(ty: ColumnType, collid: pg_sys::Oid, ordering: bool) -> bool {
+pub(crate) fn collation_orders_bytes(ty: ColumnType, collid: pg_sys::Oid, ordering: bool) -> bool {
     if ty != ColumnType::Text {
         return true;
     }
@@ -454,7 +454,7 @@ unsafe fn like(
 ///
 /// # Safety
 /// `datum` is a valid non-null varlena, alive while the bytes are used.
-unsafe fn varlena_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
+pub(crate) unsafe fn varlena_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
     // SAFETY: per the contract.
     unsafe {
         let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());

@@ -4,3 +4,4 @@ pub(crate) mod access_method;
 pub(crate) mod differential;
 pub(crate) mod reads;
 pub(crate) mod sql;
+pub(crate) mod vector_agg;

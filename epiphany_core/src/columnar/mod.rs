@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agg;
 pub mod bounds;
 pub mod buffer;
 pub mod cache;

@@ -23,6 +23,12 @@ mod raw {
     unsafe extern "C-unwind" {
         pub fn standard_ExecutorStart(query: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int);
         pub fn standard_ExecutorEnd(query: *mut pg_sys::QueryDesc);
+        pub fn standard_planner(
+            parse: *mut pg_sys::Query,
+            query: *const std::ffi::c_char,
+            cursor_options: std::ffi::c_int,
+            params: pg_sys::ParamListInfo,
+        ) -> *mut pg_sys::PlannedStmt;
         #[allow(clippy::too_many_arguments)]
         pub fn standard_ProcessUtility(
             pstmt: *mut pg_sys::PlannedStmt,
@@ -66,6 +72,26 @@ pub unsafe fn executor_end(previous: pg_sys::ExecutorEnd_hook_type, query: *mut 
         match previous {
             Some(previous) => previous(query),
             None => raw::standard_ExecutorEnd(query),
+        }
+    }
+}
+
+/// Calls `previous` (the `planner_hook` installed before ours) or `standard_planner`.
+///
+/// # Safety
+/// As [`executor_start`].
+pub unsafe fn planner(
+    previous: pg_sys::planner_hook_type,
+    parse: *mut pg_sys::Query,
+    query: *const std::ffi::c_char,
+    cursor_options: i32,
+    params: pg_sys::ParamListInfo,
+) -> *mut pg_sys::PlannedStmt {
+    // SAFETY: per the contract.
+    unsafe {
+        match previous {
+            Some(previous) => previous(parse, query, cursor_options, params),
+            None => raw::standard_planner(parse, query, cursor_options, params),
         }
     }
 }

@@ -1,0 +1,214 @@
+//! Vectorized aggregation: `count`, `sum`, `avg`, `min`, `max` over a scan's Arrow
+//! batches, grouped by key columns, into the partial states Postgres's own Finalize
+//! Aggregate combines (the `EpiphanyDB Vector Agg` node hands them on).
+//!
+//! An [`Aggregator`] is made from the plan's key columns and aggregates, fed batches with
+//! [`Aggregator::push`], and read out group by group: the key in Postgres's units, and
+//! per aggregate a [`Partial`] holding exactly what Postgres's transition function
+//! would have accumulated over the same rows.
+
+#![forbid(unsafe_code)]
+
+pub mod expr;
+mod group;
+pub mod serial;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use arrow_array::RecordBatch;
+use arrow_buffer::i256;
+
+pub use expr::{Evaluated, Expr, Kind, Op, Vals};
+use group::Groups;
+use state::State;
+
+use crate::columnar::types::{ColumnType, Value};
+use crate::error::{Error, Result};
+
+/// The aggregates computed here, named by the Postgres transition they replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFn {
+    /// `count(*)`.
+    CountStar,
+    /// `count(x)`: the non-NULL values.
+    Count,
+    /// `sum(int2)`, `sum(int4)`: an int8.
+    SumInt,
+    /// `avg(int2)`, `avg(int4)`: `{count, sum}`.
+    AvgInt,
+    /// `sum(int8)`, `avg(int8)`: count and 128-bit sum.
+    SumInt8,
+    /// `sum(numeric)`, `avg(numeric)`: count, sum, NaNs.
+    SumNumeric,
+    Min,
+    Max,
+}
+
+/// One aggregate: its function and (except `count(*)`) its argument.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggSpec {
+    pub func: AggFn,
+    pub arg: Option<Expr>,
+}
+
+/// One group's state of one aggregate, as Postgres's partial aggregate emits it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Partial {
+    /// An int8 state (`count`, `sum(int4)`); NULL before the first value.
+    Int8(Option<i64>),
+    /// `int4_avg_accum`'s `{count, sum}`.
+    IntAvg { count: i64, sum: i64 },
+    /// `int8_avg_accum`'s state (NULL when `n` is 0).
+    Poly { n: i64, sum: i128 },
+    /// `numeric_avg_accum`'s state: `n` numbers summing to `sum / 10^scale`, and `nan`
+    /// NaNs (NULL when both counts are 0).
+    Numeric {
+        n: i64,
+        nan: i64,
+        sum: i256,
+        scale: u16,
+    },
+    /// A min/max: the value in `kind`'s units (a numeric's mantissa), NULL for none.
+    Scalar { value: Option<i128>, kind: Kind },
+}
+
+/// The aggregation of one node: groups and their states.
+#[derive(Debug)]
+pub struct Aggregator {
+    /// `None`: no GROUP BY, one group that exists even without rows.
+    groups: Option<Groups>,
+    specs: Vec<AggSpec>,
+    states: Vec<State>,
+    /// Reused per batch.
+    group_of: Vec<u32>,
+}
+
+impl Aggregator {
+    /// `keys`: the GROUP BY columns (table column, type); `specs`: the aggregates.
+    pub fn new(keys: Vec<(usize, ColumnType)>, specs: Vec<AggSpec>) -> Result<Aggregator> {
+        let mut states = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            // count(x) reads only x's NULLs: any column type.
+            let kind = match (&spec.func, &spec.arg) {
+                (AggFn::Count, Some(Expr::Column { .. })) => None,
+                (_, arg) => arg.as_ref().map(Expr::kind).transpose()?,
+            };
+            if spec.arg.is_none() != (spec.func == AggFn::CountStar) {
+                return Err(Error::Internal(format!(
+                    "{:?} with the wrong arguments",
+                    spec.func
+                )));
+            }
+            states.push(State::new(spec.func, kind));
+        }
+        let mut a = Aggregator {
+            groups: (!keys.is_empty()).then(|| Groups::new(keys)),
+            specs,
+            states,
+            group_of: Vec::new(),
+        };
+        a.reset();
+        Ok(a)
+    }
+
+    /// Every table column the keys and arguments read.
+    pub fn columns(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for spec in &self.specs {
+            if let Some(arg) = &spec.arg {
+                arg.columns(&mut out);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Back to no rows (a rescan).
+    pub fn reset(&mut self) {
+        if let Some(g) = &mut self.groups {
+            g.clear();
+        }
+        for s in &mut self.states {
+            s.clear();
+            if self.groups.is_none() {
+                s.grow(1);
+            }
+        }
+    }
+
+    /// Folds in the rows of `batch`; `at` gives a table column's position in it.
+    pub fn push(
+        &mut self,
+        batch: &RecordBatch,
+        at: &impl Fn(usize) -> Option<usize>,
+    ) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let groups = match &mut self.groups {
+            None => None,
+            Some(g) => {
+                g.assign(batch, at, &mut self.group_of)?;
+                let n = g.len();
+                for s in &mut self.states {
+                    s.grow(n);
+                }
+                Some(&self.group_of[..])
+            }
+        };
+        for (spec, state) in self.specs.iter().zip(&mut self.states) {
+            match &spec.arg {
+                None => state.count_rows(groups, batch.num_rows()),
+                Some(Expr::Column { column, .. }) if spec.func == AggFn::Count => {
+                    let k = at(*column).ok_or_else(|| {
+                        Error::Internal(format!("count reads column {column}, not decoded"))
+                    })?;
+                    state.count_valid(
+                        groups,
+                        batch.column(k).logical_nulls().as_ref(),
+                        batch.num_rows(),
+                    );
+                }
+                Some(arg) => state.update(groups, &arg.eval(batch, at)?)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of groups (1 without GROUP BY, even over no rows).
+    pub fn len(&self) -> usize {
+        self.groups.as_ref().map_or(1, Groups::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Group `g`'s key values, in the order of the keys.
+    pub fn key(&self, g: usize) -> Result<Vec<Value<'_>>> {
+        self.groups.as_ref().map_or(Ok(Vec::new()), |k| k.key(g))
+    }
+
+    /// Group `g`'s state of aggregate `a`.
+    pub fn partial(&self, g: usize, a: usize) -> Partial {
+        self.states[a].partial(g)
+    }
+}
+
+/// `mantissa / 10^scale` in decimal, as Postgres's `numeric_in` reads it.
+pub fn decimal_string(mantissa: i256, scale: u16) -> String {
+    let digits = mantissa.to_string();
+    let (sign, digits) = match digits.strip_prefix('-') {
+        Some(d) => ("-", d),
+        None => ("", digits.as_str()),
+    };
+    let scale = usize::from(scale);
+    if scale == 0 {
+        return format!("{sign}{digits}");
+    }
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    format!("{sign}{int}.{frac}")
+}

@@ -1,0 +1,342 @@
+//! Transition states, one vector per aggregate indexed by group, and the kernels that
+//! fold a batch's evaluated argument into them.
+//!
+//! The states hold what Postgres's own transition functions would (`int4_sum`,
+//! `int4_avg_accum`, `int8_avg_accum`, `numeric_avg_accum`, `int8inc`, min/max), so
+//! that a partial state handed to Postgres's combine and final functions gives Postgres's
+//! answer. Numeric sums add 128-bit mantissas and spill into 256 bits on overflow.
+
+use arrow_buffer::i256;
+
+use super::expr::{Evaluated, Kind, Vals, NAN128};
+use super::{AggFn, Partial};
+use crate::columnar::numeric;
+use crate::error::{Error, Result};
+
+#[derive(Debug)]
+pub enum State {
+    Count(Vec<i64>),
+    /// `sum(int2/int4)`: an int8, NULL until a value arrives.
+    SumInt {
+        sum: Vec<i64>,
+        seen: Vec<bool>,
+    },
+    /// `avg(int2/int4)`: Postgres's `{count, sum}` int8 array.
+    AvgInt {
+        count: Vec<i64>,
+        sum: Vec<i64>,
+    },
+    /// `sum/avg(int8)`: count and a 128-bit sum.
+    Poly {
+        n: Vec<i64>,
+        sum: Vec<i128>,
+    },
+    /// `sum/avg(numeric)`: count, NaNs, and the mantissa sum at `scale` (`sum + spill`).
+    Numeric {
+        n: Vec<i64>,
+        nan: Vec<i64>,
+        sum: Vec<i128>,
+        spill: Vec<i256>,
+        scale: u16,
+    },
+    /// `min`/`max` of integer-like values (a numeric's NaN sorts highest, as in Postgres).
+    Extreme {
+        max: bool,
+        best: Vec<Option<i128>>,
+        kind: Kind,
+    },
+}
+
+const BIGINT: &str = "bigint out of range";
+
+impl State {
+    pub fn new(func: AggFn, kind: Option<Kind>) -> State {
+        match func {
+            AggFn::CountStar | AggFn::Count => State::Count(Vec::new()),
+            AggFn::SumInt => State::SumInt {
+                sum: Vec::new(),
+                seen: Vec::new(),
+            },
+            AggFn::AvgInt => State::AvgInt {
+                count: Vec::new(),
+                sum: Vec::new(),
+            },
+            AggFn::SumInt8 => State::Poly {
+                n: Vec::new(),
+                sum: Vec::new(),
+            },
+            AggFn::SumNumeric => State::Numeric {
+                n: Vec::new(),
+                nan: Vec::new(),
+                sum: Vec::new(),
+                spill: Vec::new(),
+                scale: kind.map_or(0, Kind::scale),
+            },
+            AggFn::Min | AggFn::Max => State::Extreme {
+                max: func == AggFn::Max,
+                best: Vec::new(),
+                kind: kind.unwrap_or(Kind::Int64),
+            },
+        }
+    }
+
+    /// Room for `groups` groups.
+    pub fn grow(&mut self, groups: usize) {
+        match self {
+            State::Count(c) => c.resize(groups, 0),
+            State::SumInt { sum, seen } => {
+                sum.resize(groups, 0);
+                seen.resize(groups, false);
+            }
+            State::AvgInt { count, sum } => {
+                count.resize(groups, 0);
+                sum.resize(groups, 0);
+            }
+            State::Poly { n, sum } => {
+                n.resize(groups, 0);
+                sum.resize(groups, 0);
+            }
+            State::Numeric {
+                n, nan, sum, spill, ..
+            } => {
+                n.resize(groups, 0);
+                nan.resize(groups, 0);
+                sum.resize(groups, 0);
+                spill.resize(groups, i256::ZERO);
+            }
+            State::Extreme { best, .. } => best.resize(groups, None),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.grow(0);
+    }
+
+    /// `count(*)`: every row counts.
+    pub fn count_rows(&mut self, groups: Option<&[u32]>, rows: usize) {
+        let State::Count(c) = self else { return };
+        match groups {
+            None => c[0] += rows as i64,
+            Some(g) => g.iter().for_each(|&g| c[g as usize] += 1),
+        }
+    }
+
+    /// `count(x)` of a column: the rows `nulls` says are not NULL.
+    pub fn count_valid(
+        &mut self,
+        groups: Option<&[u32]>,
+        nulls: Option<&arrow_buffer::NullBuffer>,
+        rows: usize,
+    ) {
+        let State::Count(c) = self else { return };
+        match (groups, nulls) {
+            (None, None) => c[0] += rows as i64,
+            (None, Some(n)) => c[0] += (rows - n.null_count()) as i64,
+            (Some(g), None) => g.iter().for_each(|&g| c[g as usize] += 1),
+            (Some(g), Some(n)) => {
+                for (r, &g) in g.iter().enumerate() {
+                    if n.is_valid(r) {
+                        c[g as usize] += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Folds one batch's argument values in; `groups` gives each row's group (`None`:
+    /// all in group 0).
+    pub fn update(&mut self, groups: Option<&[u32]>, arg: &Evaluated<'_>) -> Result<()> {
+        let group = |r: usize| groups.map_or(0, |g| g[r] as usize);
+        let valid = |r: usize| arg.is_valid(r);
+        let rows = match &arg.vals {
+            Vals::I64(v) => v.len(),
+            Vals::I128(v) => v.len(),
+            Vals::I256(v) => v.len(),
+        };
+        let numeric_kind = matches!(arg.kind, Kind::Numeric { .. });
+        match self {
+            State::Count(c) => {
+                for r in 0..rows {
+                    if valid(r) {
+                        c[group(r)] += 1;
+                    }
+                }
+            }
+            State::SumInt { sum, seen } => {
+                let Vals::I64(v) = &arg.vals else {
+                    return Err(Error::Internal("sum(int) of wide values".into()));
+                };
+                for (r, &x) in v.iter().enumerate() {
+                    if valid(r) {
+                        let g = group(r);
+                        sum[g] = sum[g]
+                            .checked_add(x)
+                            .ok_or_else(|| Error::OutOfRange(BIGINT.into()))?;
+                        seen[g] = true;
+                    }
+                }
+            }
+            State::AvgInt { count, sum } => {
+                let Vals::I64(v) = &arg.vals else {
+                    return Err(Error::Internal("avg(int) of wide values".into()));
+                };
+                for (r, &x) in v.iter().enumerate() {
+                    if valid(r) {
+                        let g = group(r);
+                        count[g] += 1;
+                        sum[g] = sum[g]
+                            .checked_add(x)
+                            .ok_or_else(|| Error::OutOfRange(BIGINT.into()))?;
+                    }
+                }
+            }
+            State::Poly { n, sum } => {
+                let Vals::I64(v) = &arg.vals else {
+                    return Err(Error::Internal("sum(int8) of wide values".into()));
+                };
+                for (r, &x) in v.iter().enumerate() {
+                    if valid(r) {
+                        let g = group(r);
+                        n[g] += 1;
+                        sum[g] += i128::from(x);
+                    }
+                }
+            }
+            State::Numeric {
+                n,
+                nan,
+                sum,
+                spill,
+                scale,
+            } => {
+                if arg.kind.scale() != *scale {
+                    return Err(Error::Internal("a numeric sum of another scale".into()));
+                }
+                let mut add = |g: usize, x: i128| {
+                    n[g] += 1;
+                    match sum[g].checked_add(x) {
+                        Some(s) => sum[g] = s,
+                        None => {
+                            spill[g] = spill[g].wrapping_add(i256::from_i128(sum[g]));
+                            sum[g] = x;
+                        }
+                    }
+                };
+                match &arg.vals {
+                    Vals::I64(v) => {
+                        for (r, &x) in v.iter().enumerate() {
+                            if !valid(r) {
+                                continue;
+                            }
+                            if x == numeric::NAN {
+                                nan[group(r)] += 1;
+                            } else {
+                                add(group(r), i128::from(x));
+                            }
+                        }
+                    }
+                    Vals::I128(v) => {
+                        for (r, &x) in v.iter().enumerate() {
+                            if !valid(r) {
+                                continue;
+                            }
+                            if x == NAN128 {
+                                nan[group(r)] += 1;
+                            } else {
+                                add(group(r), x);
+                            }
+                        }
+                    }
+                    Vals::I256(v) => {
+                        for (r, &x) in v.iter().enumerate() {
+                            if !valid(r) {
+                                continue;
+                            }
+                            let g = group(r);
+                            if x == i256::MAX {
+                                nan[g] += 1;
+                            } else {
+                                n[g] += 1;
+                                spill[g] = spill[g].checked_add(x).ok_or_else(|| {
+                                    Error::Internal("a numeric sum exceeded 256 bits".into())
+                                })?;
+                            }
+                        }
+                    }
+                }
+            }
+            State::Extreme { max, best, .. } => {
+                let max = *max;
+                let mut fold = |r: usize, x: i128| {
+                    let b = &mut best[group(r)];
+                    let better = match *b {
+                        None => true,
+                        Some(cur) => (max && x > cur) || (!max && x < cur),
+                    };
+                    if better {
+                        *b = Some(x);
+                    }
+                };
+                match &arg.vals {
+                    Vals::I64(v) => {
+                        for (r, &x) in v.iter().enumerate() {
+                            if valid(r) {
+                                let x = if numeric_kind && x == numeric::NAN {
+                                    NAN128
+                                } else {
+                                    i128::from(x)
+                                };
+                                fold(r, x);
+                            }
+                        }
+                    }
+                    Vals::I128(v) => {
+                        for (r, &x) in v.iter().enumerate() {
+                            if valid(r) {
+                                fold(r, x);
+                            }
+                        }
+                    }
+                    Vals::I256(_) => {
+                        return Err(Error::Internal(
+                            "min/max of a wide numeric expression".into(),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Group `g`'s state as Postgres's partial aggregate would hand it on.
+    pub fn partial(&self, g: usize) -> Partial {
+        match self {
+            State::Count(c) => Partial::Int8(Some(c[g])),
+            State::SumInt { sum, seen } => Partial::Int8(seen[g].then_some(sum[g])),
+            State::AvgInt { count, sum } => Partial::IntAvg {
+                count: count[g],
+                sum: sum[g],
+            },
+            State::Poly { n, sum } => Partial::Poly {
+                n: n[g],
+                sum: sum[g],
+            },
+            State::Numeric {
+                n,
+                nan,
+                sum,
+                spill,
+                scale,
+            } => Partial::Numeric {
+                n: n[g],
+                nan: nan[g],
+                sum: spill[g].wrapping_add(i256::from_i128(sum[g])),
+                scale: *scale,
+            },
+            State::Extreme { best, kind, .. } => Partial::Scalar {
+                value: best[g],
+                kind: *kind,
+            },
+        }
+    }
+}
