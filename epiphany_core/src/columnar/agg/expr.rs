@@ -341,17 +341,23 @@ impl Expr {
                 }
             }
             Expr::Arith { op, left, right } => {
-                let (Some(a), Some(b)) =
-                    (left.eval_narrow(batch, at)?, right.eval_narrow(batch, at)?)
-                else {
+                // A constant operand is read as one value, not a column of copies.
+                let operand = |e: &Expr| -> Result<Option<Evaluated<'b>>> {
+                    match e {
+                        Expr::Numeric { .. } | Expr::Int { .. } => Ok(Some(Evaluated {
+                            vals: Vals::I64(Cow::Owned(Vec::new())),
+                            nulls: None,
+                            kind: e.kind()?,
+                        })),
+                        _ => e.eval_narrow(batch, at),
+                    }
+                };
+                let (Some(a), Some(b)) = (operand(left)?, operand(right)?) else {
                     return Ok(None);
                 };
                 let nulls = NullBuffer::union(a.nulls.as_ref(), b.nulls.as_ref());
                 match kind {
                     Kind::Numeric { scale } => {
-                        let is_nan = |k: Kind| matches!(k, Kind::Numeric { .. });
-                        let x = to_i128(&a.vals, is_nan(a.kind));
-                        let y = to_i128(&b.vals, is_nan(b.kind));
                         let (fx, fy) = match op {
                             Op::Mul => (1, 1),
                             _ => (
@@ -359,28 +365,33 @@ impl Expr {
                                 10i128.pow(u32::from(scale - b.kind.scale())),
                             ),
                         };
-                        let mut out = Vec::with_capacity(rows);
-                        for (&x, &y) in x.iter().zip(&y) {
-                            if x == NAN128 || y == NAN128 {
-                                out.push(NAN128);
-                                continue;
+                        let (x, y) = (Src::of(left, &a), Src::of(right, &b));
+                        // Within its bound the result cannot overflow: no checks.
+                        let out = if self.digits() <= 38 {
+                            let nc = |v: i128| (v, false);
+                            match op {
+                                Op::Add => dispatch(&x, &y, rows, |x, y| {
+                                    nc(x.wrapping_mul(fx).wrapping_add(y.wrapping_mul(fy)))
+                                }),
+                                Op::Sub => dispatch(&x, &y, rows, |x, y| {
+                                    nc(x.wrapping_mul(fx).wrapping_sub(y.wrapping_mul(fy)))
+                                }),
+                                Op::Mul => dispatch(&x, &y, rows, |x, y| nc(x.wrapping_mul(y))),
                             }
-                            let v = match op {
-                                Op::Add => x
-                                    .checked_mul(fx)
-                                    .zip(y.checked_mul(fy))
-                                    .and_then(|(x, y)| x.checked_add(y)),
-                                Op::Sub => x
-                                    .checked_mul(fx)
-                                    .zip(y.checked_mul(fy))
-                                    .and_then(|(x, y)| x.checked_sub(y)),
-                                Op::Mul => x.checked_mul(y),
-                            };
-                            match v.filter(|&v| v != NAN128) {
-                                Some(v) => out.push(v),
-                                None => return Ok(None),
+                        } else {
+                            match op {
+                                Op::Add => dispatch(&x, &y, rows, |x, y| {
+                                    scaled(x, fx, y, fy, i128::overflowing_add)
+                                }),
+                                Op::Sub => dispatch(&x, &y, rows, |x, y| {
+                                    scaled(x, fx, y, fy, i128::overflowing_sub)
+                                }),
+                                Op::Mul => dispatch(&x, &y, rows, |x, y| x.overflowing_mul(y)),
                             }
-                        }
+                        };
+                        let Some(out) = out else {
+                            return Ok(None);
+                        };
                         Evaluated {
                             vals: Vals::I128(out),
                             nulls,
@@ -388,11 +399,20 @@ impl Expr {
                         }
                     }
                     _ => {
-                        let (Vals::I64(x), Vals::I64(y)) = (&a.vals, &b.vals) else {
-                            return Err(Error::Internal(
-                                "integer arithmetic on wide values".into(),
-                            ));
-                        };
+                        fn ints<'v>(
+                            e: &Expr,
+                            v: &'v Evaluated<'_>,
+                            rows: usize,
+                        ) -> Result<Cow<'v, [i64]>> {
+                            match (e, &v.vals) {
+                                (Expr::Int { value, .. }, _) => Ok(Cow::Owned(vec![*value; rows])),
+                                (_, Vals::I64(x)) => Ok(Cow::Borrowed(&x[..])),
+                                _ => {
+                                    Err(Error::Internal("integer arithmetic on wide values".into()))
+                                }
+                            }
+                        }
+                        let (x, y) = (ints(left, &a, rows)?, ints(right, &b, rows)?);
                         let (lo, hi, msg) = kind.int_range().ok_or_else(|| {
                             Error::Internal(format!("no vectorized arithmetic on {kind:?}"))
                         })?;
@@ -533,5 +553,120 @@ fn to_i128(v: &Vals<'_>, numeric: bool) -> Vec<i128> {
             .collect(),
         Vals::I128(v) => v.clone(),
         Vals::I256(_) => unreachable!("narrow evaluation never holds wide values"),
+    }
+}
+
+/// One operand of a numeric kernel: a column's 64-bit values (NaN-able when numeric),
+/// 128-bit mantissas, or one constant.
+enum Src<'s> {
+    I64(&'s [i64], bool),
+    I128(&'s [i128]),
+    Const(i128),
+}
+
+impl<'s> Src<'s> {
+    fn of(e: &Expr, v: &'s Evaluated<'_>) -> Src<'s> {
+        match e {
+            Expr::Numeric { nan: true, .. } => Src::Const(NAN128),
+            Expr::Numeric { mantissa, .. } => Src::Const(*mantissa),
+            Expr::Int { value, .. } => Src::Const(i128::from(*value)),
+            _ => match &v.vals {
+                Vals::I64(x) => Src::I64(x, matches!(v.kind, Kind::Numeric { .. })),
+                Vals::I128(x) => Src::I128(x),
+                Vals::I256(_) => unreachable!("narrow evaluation never holds wide values"),
+            },
+        }
+    }
+}
+
+trait Lane {
+    fn lane(&self, i: usize) -> i128;
+}
+
+struct L64<'s>(&'s [i64], bool);
+struct L128<'s>(&'s [i128]);
+struct LConst(i128);
+
+impl Lane for L64<'_> {
+    #[inline(always)]
+    fn lane(&self, i: usize) -> i128 {
+        let x = self.0[i];
+        if self.1 && x == numeric::NAN {
+            NAN128
+        } else {
+            i128::from(x)
+        }
+    }
+}
+
+impl Lane for L128<'_> {
+    #[inline(always)]
+    fn lane(&self, i: usize) -> i128 {
+        self.0[i]
+    }
+}
+
+impl Lane for LConst {
+    #[inline(always)]
+    fn lane(&self, _: usize) -> i128 {
+        self.0
+    }
+}
+
+/// `x * fx op y * fy`, and whether anything overflowed.
+#[inline(always)]
+fn scaled(
+    x: i128,
+    fx: i128,
+    y: i128,
+    fy: i128,
+    op: fn(i128, i128) -> (i128, bool),
+) -> (i128, bool) {
+    let (a, o1) = x.overflowing_mul(fx);
+    let (b, o2) = y.overflowing_mul(fy);
+    let (v, o3) = op(a, b);
+    (v, o1 | o2 | o3)
+}
+
+/// `f` over every row; NaN in, NaN out; `None` when a result overflowed 128 bits (or
+/// landed on the NaN sentinel).
+#[inline(always)]
+fn run<A: Lane, B: Lane>(
+    a: A,
+    b: B,
+    rows: usize,
+    f: impl Fn(i128, i128) -> (i128, bool),
+) -> Option<Vec<i128>> {
+    let mut out = Vec::with_capacity(rows);
+    let mut bad = false;
+    for i in 0..rows {
+        let (x, y) = (a.lane(i), b.lane(i));
+        if x == NAN128 || y == NAN128 {
+            out.push(NAN128);
+            continue;
+        }
+        let (v, o) = f(x, y);
+        bad |= o | (v == NAN128);
+        out.push(v);
+    }
+    (!bad).then_some(out)
+}
+
+fn dispatch(
+    a: &Src<'_>,
+    b: &Src<'_>,
+    rows: usize,
+    f: impl Fn(i128, i128) -> (i128, bool),
+) -> Option<Vec<i128>> {
+    match (a, b) {
+        (Src::I64(x, n), Src::I64(y, m)) => run(L64(x, *n), L64(y, *m), rows, f),
+        (Src::I64(x, n), Src::I128(y)) => run(L64(x, *n), L128(y), rows, f),
+        (Src::I64(x, n), Src::Const(c)) => run(L64(x, *n), LConst(*c), rows, f),
+        (Src::I128(x), Src::I64(y, m)) => run(L128(x), L64(y, *m), rows, f),
+        (Src::I128(x), Src::I128(y)) => run(L128(x), L128(y), rows, f),
+        (Src::I128(x), Src::Const(c)) => run(L128(x), LConst(*c), rows, f),
+        (Src::Const(c), Src::I64(y, m)) => run(LConst(*c), L64(y, *m), rows, f),
+        (Src::Const(c), Src::I128(y)) => run(LConst(*c), L128(y), rows, f),
+        (Src::Const(c), Src::Const(d)) => run(LConst(*c), LConst(*d), rows, f),
     }
 }

@@ -6,6 +6,7 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Int16Type, Int32Type, Int64Type, Time64MicrosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_buffer::NullBuffer;
 use arrow_schema::DataType;
 use rustc_hash::FxHashMap;
 
@@ -19,9 +20,167 @@ pub struct Groups {
     columns: Vec<(usize, ColumnType)>,
     map: FxHashMap<Box<[u8]>, u32>,
     keys: Vec<Box<[u8]>>,
-    /// Reused per batch: the rows' keys, end to end, and where each ends.
+    /// Packed keys (see [`Groups::assign`]) of the layout `packed_layout`.
+    packed: FxHashMap<u64, u32>,
+    packed_layout: Vec<u8>,
+    /// Reused: one row's byte key.
     flat: Vec<u8>,
-    ends: Vec<usize>,
+}
+
+/// One key column of a batch, its type resolved once.
+enum KeyColumn<'a> {
+    Fixed {
+        array: &'a ArrayRef,
+        ty: ColumnType,
+        width: usize,
+        nulls: Option<NullBuffer>,
+    },
+    Var {
+        offsets: &'a [i32],
+        values: &'a [u8],
+        nulls: Option<NullBuffer>,
+    },
+}
+
+impl<'a> KeyColumn<'a> {
+    fn new(array: &'a ArrayRef, ty: ColumnType) -> KeyColumn<'a> {
+        let nulls = array.logical_nulls();
+        match width(ty) {
+            Some(width) => KeyColumn::Fixed {
+                array,
+                ty,
+                width,
+                nulls,
+            },
+            None => {
+                let (offsets, values) = match array.data_type() {
+                    DataType::Utf8 => {
+                        let a = array.as_string::<i32>();
+                        (a.value_offsets(), a.value_data())
+                    }
+                    _ => {
+                        let a = array.as_binary::<i32>();
+                        (a.value_offsets(), a.value_data())
+                    }
+                };
+                KeyColumn::Var {
+                    offsets,
+                    values,
+                    nulls,
+                }
+            }
+        }
+    }
+
+    fn is_null(&self, r: usize) -> bool {
+        let nulls = match self {
+            KeyColumn::Fixed { nulls, .. } | KeyColumn::Var { nulls, .. } => nulls,
+        };
+        nulls.as_ref().is_some_and(|n| n.is_null(r))
+    }
+
+    fn bytes(&self, r: usize) -> &[u8] {
+        match self {
+            KeyColumn::Var {
+                offsets, values, ..
+            } => &values[offsets[r] as usize..offsets[r + 1] as usize],
+            KeyColumn::Fixed { .. } => &[],
+        }
+    }
+
+    /// Bits of this column's packed key in this batch (a NULL flag, then the value),
+    /// or `None` when its values do not fit 64 bits.
+    fn packed_bits(&self) -> Option<u8> {
+        match self {
+            KeyColumn::Fixed { width, .. } if *width <= 7 => Some(1 + 8 * *width as u8),
+            KeyColumn::Fixed { .. } => None,
+            KeyColumn::Var { offsets, .. } => {
+                let longest = offsets.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+                (longest <= 6).then(|| 1 + 3 + 8 * longest as u8)
+            }
+        }
+    }
+
+    /// Shifts every row's packed key left by `bits` and adds this column's part: a NULL
+    /// flag (1 when not NULL) under the value.
+    fn pack_into(&self, keys: &mut [u64], bits: u8) {
+        let nulls = match self {
+            KeyColumn::Fixed { nulls, .. } | KeyColumn::Var { nulls, .. } => nulls.as_ref(),
+        };
+        match self {
+            KeyColumn::Var {
+                offsets, values, ..
+            } => {
+                const MASK: [u64; 8] = [
+                    0,
+                    0xff,
+                    0xffff,
+                    0xff_ffff,
+                    0xffff_ffff,
+                    0xff_ffff_ffff,
+                    0xffff_ffff_ffff,
+                    0xff_ffff_ffff_ffff,
+                ];
+                for (r, key) in keys.iter_mut().enumerate() {
+                    let (a, b) = (offsets[r] as usize, offsets[r + 1] as usize);
+                    let len = b - a;
+                    // Eight bytes at once where the buffer has them, masked to the value.
+                    let word = match values.get(a..a + 8) {
+                        Some(w) => u64::from_le_bytes(w.try_into().expect("8 bytes")) & MASK[len],
+                        None => {
+                            let mut w = [0u8; 8];
+                            w[..len].copy_from_slice(&values[a..b]);
+                            u64::from_le_bytes(w)
+                        }
+                    };
+                    let part = (word << 4) | ((len as u64) << 1) | 1;
+                    *key = (*key << bits) | part;
+                }
+            }
+            KeyColumn::Fixed {
+                array, ty, width, ..
+            } => {
+                for (r, key) in keys.iter_mut().enumerate() {
+                    let mut word = [0u8; 8];
+                    fixed_bytes(array, *ty, r, &mut word[..*width]);
+                    let part = (u64::from_le_bytes(word) << 1) | 1;
+                    *key = (*key << bits) | part;
+                }
+            }
+        }
+        // NULLs: the whole part is 0.
+        if let Some(n) = nulls.filter(|n| n.null_count() > 0) {
+            let low = (1u64 << bits) - 1;
+            for (r, key) in keys.iter_mut().enumerate() {
+                if n.is_null(r) {
+                    *key &= !low;
+                }
+            }
+        }
+    }
+
+    /// Row `r`'s byte key: a NULL flag, then the value (strings with their length).
+    fn write(&self, r: usize, out: &mut Vec<u8>) {
+        if self.is_null(r) {
+            out.push(0);
+            return;
+        }
+        out.push(1);
+        match self {
+            KeyColumn::Fixed {
+                array, ty, width, ..
+            } => {
+                let at = out.len();
+                out.resize(at + width, 0);
+                fixed_bytes(array, *ty, r, &mut out[at..]);
+            }
+            KeyColumn::Var { .. } => {
+                let v = self.bytes(r);
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                out.extend_from_slice(v);
+            }
+        }
+    }
 }
 
 fn width(ty: ColumnType) -> Option<usize> {
@@ -38,14 +197,6 @@ fn width(ty: ColumnType) -> Option<usize> {
         ColumnType::Uuid => 16,
         ColumnType::Text | ColumnType::Bytes | ColumnType::Opaque => return None,
     })
-}
-
-/// The bytes of a variable-length column's value at `row`.
-fn var_bytes(array: &ArrayRef, row: usize) -> &[u8] {
-    match array.data_type() {
-        DataType::Utf8 => array.as_string::<i32>().value(row).as_bytes(),
-        _ => array.as_binary::<i32>().value(row),
-    }
 }
 
 /// The fixed-width little-endian bytes of the value at `row`.
@@ -99,9 +250,14 @@ impl Groups {
     pub fn clear(&mut self) {
         self.map.clear();
         self.keys.clear();
+        self.packed.clear();
     }
 
     /// The group of every row of `batch`, new groups numbered as they appear.
+    ///
+    /// Keys that fit 64 bits in this batch (fixed-width values of up to 8 bytes, strings
+    /// of up to 7) are packed into one integer per row and looked up in a map of packed
+    /// keys first; only a row whose packed key is new builds its byte key.
     pub fn assign(
         &mut self,
         batch: &RecordBatch,
@@ -109,84 +265,65 @@ impl Groups {
         out: &mut Vec<u32>,
     ) -> Result<()> {
         let rows = batch.num_rows();
-        let arrays: Vec<(&ArrayRef, ColumnType)> = self
-            .columns
-            .iter()
-            .map(|&(c, ty)| {
-                at(c).map(|k| (batch.column(k), ty)).ok_or_else(|| {
-                    Error::Internal(format!("a GROUP BY key reads column {c}, not decoded"))
-                })
-            })
-            .collect::<Result<_>>()?;
-        // Each row's key length, then the keys written column by column.
-        self.ends.clear();
-        self.ends.resize(rows, 0);
-        for (array, ty) in &arrays {
-            let nulls = array.logical_nulls();
-            for (r, end) in self.ends.iter_mut().enumerate() {
-                *end += 1;
-                if nulls.as_ref().is_some_and(|n| n.is_null(r)) {
-                    continue;
-                }
-                *end += match width(*ty) {
-                    Some(w) => w,
-                    None => 4 + var_bytes(array, r).len(),
-                };
-            }
-        }
-        let mut total = 0;
-        for end in &mut self.ends {
-            total += *end;
-            *end = total;
-        }
-        self.flat.clear();
-        self.flat.resize(total, 0);
-        let mut cursor: Vec<usize> = std::iter::once(0)
-            .chain(self.ends[..rows.saturating_sub(1)].iter().copied())
-            .collect();
-        for (array, ty) in &arrays {
-            let nulls = array.logical_nulls();
-            for (r, pos) in cursor.iter_mut().enumerate() {
-                if nulls.as_ref().is_some_and(|n| n.is_null(r)) {
-                    self.flat[*pos] = 0;
-                    *pos += 1;
-                    continue;
-                }
-                self.flat[*pos] = 1;
-                *pos += 1;
-                match width(*ty) {
-                    Some(w) => {
-                        fixed_bytes(array, *ty, r, &mut self.flat[*pos..*pos + w]);
-                        *pos += w;
-                    }
-                    None => {
-                        let b = var_bytes(array, r);
-                        self.flat[*pos..*pos + 4].copy_from_slice(&(b.len() as u32).to_le_bytes());
-                        self.flat[*pos + 4..*pos + 4 + b.len()].copy_from_slice(b);
-                        *pos += 4 + b.len();
-                    }
-                }
-            }
+        let mut cols = Vec::with_capacity(self.columns.len());
+        for &(c, ty) in &self.columns {
+            let k = at(c).ok_or_else(|| {
+                Error::Internal(format!("a GROUP BY key reads column {c}, not decoded"))
+            })?;
+            cols.push(KeyColumn::new(batch.column(k), ty));
         }
         out.clear();
         out.reserve(rows);
-        let mut start = 0;
-        for &end in &self.ends {
-            let key = &self.flat[start..end];
-            start = end;
-            let g = match self.map.get(key) {
-                Some(&g) => g,
-                None => {
-                    let g = u32::try_from(self.keys.len())
-                        .map_err(|_| Error::Limit("more than 4 billion groups".into()))?;
-                    self.map.insert(key.into(), g);
-                    self.keys.push(key.into());
-                    g
-                }
-            };
-            out.push(g);
+        let layout: Option<Vec<u8>> = cols.iter().map(KeyColumn::packed_bits).collect();
+        let packs = layout
+            .as_ref()
+            .is_some_and(|l| l.iter().map(|&b| u32::from(b)).sum::<u32>() <= 64);
+        if packs {
+            let layout = layout.expect("checked");
+            if self.packed_layout != layout {
+                self.packed.clear();
+                self.packed_layout = layout;
+            }
+            // Column by column into one packed key per row, then one lookup per row.
+            let mut keys = vec![0u64; rows];
+            for (c, &bits) in cols.iter().zip(&self.packed_layout) {
+                c.pack_into(&mut keys, bits);
+            }
+            for (r, &key) in keys.iter().enumerate() {
+                let g = match self.packed.get(&key) {
+                    Some(&g) => g,
+                    None => {
+                        let g = self.group_of_row(&cols, r)?;
+                        self.packed.insert(key, g);
+                        g
+                    }
+                };
+                out.push(g);
+            }
+        } else {
+            for r in 0..rows {
+                let g = self.group_of_row(&cols, r)?;
+                out.push(g);
+            }
         }
         Ok(())
+    }
+
+    /// The group of row `r` by its byte key (a new group if it is new).
+    fn group_of_row(&mut self, cols: &[KeyColumn<'_>], r: usize) -> Result<u32> {
+        self.flat.clear();
+        for c in cols {
+            c.write(r, &mut self.flat);
+        }
+        if let Some(&g) = self.map.get(&self.flat[..]) {
+            return Ok(g);
+        }
+        let g = u32::try_from(self.keys.len())
+            .map_err(|_| Error::Limit("more than 4 billion groups".into()))?;
+        let key: Box<[u8]> = self.flat.as_slice().into();
+        self.map.insert(key.clone(), g);
+        self.keys.push(key);
+        Ok(g)
     }
 
     /// The key of group `g`, in Postgres's units.

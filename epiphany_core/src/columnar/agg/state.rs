@@ -6,7 +6,7 @@
 //! that a partial state handed to Postgres's combine and final functions gives Postgres's
 //! answer. Numeric sums add 128-bit mantissas and spill into 256 bits on overflow.
 
-use arrow_buffer::i256;
+use arrow_buffer::{i256, NullBuffer};
 
 use super::expr::{Evaluated, Kind, Vals, NAN128};
 use super::{AggFn, Partial};
@@ -146,61 +146,47 @@ impl State {
     /// Folds one batch's argument values in; `groups` gives each row's group (`None`:
     /// all in group 0).
     pub fn update(&mut self, groups: Option<&[u32]>, arg: &Evaluated<'_>) -> Result<()> {
-        let group = |r: usize| groups.map_or(0, |g| g[r] as usize);
-        let valid = |r: usize| arg.is_valid(r);
         let rows = match &arg.vals {
             Vals::I64(v) => v.len(),
             Vals::I128(v) => v.len(),
             Vals::I256(v) => v.len(),
         };
+        let nulls = arg.nulls.as_ref();
         let numeric_kind = matches!(arg.kind, Kind::Numeric { .. });
+        let mut overflow = false;
+        let wide = || Error::Internal("an integer aggregate of wide values".into());
         match self {
-            State::Count(c) => {
-                for r in 0..rows {
-                    if valid(r) {
-                        c[group(r)] += 1;
-                    }
-                }
-            }
+            State::Count(c) => each(groups, nulls, rows, |g, _| c[g] += 1),
             State::SumInt { sum, seen } => {
                 let Vals::I64(v) = &arg.vals else {
-                    return Err(Error::Internal("sum(int) of wide values".into()));
+                    return Err(wide());
                 };
-                for (r, &x) in v.iter().enumerate() {
-                    if valid(r) {
-                        let g = group(r);
-                        sum[g] = sum[g]
-                            .checked_add(x)
-                            .ok_or_else(|| Error::OutOfRange(BIGINT.into()))?;
-                        seen[g] = true;
-                    }
-                }
+                each(groups, nulls, rows, |g, r| {
+                    let (s, o) = sum[g].overflowing_add(v[r]);
+                    sum[g] = s;
+                    overflow |= o;
+                    seen[g] = true;
+                });
             }
             State::AvgInt { count, sum } => {
                 let Vals::I64(v) = &arg.vals else {
-                    return Err(Error::Internal("avg(int) of wide values".into()));
+                    return Err(wide());
                 };
-                for (r, &x) in v.iter().enumerate() {
-                    if valid(r) {
-                        let g = group(r);
-                        count[g] += 1;
-                        sum[g] = sum[g]
-                            .checked_add(x)
-                            .ok_or_else(|| Error::OutOfRange(BIGINT.into()))?;
-                    }
-                }
+                each(groups, nulls, rows, |g, r| {
+                    count[g] += 1;
+                    let (s, o) = sum[g].overflowing_add(v[r]);
+                    sum[g] = s;
+                    overflow |= o;
+                });
             }
             State::Poly { n, sum } => {
                 let Vals::I64(v) = &arg.vals else {
-                    return Err(Error::Internal("sum(int8) of wide values".into()));
+                    return Err(wide());
                 };
-                for (r, &x) in v.iter().enumerate() {
-                    if valid(r) {
-                        let g = group(r);
-                        n[g] += 1;
-                        sum[g] += i128::from(x);
-                    }
-                }
+                each(groups, nulls, rows, |g, r| {
+                    n[g] += 1;
+                    sum[g] += i128::from(v[r]);
+                });
             }
             State::Numeric {
                 n,
@@ -214,61 +200,51 @@ impl State {
                 }
                 let mut add = |g: usize, x: i128| {
                     n[g] += 1;
-                    match sum[g].checked_add(x) {
-                        Some(s) => sum[g] = s,
-                        None => {
-                            spill[g] = spill[g].wrapping_add(i256::from_i128(sum[g]));
-                            sum[g] = x;
-                        }
+                    let (s, o) = sum[g].overflowing_add(x);
+                    if o {
+                        spill[g] = spill[g].wrapping_add(i256::from_i128(sum[g]));
+                        sum[g] = x;
+                    } else {
+                        sum[g] = s;
                     }
                 };
                 match &arg.vals {
-                    Vals::I64(v) => {
-                        for (r, &x) in v.iter().enumerate() {
-                            if !valid(r) {
-                                continue;
-                            }
-                            if x == numeric::NAN {
-                                nan[group(r)] += 1;
-                            } else {
-                                add(group(r), i128::from(x));
-                            }
+                    Vals::I64(v) => each(groups, nulls, rows, |g, r| {
+                        let x = v[r];
+                        if x == numeric::NAN {
+                            nan[g] += 1;
+                        } else {
+                            add(g, i128::from(x));
                         }
-                    }
-                    Vals::I128(v) => {
-                        for (r, &x) in v.iter().enumerate() {
-                            if !valid(r) {
-                                continue;
-                            }
-                            if x == NAN128 {
-                                nan[group(r)] += 1;
-                            } else {
-                                add(group(r), x);
-                            }
+                    }),
+                    Vals::I128(v) => each(groups, nulls, rows, |g, r| {
+                        let x = v[r];
+                        if x == NAN128 {
+                            nan[g] += 1;
+                        } else {
+                            add(g, x);
                         }
-                    }
-                    Vals::I256(v) => {
-                        for (r, &x) in v.iter().enumerate() {
-                            if !valid(r) {
-                                continue;
-                            }
-                            let g = group(r);
-                            if x == i256::MAX {
-                                nan[g] += 1;
-                            } else {
-                                n[g] += 1;
-                                spill[g] = spill[g].checked_add(x).ok_or_else(|| {
-                                    Error::Internal("a numeric sum exceeded 256 bits".into())
-                                })?;
-                            }
+                    }),
+                    Vals::I256(v) => each(groups, nulls, rows, |g, r| {
+                        let x = v[r];
+                        if x == i256::MAX {
+                            nan[g] += 1;
+                        } else {
+                            n[g] += 1;
+                            let (s, o) = spill[g].overflowing_add(x);
+                            spill[g] = s;
+                            overflow |= o;
                         }
-                    }
+                    }),
+                }
+                if overflow {
+                    return Err(Error::Internal("a numeric sum exceeded 256 bits".into()));
                 }
             }
             State::Extreme { max, best, .. } => {
                 let max = *max;
-                let mut fold = |r: usize, x: i128| {
-                    let b = &mut best[group(r)];
+                let mut fold = |g: usize, x: i128| {
+                    let b = &mut best[g];
                     let better = match *b {
                         None => true,
                         Some(cur) => (max && x > cur) || (!max && x < cur),
@@ -278,25 +254,18 @@ impl State {
                     }
                 };
                 match &arg.vals {
-                    Vals::I64(v) => {
-                        for (r, &x) in v.iter().enumerate() {
-                            if valid(r) {
-                                let x = if numeric_kind && x == numeric::NAN {
-                                    NAN128
-                                } else {
-                                    i128::from(x)
-                                };
-                                fold(r, x);
-                            }
-                        }
-                    }
-                    Vals::I128(v) => {
-                        for (r, &x) in v.iter().enumerate() {
-                            if valid(r) {
-                                fold(r, x);
-                            }
-                        }
-                    }
+                    Vals::I64(v) => each(groups, nulls, rows, |g, r| {
+                        let x = v[r];
+                        fold(
+                            g,
+                            if numeric_kind && x == numeric::NAN {
+                                NAN128
+                            } else {
+                                i128::from(x)
+                            },
+                        );
+                    }),
+                    Vals::I128(v) => each(groups, nulls, rows, |g, r| fold(g, v[r])),
                     Vals::I256(_) => {
                         return Err(Error::Internal(
                             "min/max of a wide numeric expression".into(),
@@ -304,6 +273,9 @@ impl State {
                     }
                 }
             }
+        }
+        if overflow {
+            return Err(Error::OutOfRange(BIGINT.into()));
         }
         Ok(())
     }
@@ -338,5 +310,22 @@ impl State {
                 kind: *kind,
             },
         }
+    }
+}
+
+/// Calls `f(group, row)` for every row that is not NULL, with the loop chosen once per
+/// batch (no groups, no NULLs: the plain loops).
+#[inline(always)]
+fn each(
+    groups: Option<&[u32]>,
+    nulls: Option<&NullBuffer>,
+    rows: usize,
+    mut f: impl FnMut(usize, usize),
+) {
+    match (groups, nulls.filter(|n| n.null_count() > 0)) {
+        (None, None) => (0..rows).for_each(|r| f(0, r)),
+        (Some(g), None) => g.iter().enumerate().for_each(|(r, &g)| f(g as usize, r)),
+        (None, Some(n)) => n.valid_indices().for_each(|r| f(0, r)),
+        (Some(g), Some(n)) => n.valid_indices().for_each(|r| f(g[r] as usize, r)),
     }
 }

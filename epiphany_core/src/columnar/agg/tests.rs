@@ -51,7 +51,10 @@ struct Row {
 fn row() -> impl Strategy<Value = Row> {
     (
         proptest::option::weighted(0.9, 0..4i32),
-        proptest::option::weighted(0.9, prop_oneof![Just("x"), Just("yy"), Just("")]),
+        proptest::option::weighted(
+            0.9,
+            prop_oneof![4 => Just("x"), 4 => Just("yy"), 2 => Just(""), 1 => Just("a longer text")],
+        ),
         proptest::option::weighted(0.8, any::<i32>()),
         proptest::option::weighted(0.8, any::<i64>()),
         proptest::option::weighted(
