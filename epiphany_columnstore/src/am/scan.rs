@@ -250,6 +250,19 @@ impl ScanState {
     /// Claims and opens the next part (a parallel scan's participants claim them from
     /// `shared`); false when none is left.
     fn open_next(&mut self, rel: Rel<'_>, shared: Option<&SharedProgress>) -> Result<bool, Error> {
+        let Some(row) = self.claim(shared) else {
+            return Ok(false);
+        };
+        let before = self.scan.counters;
+        let store = RelationPageStore::new(rel);
+        let opened = self.scan.open(&store, row, BATCH_ROWS)?;
+        self.share_counters(before, shared);
+        self.current = opened;
+        Ok(true)
+    }
+
+    /// The next part to read: this scan's next, or the next no participant has claimed.
+    fn claim(&mut self, shared: Option<&SharedProgress>) -> Option<PartRow> {
         let index = match shared {
             None => {
                 let i = self.next_part;
@@ -258,13 +271,11 @@ impl ScanState {
             }
             Some(shared) => shared.next_part.fetch_add(1, Ordering::Relaxed) as usize,
         };
-        let Some(row) = self.parts.get(index).cloned() else {
-            return Ok(false);
-        };
-        let before = self.scan.counters;
-        // SAFETY: per the contract.
-        let store = RelationPageStore::new(rel);
-        let opened = self.scan.open(&store, row, BATCH_ROWS)?;
+        self.parts.get(index).cloned()
+    }
+
+    /// Adds what this participant scanned and skipped since `before` to `shared`.
+    fn share_counters(&self, before: ScanCounters, shared: Option<&SharedProgress>) {
         if let Some(shared) = shared {
             let c = self.scan.counters;
             shared.granules_scanned.fetch_add(
@@ -276,8 +287,23 @@ impl ScanState {
                 Ordering::Relaxed,
             );
         }
-        self.current = opened;
-        Ok(true)
+    }
+
+    /// For `count(*)`: the rows of the next claimed part that pass the vectorized qual
+    /// and how many of them metadata answered (`PartScan::count`); `None` at the end.
+    pub fn next_count(
+        &mut self,
+        rel: Rel<'_>,
+        shared: Option<&SharedProgress>,
+    ) -> Result<Option<(u64, u64)>, Error> {
+        let Some(row) = self.claim(shared) else {
+            return Ok(None);
+        };
+        let before = self.scan.counters;
+        let store = RelationPageStore::new(rel);
+        let counted = self.scan.count(&store, row, BATCH_ROWS)?;
+        self.share_counters(before, shared);
+        Ok(Some(counted))
     }
 
     /// The next batch of rows that pass the scan's vectorized qual, as Arrow arrays of

@@ -361,3 +361,31 @@ pub(crate) unsafe fn batch_columns(node: *mut pg_sys::CustomScanState) -> Vec<us
             .map_or_else(Vec::new, |s| s.read().to_vec())
     }
 }
+
+/// For a Vector Agg of `count(*)` alone: the rows of the scan's next part that pass its
+/// quals, and how many of those metadata answered; `None` at the end.
+///
+/// # Safety
+/// As [`next_batch`].
+pub(crate) unsafe fn next_count(node: *mut pg_sys::CustomScanState) -> Option<(u64, u64)> {
+    // SAFETY: per the contract.
+    unsafe {
+        let me = node as *mut ColumnarScan;
+        let rel = Rel::new((*node).ss.ss_currentRelation);
+        let shared = (*me).shared.as_ref();
+        let state = (*me)
+            .state
+            .get()
+            .expect("a columnar scan read after its end");
+        let instrument = (*node).ss.ps.instrument;
+        if !instrument.is_null() {
+            pg_sys::InstrStartNode(instrument);
+        }
+        let counted = state.next_count(rel, shared).or_report_in(rel);
+        if !instrument.is_null() {
+            (*instrument).nfiltered1 += state.take_filtered() as f64;
+            pg_sys::InstrStopNode(instrument, counted.map_or(0.0, |c| c.0 as f64));
+        }
+        counted
+    }
+}

@@ -5,7 +5,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::testing::sql::{explain, run, same};
+    use crate::testing::sql::{counter, explain, run, same};
 
     /// Rows with NULLs, NaN, numerics of several scales, values near the integer limits,
     /// many groups and few.
@@ -38,6 +38,9 @@ mod tests {
 
     const QUERIES: &[&str] = &[
         "SELECT count(*) FROM {t}",
+        "SELECT count(*) FROM {t} WHERE day >= date '2021-01-01' AND day < date '2022-01-01'",
+        "SELECT count(*) FROM {t} WHERE flag = 'A' OR k > 990",
+        "SELECT count(*), count(*) FROM {t} WHERE day IS NULL",
         "SELECT count(*), count(b), count(price), count(flag) FROM {t}",
         "SELECT sum(s), sum(k), sum(b), avg(s), avg(k), avg(b) FROM {t}",
         "SELECT sum(price), avg(price), min(price), max(price) FROM {t}",
@@ -130,6 +133,18 @@ mod tests {
         assert!(
             plan.contains("Custom Scan (EpiphanyDB Columnar Scan)"),
             "{plan}"
+        );
+        // count(*) from the catalog's row counts, and from granule statistics where they
+        // prove every row passes.
+        let all = crate::testing::sql::explain_analyze("SELECT count(*) FROM va_col");
+        assert_eq!(counter(&all, "Rows from Metadata"), 20000, "{all}");
+        let range = crate::testing::sql::explain_analyze(
+            "SELECT count(*) FROM va_col WHERE day >= date '2021-01-01' AND day < date '2022-01-01'",
+        );
+        let from_metadata = counter(&range, "Rows from Metadata");
+        assert!(
+            from_metadata > 0 && from_metadata < counter(&range, "Rows Aggregated"),
+            "{range}"
         );
         let verbose = crate::testing::sql::explain_with(
             "VERBOSE, COSTS OFF",

@@ -38,6 +38,8 @@ struct Run {
     next_group: usize,
     batches: u64,
     rows: u64,
+    /// Rows `count(*)` took from part and granule metadata without decoding.
+    from_metadata: u64,
 }
 
 #[repr(C)]
@@ -129,6 +131,7 @@ pub(super) unsafe extern "C-unwind" fn begin(
             next_group: 0,
             batches: 0,
             rows: 0,
+            from_metadata: 0,
         });
     }
 }
@@ -170,6 +173,15 @@ unsafe extern "C-unwind" fn next(ss: *mut pg_sys::ScanState) -> *mut pg_sys::Tup
         let child = child(node);
         let rel = Rel::new((*(child as *mut pg_sys::ScanState)).ss_currentRelation);
         let run = (*me).run.get().expect("a Vector Agg read after its end");
+        if !run.drained && run.agg.counts_rows_only() {
+            while let Some((rows, from_metadata)) = crate::custom_scan::next_count(child) {
+                run.agg.add_rows(rows);
+                run.rows += rows;
+                run.from_metadata += from_metadata;
+                pg_sys::check_for_interrupts!();
+            }
+            run.drained = true;
+        }
         if !run.drained {
             while let Some(batch) = crate::custom_scan::next_batch(child) {
                 run.batches += 1;
@@ -329,6 +341,7 @@ pub(super) unsafe extern "C-unwind" fn explain(
                 (c"Batches", run.batches),
                 (c"Rows Aggregated", run.rows),
                 (c"Groups", run.agg.len() as u64),
+                (c"Rows from Metadata", run.from_metadata),
             ] {
                 pg_sys::ExplainPropertyInteger(label.as_ptr(), std::ptr::null(), value as i64, es);
             }

@@ -177,6 +177,20 @@ impl Aggregator {
         Ok(())
     }
 
+    /// Whether every aggregate is `count(*)` without GROUP BY: row counts are all it needs
+    /// ([`Aggregator::add_rows`]).
+    pub fn counts_rows_only(&self) -> bool {
+        self.groups.is_none() && self.specs.iter().all(|s| s.func == AggFn::CountStar)
+    }
+
+    /// `rows` more rows, for an aggregator that [`Aggregator::counts_rows_only`].
+    pub fn add_rows(&mut self, rows: u64) {
+        debug_assert!(self.counts_rows_only());
+        for s in &mut self.states {
+            s.count_rows(None, rows as usize);
+        }
+    }
+
     /// The number of groups (1 without GROUP BY, even over no rows).
     pub fn len(&self) -> usize {
         self.groups.as_ref().map_or(1, Groups::len)
