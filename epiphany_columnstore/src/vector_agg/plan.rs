@@ -97,6 +97,9 @@ unsafe fn rewrite(
         for c in children(plan) {
             *c = rewrite(stmt, *c, ids);
         }
+        if (*plan).type_ == pg_sys::NodeTag::T_Gather {
+            return without_gather(plan as *mut pg_sys::Gather);
+        }
         if (*plan).type_ != pg_sys::NodeTag::T_Agg {
             return plan;
         }
@@ -140,6 +143,40 @@ unsafe fn rewrite(
             }
             Err(_) => plan,
         }
+    }
+}
+
+/// `count(*)` of a whole table comes from the catalog in microseconds: launching
+/// workers for it costs milliseconds. A Gather over a Vector Agg of `count(*)` alone
+/// with no quals goes, and the scan below it reads every part itself.
+unsafe fn without_gather(gather: *mut pg_sys::Gather) -> *mut pg_sys::Plan {
+    // SAFETY: a valid Gather of the plan being rewritten.
+    unsafe {
+        let below = (*gather).plan.lefttree;
+        let ours = !below.is_null()
+            && (*below).type_ == pg_sys::NodeTag::T_CustomScan
+            && std::ptr::eq(
+                (*(below as *mut pg_sys::CustomScan)).methods,
+                &SCAN_METHODS.0,
+            );
+        if !ours || !(*gather).initParam.is_null() || (*gather).single_copy {
+            return gather.cast();
+        }
+        let node = below as *mut pg_sys::CustomScan;
+        let scan = pg_sys::list_nth((*node).custom_plans, 0) as *mut pg_sys::CustomScan;
+        let counts_only = (*node).custom_private.is_null()
+            && (*scan).custom_exprs.is_null()
+            && PgList::<pg_sys::TargetEntry>::from_pg((*node).custom_scan_tlist)
+                .iter_ptr()
+                .all(|t| {
+                    let e = (*t).expr as *mut pg_sys::Node;
+                    (*e).type_ == pg_sys::NodeTag::T_Aggref && (*(e as *mut pg_sys::Aggref)).aggstar
+                });
+        if !counts_only {
+            return gather.cast();
+        }
+        (*scan).scan.plan.parallel_aware = false;
+        below
     }
 }
 
