@@ -17,12 +17,17 @@ pub struct ColumnInfo {
     pub typlen: i16,
     pub typbyval: bool,
     pub ty: ColumnType,
+    /// `char(n)`: every value is padded with spaces to `n` characters.
+    pub char_length: Option<u32>,
 }
 
 impl ColumnInfo {
     /// A column of type `typid` with type modifier `typmod` (-1: none).
     pub fn for_column(typid: pg_sys::Oid, typmod: i32) -> ColumnInfo {
         let mut info = Self::for_type(typid);
+        if typid == pg_sys::BPCHAROID && typmod >= pg_sys::VARHDRSZ as i32 {
+            info.char_length = Some((typmod - pg_sys::VARHDRSZ as i32) as u32);
+        }
         // numeric(p, s) with p <= 18 and 0 <= s <= p: a scaled integer.
         if typid == pg_sys::NUMERICOID && typmod >= pg_sys::VARHDRSZ as i32 {
             let t = typmod - pg_sys::VARHDRSZ as i32;
@@ -78,6 +83,7 @@ impl ColumnInfo {
             typlen,
             typbyval,
             ty,
+            char_length: None,
         }
     }
 }

@@ -313,15 +313,21 @@ pub(super) unsafe extern "C-unwind" fn explain(
     }
 }
 
-/// For the Vector Agg above a columnar scan: the scan's next batch of rows that pass its
-/// vectorized quals (the scan's plan has no others), counted in the scan's EXPLAIN
-/// ANALYZE as rows it returned; `None` at the end.
+/// Runs `read` on a begun columnar scan's state as the scan's own work for EXPLAIN
+/// ANALYZE: timed, its rows (`rows` of the result) counted as returned, the rows its
+/// quals dropped as removed by the filter.
 ///
 /// # Safety
 /// `node` is the state of a begun columnar scan (see [`super::is_columnar_scan`]).
-pub(crate) unsafe fn next_batch(
+unsafe fn as_scan_work<T>(
     node: *mut pg_sys::CustomScanState,
-) -> Option<arrow_array::RecordBatch> {
+    read: impl FnOnce(
+        &mut ScanState,
+        Rel<'_>,
+        Option<&SharedProgress>,
+    ) -> Result<T, epiphany_core::Error>,
+    rows: impl FnOnce(&T) -> u64,
+) -> T {
     // SAFETY: per the contract.
     unsafe {
         let me = node as *mut ColumnarScan;
@@ -335,15 +341,46 @@ pub(crate) unsafe fn next_batch(
         if !instrument.is_null() {
             pg_sys::InstrStartNode(instrument);
         }
-        let batch = state.next_batch(rel, shared).or_report_in(rel);
+        let out = read(state, rel, shared).or_report_in(rel);
         if !instrument.is_null() {
             (*instrument).nfiltered1 += state.take_filtered() as f64;
-            pg_sys::InstrStopNode(
-                instrument,
-                batch.as_ref().map_or(0.0, |b| b.num_rows() as f64),
-            );
+            pg_sys::InstrStopNode(instrument, rows(&out) as f64);
         }
-        batch
+        out
+    }
+}
+
+/// For the Vector Agg above a columnar scan: the scan's next batch of rows that pass its
+/// vectorized quals (the scan's plan has no others); `None` at the end.
+///
+/// # Safety
+/// As [`as_scan_work`].
+pub(crate) unsafe fn next_batch(
+    node: *mut pg_sys::CustomScanState,
+) -> Option<arrow_array::RecordBatch> {
+    // SAFETY: per the contract.
+    unsafe {
+        as_scan_work(
+            node,
+            |s, rel, shared| s.next_batch(rel, shared),
+            |b| b.as_ref().map_or(0, |b| b.num_rows() as u64),
+        )
+    }
+}
+
+/// For a Vector Agg of `count(*)` alone: the rows of the scan's next part that pass its
+/// quals, and how many of those metadata answered; `None` at the end.
+///
+/// # Safety
+/// As [`as_scan_work`].
+pub(crate) unsafe fn next_count(node: *mut pg_sys::CustomScanState) -> Option<(u64, u64)> {
+    // SAFETY: per the contract.
+    unsafe {
+        as_scan_work(
+            node,
+            |s, rel, shared| s.next_count(rel, shared),
+            |c| c.map_or(0, |c| c.0),
+        )
     }
 }
 
@@ -359,33 +396,5 @@ pub(crate) unsafe fn batch_columns(node: *mut pg_sys::CustomScanState) -> Vec<us
             .state
             .get()
             .map_or_else(Vec::new, |s| s.read().to_vec())
-    }
-}
-
-/// For a Vector Agg of `count(*)` alone: the rows of the scan's next part that pass its
-/// quals, and how many of those metadata answered; `None` at the end.
-///
-/// # Safety
-/// As [`next_batch`].
-pub(crate) unsafe fn next_count(node: *mut pg_sys::CustomScanState) -> Option<(u64, u64)> {
-    // SAFETY: per the contract.
-    unsafe {
-        let me = node as *mut ColumnarScan;
-        let rel = Rel::new((*node).ss.ss_currentRelation);
-        let shared = (*me).shared.as_ref();
-        let state = (*me)
-            .state
-            .get()
-            .expect("a columnar scan read after its end");
-        let instrument = (*node).ss.ps.instrument;
-        if !instrument.is_null() {
-            pg_sys::InstrStartNode(instrument);
-        }
-        let counted = state.next_count(rel, shared).or_report_in(rel);
-        if !instrument.is_null() {
-            (*instrument).nfiltered1 += state.take_filtered() as f64;
-            pg_sys::InstrStopNode(instrument, counted.map_or(0.0, |c| c.0 as f64));
-        }
-        counted
     }
 }

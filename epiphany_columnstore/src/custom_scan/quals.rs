@@ -76,7 +76,8 @@ unsafe fn predicate(
                 if op_kind != Op::Eq && !collation_orders_bytes(ty, (*op).inputcollid, true) {
                     return None;
                 }
-                let (op_kind, value) = scalar(constant, ty, op_kind)?;
+                let (op_kind, value) =
+                    scalar(constant, ty, info.columns[column].char_length, op_kind)?;
                 Some(Predicate::Compare {
                     column,
                     op: op_kind,
@@ -145,7 +146,7 @@ unsafe fn predicate(
                         constbyval: byval,
                         location: -1,
                     };
-                    match scalar(&mut c, ty, Op::Eq) {
+                    match scalar(&mut c, ty, info.columns[column].char_length, Op::Eq) {
                         Some((Op::Eq, s)) => scalars.push(s),
                         _ => return None,
                     }
@@ -213,7 +214,12 @@ fn strategy(opno: pg_sys::Oid, column_type: pg_sys::Oid) -> Option<Op> {
 /// A constant as a bound in the column's units, with the operator adjusted when the
 /// conversion is not exact (a timestamp compared with a date column); `None` when the
 /// constant cannot serve.
-unsafe fn scalar(c: *mut pg_sys::Const, ty: ColumnType, op: Op) -> Option<(Op, Scalar)> {
+unsafe fn scalar(
+    c: *mut pg_sys::Const,
+    ty: ColumnType,
+    char_length: Option<u32>,
+    op: Op,
+) -> Option<(Op, Scalar)> {
     // SAFETY: a valid Const node.
     unsafe {
         if (*c).constisnull {
@@ -264,6 +270,21 @@ unsafe fn scalar(c: *mut pg_sys::Const, ty: ColumnType, op: Op) -> Option<(Op, S
             (ColumnType::Text, B::TEXTOID | B::VARCHAROID) | (ColumnType::Bytes, B::BYTEAOID) => {
                 let bytes = varlena_bytes((*c).constvalue);
                 Some((op, Scalar::Bytes(bytes.to_vec())))
+            }
+            // char(n) = constant: the stored values are padded to n characters, so the
+            // constant is too (equality ignores trailing spaces). Only equality: padded
+            // bytes do not order as Postgres orders char(n).
+            (ColumnType::Text, B::BPCHAROID) if op == Op::Eq => {
+                let n = char_length? as usize;
+                let text = std::str::from_utf8(varlena_bytes((*c).constvalue)).ok()?;
+                let stripped = text.trim_end_matches(' ');
+                let chars = stripped.chars().count();
+                if chars > n {
+                    return None; // never equal: left to Postgres
+                }
+                let mut padded = stripped.to_string();
+                padded.extend(std::iter::repeat_n(' ', n - chars));
+                Some((op, Scalar::Bytes(padded.into_bytes())))
             }
             (ColumnType::Uuid, B::UUIDOID) => {
                 let bytes = std::slice::from_raw_parts((*c).constvalue.cast_mut_ptr::<u8>(), 16);
@@ -407,7 +428,7 @@ unsafe fn not_equal(
         if !collation_orders_bytes(ty, (*op).inputcollid, false) {
             return None;
         }
-        match scalar(constant, ty, Op::Eq)? {
+        match scalar(constant, ty, info.columns[column].char_length, Op::Eq)? {
             (Op::Eq, value) => Some(Qual::Test {
                 column,
                 test: Test::Compare(Cmp::Ne, value),

@@ -247,6 +247,21 @@ mod tests {
             ],
         },
         Case {
+            column: "c_char",
+            ty: "char(3)",
+            values: &["''", "'a'", "'a '", "' a'", "'ab'", "'é'", "'abc'", "'a\t'"],
+            constants: &[
+                "'a'::bpchar",
+                "'a  '::bpchar",
+                "'ab'::bpchar",
+                "'é'::bpchar",
+                "''::bpchar",
+                "'abcd'::bpchar",
+                "'a'::text",
+                "'a' COLLATE \"C\"",
+            ],
+        },
+        Case {
             column: "c_varchar",
             ty: "varchar(5)",
             values: &["''", "'a'", "'ab'", "'zzzzz'"],

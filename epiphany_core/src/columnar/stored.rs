@@ -263,16 +263,7 @@ impl PartScan {
             (0..part.reader.granules()).collect()
         } else {
             let stats = part.reader.granule_stats()?;
-            let mut kept =
-                crate::columnar::scan_plan::prune_granules(&stats, &self.preds, &mut self.counters);
-            if let Some(q) = &self.qual {
-                let before = kept.len();
-                kept.retain(|&g| q.may_pass(&stats[g]));
-                let skipped = (before - kept.len()) as u64;
-                self.counters.granules_scanned -= skipped;
-                self.counters.granules_skipped += skipped;
-            }
-            kept
+            self.granules_that_may_match(&stats)
         };
         if granules.is_empty() {
             return Ok(None);
@@ -281,6 +272,24 @@ impl PartScan {
         part.fetch_from(store, &columns, &granules)?;
         let batches = part.reader.read(&columns, &granules, batch_rows)?;
         Ok(Some((part, batches)))
+    }
+
+    /// The granules whose statistics may match the predicates and the qual (the others
+    /// counted as skipped).
+    fn granules_that_may_match(
+        &mut self,
+        stats: &[crate::columnar::prune::GranuleStats],
+    ) -> Vec<usize> {
+        let mut kept =
+            crate::columnar::scan_plan::prune_granules(stats, &self.preds, &mut self.counters);
+        if let Some(q) = &self.qual {
+            let before = kept.len();
+            kept.retain(|&g| q.may_pass(&stats[g]));
+            let skipped = (before - kept.len()) as u64;
+            self.counters.granules_scanned -= skipped;
+            self.counters.granules_skipped += skipped;
+        }
+        kept
     }
 
     /// How many rows of part `row` the scan returns, and how many of those were counted
@@ -301,15 +310,7 @@ impl PartScan {
         }
         let part = OpenPart::open_from(store, &self.schema, row, false)?;
         let stats = part.reader.granule_stats()?;
-        let mut kept =
-            crate::columnar::scan_plan::prune_granules(&stats, &self.preds, &mut self.counters);
-        if let Some(q) = &self.qual {
-            let before = kept.len();
-            kept.retain(|&g| q.may_pass(&stats[g]));
-            let skipped = (before - kept.len()) as u64;
-            self.counters.granules_scanned -= skipped;
-            self.counters.granules_skipped += skipped;
-        }
+        let kept = self.granules_that_may_match(&stats);
         // Predicates that still drop rows are quals not vectorized: decode everything.
         let (exact, decode): (Vec<usize>, Vec<usize>) = kept.into_iter().partition(|&g| {
             self.row_preds == 0 && self.qual.as_ref().is_some_and(|q| q.all_pass(&stats[g]))
