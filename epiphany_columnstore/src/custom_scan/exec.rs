@@ -293,6 +293,14 @@ pub(super) unsafe extern "C-unwind" fn explain(
                 }
             }
         }
+        // The reason the aggregate above was not vectorized (see `vector_agg::plan`).
+        let private = (*((*node).ss.ps.plan as *mut pg_sys::CustomScan)).custom_private;
+        if (*es).verbose && !private.is_null() {
+            let why = pg_sys::list_nth(private, 0) as *mut pg_sys::String;
+            let text = std::ffi::CStr::from_ptr((*why).sval).to_string_lossy();
+            let text = std::ffi::CString::new(format!("not used: {text}")).unwrap();
+            pg_sys::ExplainPropertyText(c"Vector Agg".as_ptr(), text.as_ptr(), es);
+        }
         pg_sys::ExplainPropertyInteger(
             c"Pruning Quals".as_ptr(),
             std::ptr::null(),

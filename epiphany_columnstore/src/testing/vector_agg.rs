@@ -166,7 +166,13 @@ mod tests {
             ("SELECT sum(price / 2) FROM va_col", "aggregate"),
         ] {
             let plan = explain(q);
-            assert!(!plan.contains("Vector Agg"), "{q}\n{plan}");
+            assert!(!plan.contains("EpiphanyDB Vector Agg"), "{q}\n{plan}");
+            // EXPLAIN VERBOSE says why on the scan.
+            let verbose = crate::testing::sql::explain_with("VERBOSE, COSTS OFF", q);
+            assert!(
+                verbose.contains("Vector Agg: not used: ") && verbose.contains(why),
+                "{q}\n{verbose}"
+            );
             run("SET epiphany.debug_require_vector_agg = on");
             let err = err_of(&format!("EXPLAIN {q}"));
             run("SET epiphany.debug_require_vector_agg = off");

@@ -141,7 +141,14 @@ unsafe fn rewrite(
                     "epiphany.debug_require_vector_agg is on."
                 );
             }
-            Err(_) => plan,
+            Err(why) => {
+                // EXPLAIN VERBOSE of the scan says why (the scan keeps nothing else there).
+                let text = std::ffi::CString::new(why).expect("no NUL in reasons");
+                let why = pg_sys::makeString(pg_sys::pstrdup(text.as_ptr()));
+                let scan = child as *mut pg_sys::CustomScan;
+                (*scan).custom_private = pg_sys::lappend(std::ptr::null_mut(), why.cast());
+                plan
+            }
         }
     }
 }
