@@ -21,8 +21,12 @@ pub struct Groups {
     map: FxHashMap<Box<[u8]>, u32>,
     keys: Vec<Box<[u8]>>,
     /// Packed keys (see [`Groups::assign`]) of the layout `packed_layout`.
-    packed: FxHashMap<u64, u32>,
+    packed: FxHashMap<u128, u32>,
     packed_layout: Vec<u8>,
+    /// Every key column has a fixed width and all fit 128 bits: the packed key is the
+    /// key, and the groups' keys are kept packed (`fixed_keys`), never as bytes.
+    fixed: bool,
+    fixed_keys: Vec<u128>,
     /// Reused: one row's byte key.
     flat: Vec<u8>,
 }
@@ -92,65 +96,95 @@ impl<'a> KeyColumn<'a> {
     /// or `None` when its values do not fit 64 bits.
     fn packed_bits(&self) -> Option<u8> {
         match self {
-            KeyColumn::Fixed { width, .. } if *width <= 7 => Some(1 + 8 * *width as u8),
+            KeyColumn::Fixed { width, .. } if *width <= 15 => Some(1 + 8 * *width as u8),
             KeyColumn::Fixed { .. } => None,
             KeyColumn::Var { offsets, .. } => {
                 let longest = offsets.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
-                (longest <= 6).then(|| 1 + 3 + 8 * longest as u8)
+                (longest <= 14).then(|| 1 + 4 + 8 * longest as u8)
             }
         }
     }
 
     /// Shifts every row's packed key left by `bits` and adds this column's part: a NULL
     /// flag (1 when not NULL) under the value.
-    fn pack_into(&self, keys: &mut [u64], bits: u8) {
+    fn pack_into(&self, keys: &mut [u128], bits: u8) {
         let nulls = match self {
             KeyColumn::Fixed { nulls, .. } | KeyColumn::Var { nulls, .. } => nulls.as_ref(),
+        };
+        let mut add = |r: usize, part: u128| {
+            let key = &mut keys[r];
+            *key = (*key << bits) | (part << 1) | 1;
         };
         match self {
             KeyColumn::Var {
                 offsets, values, ..
             } => {
-                const MASK: [u64; 8] = [
-                    0,
-                    0xff,
-                    0xffff,
-                    0xff_ffff,
-                    0xffff_ffff,
-                    0xff_ffff_ffff,
-                    0xffff_ffff_ffff,
-                    0xff_ffff_ffff_ffff,
-                ];
-                for (r, key) in keys.iter_mut().enumerate() {
+                for r in 0..offsets.len() - 1 {
                     let (a, b) = (offsets[r] as usize, offsets[r + 1] as usize);
                     let len = b - a;
-                    // Eight bytes at once where the buffer has them, masked to the value.
-                    let word = match values.get(a..a + 8) {
-                        Some(w) => u64::from_le_bytes(w.try_into().expect("8 bytes")) & MASK[len],
+                    // Sixteen bytes at once where the buffer has them, masked to the value.
+                    let word = match values.get(a..a + 16) {
+                        Some(w) => {
+                            u128::from_le_bytes(w.try_into().expect("16 bytes"))
+                                & ((1u128 << (8 * len)) - 1)
+                        }
                         None => {
-                            let mut w = [0u8; 8];
+                            let mut w = [0u8; 16];
                             w[..len].copy_from_slice(&values[a..b]);
-                            u64::from_le_bytes(w)
+                            u128::from_le_bytes(w)
                         }
                     };
-                    let part = (word << 4) | ((len as u64) << 1) | 1;
-                    *key = (*key << bits) | part;
+                    add(r, (word << 4) | len as u128);
                 }
             }
             KeyColumn::Fixed {
                 array, ty, width, ..
-            } => {
-                for (r, key) in keys.iter_mut().enumerate() {
-                    let mut word = [0u8; 8];
-                    fixed_bytes(array, *ty, r, &mut word[..*width]);
-                    let part = (u64::from_le_bytes(word) << 1) | 1;
-                    *key = (*key << bits) | part;
+            } => match ty {
+                ColumnType::Int64
+                | ColumnType::Numeric { .. }
+                | ColumnType::Timestamp
+                | ColumnType::TimestampTz => {
+                    for (r, &v) in array
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .iter()
+                        .enumerate()
+                    {
+                        add(r, u128::from(v as u64));
+                    }
                 }
-            }
+                ColumnType::Int32 => {
+                    for (r, &v) in array
+                        .as_primitive::<Int32Type>()
+                        .values()
+                        .iter()
+                        .enumerate()
+                    {
+                        add(r, u128::from(v as u32));
+                    }
+                }
+                ColumnType::Date => {
+                    for (r, &v) in array
+                        .as_primitive::<Date32Type>()
+                        .values()
+                        .iter()
+                        .enumerate()
+                    {
+                        add(r, u128::from(v as u32));
+                    }
+                }
+                _ => {
+                    for r in 0..array.len() {
+                        let mut word = [0u8; 16];
+                        fixed_bytes(array, *ty, r, &mut word[..*width]);
+                        add(r, u128::from_le_bytes(word));
+                    }
+                }
+            },
         }
         // NULLs: the whole part is 0.
         if let Some(n) = nulls.filter(|n| n.null_count() > 0) {
-            let low = (1u64 << bits) - 1;
+            let low = (1u128 << bits) - 1;
             for (r, key) in keys.iter_mut().enumerate() {
                 if n.is_null(r) {
                     *key &= !low;
@@ -237,20 +271,38 @@ fn fixed_bytes(array: &ArrayRef, ty: ColumnType, row: usize, out: &mut [u8]) {
 
 impl Groups {
     pub fn new(columns: Vec<(usize, ColumnType)>) -> Groups {
+        let bits: Option<Vec<u8>> = columns
+            .iter()
+            .map(|&(_, ty)| width(ty).filter(|&w| w <= 15).map(|w| 1 + 8 * w as u8))
+            .collect();
+        let fixed = bits
+            .as_ref()
+            .is_some_and(|b| b.iter().map(|&b| u32::from(b)).sum::<u32>() <= 128);
         Groups {
             columns,
+            fixed,
+            packed_layout: if fixed {
+                bits.unwrap_or_default()
+            } else {
+                Vec::new()
+            },
             ..Groups::default()
         }
     }
 
     pub fn len(&self) -> usize {
-        self.keys.len()
+        if self.fixed {
+            self.fixed_keys.len()
+        } else {
+            self.keys.len()
+        }
     }
 
     pub fn clear(&mut self) {
         self.map.clear();
         self.keys.clear();
         self.packed.clear();
+        self.fixed_keys.clear();
     }
 
     /// The group of every row of `batch`, new groups numbered as they appear.
@@ -277,15 +329,16 @@ impl Groups {
         let layout: Option<Vec<u8>> = cols.iter().map(KeyColumn::packed_bits).collect();
         let packs = layout
             .as_ref()
-            .is_some_and(|l| l.iter().map(|&b| u32::from(b)).sum::<u32>() <= 64);
+            .is_some_and(|l| l.iter().map(|&b| u32::from(b)).sum::<u32>() <= 128);
         if packs {
             let layout = layout.expect("checked");
             if self.packed_layout != layout {
+                debug_assert!(!self.fixed, "a fixed layout never changes");
                 self.packed.clear();
                 self.packed_layout = layout;
             }
             // Column by column into one packed key per row, then one lookup per row.
-            let mut keys = vec![0u64; rows];
+            let mut keys = vec![0u128; rows];
             for (c, &bits) in cols.iter().zip(&self.packed_layout) {
                 c.pack_into(&mut keys, bits);
             }
@@ -293,7 +346,14 @@ impl Groups {
                 let g = match self.packed.get(&key) {
                     Some(&g) => g,
                     None => {
-                        let g = self.group_of_row(&cols, r)?;
+                        let g = if self.fixed {
+                            let g = u32::try_from(self.fixed_keys.len())
+                                .map_err(|_| Error::Limit("more than 4 billion groups".into()))?;
+                            self.fixed_keys.push(key);
+                            g
+                        } else {
+                            self.group_of_row(&cols, r)?
+                        };
                         self.packed.insert(key, g);
                         g
                     }
@@ -328,6 +388,26 @@ impl Groups {
 
     /// The key of group `g`, in Postgres's units.
     pub fn key(&self, g: usize) -> Result<Vec<Value<'_>>> {
+        if self.fixed {
+            // Unpacked from the last column's bits up.
+            let mut key = self.fixed_keys[g];
+            let mut out = vec![Value::Null; self.columns.len()];
+            for (i, (&(_, ty), &bits)) in self
+                .columns
+                .iter()
+                .zip(&self.packed_layout)
+                .enumerate()
+                .rev()
+            {
+                let part = key & ((1u128 << bits) - 1);
+                key = key.checked_shr(u32::from(bits)).unwrap_or(0);
+                if part & 1 == 1 {
+                    let w = width(ty).expect("fixed width");
+                    out[i] = fixed_value(ty, &(part >> 1).to_le_bytes()[..w])?;
+                }
+            }
+            return Ok(out);
+        }
         let mut bytes: &[u8] = &self.keys[g];
         let corrupt = || Error::Internal("a group key does not decode".into());
         let mut out = Vec::with_capacity(self.columns.len());
@@ -339,25 +419,7 @@ impl Groups {
                 continue;
             }
             let (n, value) = match width(ty) {
-                Some(w) => {
-                    let b = bytes.get(..w).ok_or_else(corrupt)?;
-                    let mut word = [0u8; 8];
-                    word[..w.min(8)].copy_from_slice(&b[..w.min(8)]);
-                    let i = i64::from_le_bytes(word);
-                    let v = match ty {
-                        ColumnType::Bool => Value::Bool(b[0] != 0),
-                        ColumnType::Int16 => Value::Int16(i as i16),
-                        ColumnType::Int32 => Value::Int32(i as i32),
-                        ColumnType::Date => Value::Date(date_from_arrow(i as i32)),
-                        ColumnType::Time => Value::Time(i),
-                        ColumnType::Timestamp | ColumnType::TimestampTz => Value::Timestamp(i),
-                        ColumnType::Float32 => Value::Float32(f32::from_bits(i as u32)),
-                        ColumnType::Float64 => Value::Float64(f64::from_bits(i as u64)),
-                        ColumnType::Uuid => Value::Uuid(b.try_into().map_err(|_| corrupt())?),
-                        _ => Value::Int64(i),
-                    };
-                    (w, v)
-                }
+                Some(w) => (w, fixed_value(ty, bytes.get(..w).ok_or_else(corrupt)?)?),
                 None => {
                     let len = u32::from_le_bytes(
                         bytes
@@ -379,4 +441,26 @@ impl Groups {
         }
         Ok(out)
     }
+}
+
+/// A fixed-width key value from its little-endian bytes, in Postgres's units.
+fn fixed_value(ty: ColumnType, b: &[u8]) -> Result<Value<'static>> {
+    let mut word = [0u8; 8];
+    word[..b.len().min(8)].copy_from_slice(&b[..b.len().min(8)]);
+    let i = i64::from_le_bytes(word);
+    Ok(match ty {
+        ColumnType::Bool => Value::Bool(b[0] != 0),
+        ColumnType::Int16 => Value::Int16(i as i16),
+        ColumnType::Int32 => Value::Int32(i as i32),
+        ColumnType::Date => Value::Date(date_from_arrow(i as i32)),
+        ColumnType::Time => Value::Time(i),
+        ColumnType::Timestamp | ColumnType::TimestampTz => Value::Timestamp(i),
+        ColumnType::Float32 => Value::Float32(f32::from_bits(i as u32)),
+        ColumnType::Float64 => Value::Float64(f64::from_bits(i as u64)),
+        ColumnType::Uuid => Value::Uuid(
+            b.try_into()
+                .map_err(|_| Error::Internal("a group key does not decode".into()))?,
+        ),
+        _ => Value::Int64(i),
+    })
 }

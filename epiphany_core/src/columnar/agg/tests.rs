@@ -385,3 +385,31 @@ fn bounds_grow_with_the_arithmetic() {
     assert_eq!(prod.digits(), 31);
     assert_eq!(prod.kind().unwrap(), Kind::Numeric { scale: 4 });
 }
+
+proptest! {
+    /// Fixed-width keys (kept packed in 128 bits): int4, int8 and date, with NULLs.
+    #[test]
+    fn fixed_width_keys_group_like_a_map(batches in proptest::collection::vec(proptest::collection::vec(row(), 0..60), 0..4)) {
+        let keys = vec![(0, ColumnType::Int32), (3, ColumnType::Int64), (5, ColumnType::Date)];
+        let mut agg = Aggregator::new(keys, vec![AggSpec { func: AggFn::CountStar, arg: None }]).unwrap();
+        let mut expected: BTreeMap<(Option<i32>, Option<i64>, Option<i32>), i64> = BTreeMap::new();
+        for b in &batches {
+            agg.push(&batch(b), &|c| Some(c)).unwrap();
+            for r in b {
+                *expected.entry((r.g, r.b, r.d)).or_default() += 1;
+            }
+        }
+        let mut got = BTreeMap::new();
+        for g in 0..agg.len() {
+            let k = agg.key(g).unwrap();
+            let key = (
+                match k[0] { Value::Int32(v) => Some(v), _ => None },
+                match k[1] { Value::Int64(v) => Some(v), _ => None },
+                match k[2] { Value::Date(v) => Some(v), _ => None },
+            );
+            let Partial::Int8(Some(n)) = agg.partial(g, 0) else { panic!("count") };
+            prop_assert!(got.insert(key, n).is_none(), "a key in two groups");
+        }
+        prop_assert_eq!(got, expected);
+    }
+}
