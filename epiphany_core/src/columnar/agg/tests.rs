@@ -386,13 +386,15 @@ fn bounds_grow_with_the_arithmetic() {
     assert_eq!(prod.kind().unwrap(), Kind::Numeric { scale: 4 });
 }
 
+type FixedKey = (Option<i32>, Option<i64>, Option<i32>);
+
 proptest! {
     /// Fixed-width keys (kept packed in 128 bits): int4, int8 and date, with NULLs.
     #[test]
     fn fixed_width_keys_group_like_a_map(batches in proptest::collection::vec(proptest::collection::vec(row(), 0..60), 0..4)) {
         let keys = vec![(0, ColumnType::Int32), (3, ColumnType::Int64), (5, ColumnType::Date)];
         let mut agg = Aggregator::new(keys, vec![AggSpec { func: AggFn::CountStar, arg: None }]).unwrap();
-        let mut expected: BTreeMap<(Option<i32>, Option<i64>, Option<i32>), i64> = BTreeMap::new();
+        let mut expected: BTreeMap<FixedKey, i64> = BTreeMap::new();
         for b in &batches {
             agg.push(&batch(b), &|c| Some(c)).unwrap();
             for r in b {
