@@ -24,6 +24,7 @@ pub(crate) use exec::{batch_columns, next_batch, next_count};
 
 pub static ENABLE: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static ENABLE_VECTOR_FILTER: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static FETCH_COST: GucSetting<f64> = GucSetting::<f64>::new(3.0);
 
 const NAME: &CStr = c"EpiphanyDB Columnar Scan";
 
@@ -93,6 +94,16 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_float_guc(
+        c"epiphany.columnar_fetch_cost",
+        c"How many times a heap fetch's cost one row fetched by TID from a columnar table costs, per column read.",
+        c"Index, index-only and bitmap scans of epiphany_columnar tables decode a page of every column they read for each row they fetch; the planner's estimate of those paths is scaled by this times the columns read, so it prefers hash joins and scans where fetching by TID crawls, and still an index for a selective lookup. 0 leaves Postgres's estimates.",
+        &FETCH_COST,
+        0.0,
+        1000.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     // SAFETY: _PG_init on the main thread; the previous hook is chained, and the custom
     // scan methods are registered once so plans can be copied and read back.
     unsafe {
@@ -123,6 +134,7 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
         {
             return;
         }
+        reprice_fetches(rel);
         let path =
             pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomPath>()) as *mut pg_sys::CustomPath;
         (*path).path.type_ = pg_sys::NodeTag::T_CustomPath;
@@ -157,6 +169,64 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
         }
         // Last: add_path frees a path it rejects, and the partial path was copied from it.
         pg_sys::add_path(rel, path as *mut pg_sys::Path);
+    }
+}
+
+/// Index, index-only and bitmap paths of a columnar relation at what fetching by TID
+/// costs here (`epiphany.columnar_fetch_cost` per column read, times Postgres's heap
+/// estimate: measured by `scripts/bench columnar`'s fetches and `scripts/bench tpch`),
+/// re-added so that add_path judges them at that price.
+///
+/// # Safety
+/// Planner structures of the relation, in set_rel_pathlist_hook.
+unsafe fn reprice_fetches(rel: *mut pg_sys::RelOptInfo) {
+    let per_column = FETCH_COST.get();
+    if per_column <= 0.0 {
+        return;
+    }
+    // SAFETY: per the contract; add_path keeps or frees each path (never an IndexPath,
+    // which bitmap paths may share).
+    unsafe {
+        let mut attrs: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+        pg_sys::pull_varattnos((*(*rel).reltarget).exprs as _, (*rel).relid, &mut attrs);
+        for rinfo in PgList::<pg_sys::RestrictInfo>::from_pg((*rel).baserestrictinfo).iter_ptr() {
+            pg_sys::pull_varattnos((*rinfo).clause as _, (*rel).relid, &mut attrs);
+        }
+        let factor = per_column * f64::from(pg_sys::bms_num_members(attrs).max(1));
+        let fetches = |p: *mut pg_sys::Path| {
+            matches!(
+                (*p).pathtype,
+                pg_sys::NodeTag::T_IndexScan
+                    | pg_sys::NodeTag::T_IndexOnlyScan
+                    | pg_sys::NodeTag::T_BitmapHeapScan
+            )
+        };
+        let reprice = |p: *mut pg_sys::Path| {
+            let run = (*p).total_cost - (*p).startup_cost;
+            (*p).total_cost = (*p).startup_cost + run * factor;
+        };
+        let paths: Vec<*mut pg_sys::Path> = PgList::from_pg((*rel).pathlist).iter_ptr().collect();
+        if paths.iter().any(|&p| fetches(p)) {
+            (*rel).pathlist = std::ptr::null_mut();
+            for p in paths {
+                if fetches(p) {
+                    reprice(p);
+                }
+                pg_sys::add_path(rel, p);
+            }
+        }
+        let partial: Vec<*mut pg_sys::Path> = PgList::from_pg((*rel).partial_pathlist)
+            .iter_ptr()
+            .collect();
+        if partial.iter().any(|&p| fetches(p)) {
+            (*rel).partial_pathlist = std::ptr::null_mut();
+            for p in partial {
+                if fetches(p) {
+                    reprice(p);
+                }
+                pg_sys::add_partial_path(rel, p);
+            }
+        }
     }
 }
 
@@ -214,6 +284,19 @@ unsafe fn cost(
         (*path).startup_cost = qual.startup;
         // A little below the plain scan when everything is read: same work, plus pruning.
         (*path).total_cost = qual.startup + (io + cpu) * 0.95;
+        // It reads the whole table as a sequential scan does: `enable_seqscan = off`
+        // disables it too.
+        if !pg_sys::enable_seqscan {
+            #[cfg(feature = "pg18")]
+            {
+                (*path).disabled_nodes = 1;
+            }
+            #[cfg(not(feature = "pg18"))]
+            {
+                (*path).startup_cost += pg_sys::disable_cost;
+                (*path).total_cost += pg_sys::disable_cost;
+            }
+        }
     }
 }
 
