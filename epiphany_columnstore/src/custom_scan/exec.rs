@@ -31,15 +31,27 @@ struct ColumnarScan {
 pub(super) unsafe extern "C-unwind" fn create_state(
     _cscan: *mut pg_sys::CustomScan,
 ) -> *mut pg_sys::Node {
-    // SAFETY: a zeroed node of our type, filled as the executor expects.
+    // SAFETY: our node type begins with its CustomScanState.
+    unsafe { new_state::<ColumnarScan>(&EXEC_METHODS.0) }
+}
+
+/// A zeroed custom scan state node of type `T` (which begins with its
+/// `CustomScanState`) with `methods`, its tuples in virtual slots.
+///
+/// # Safety
+/// `T` is `#[repr(C)]` with a `CustomScanState` first, and valid when zeroed.
+pub(crate) unsafe fn new_state<T>(
+    methods: &'static pg_sys::CustomExecMethods,
+) -> *mut pg_sys::Node {
+    // SAFETY: per the contract; palloc0 in the executor's context.
     unsafe {
-        let node = pg_sys::palloc0(std::mem::size_of::<ColumnarScan>()) as *mut ColumnarScan;
-        (*node).css.ss.ps.type_ = pg_sys::NodeTag::T_CustomScanState;
-        (*node).css.methods = &EXEC_METHODS.0;
+        let node = pg_sys::palloc0(std::mem::size_of::<T>()) as *mut pg_sys::CustomScanState;
+        (*node).ss.ps.type_ = pg_sys::NodeTag::T_CustomScanState;
+        (*node).methods = methods;
         // PostgreSQL 15 always gives custom scans a virtual slot.
         #[cfg(not(feature = "pg15"))]
         {
-            (*node).css.slotOps = &raw const pg_sys::TTSOpsVirtual;
+            (*node).slotOps = &raw const pg_sys::TTSOpsVirtual;
         }
         node as *mut pg_sys::Node
     }

@@ -20,7 +20,7 @@ mod exec;
 pub(crate) mod quals;
 
 use exec::*;
-pub(crate) use exec::{batch_columns, next_batch, next_count};
+pub(crate) use exec::{batch_columns, new_state, next_batch, next_count};
 
 pub static ENABLE: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static ENABLE_VECTOR_FILTER: GucSetting<bool> = GucSetting::<bool>::new(true);

@@ -52,17 +52,8 @@ struct VectorAgg {
 pub(super) unsafe extern "C-unwind" fn create_state(
     _cscan: *mut pg_sys::CustomScan,
 ) -> *mut pg_sys::Node {
-    // SAFETY: a zeroed node of our type, filled as the executor expects.
-    unsafe {
-        let node = pg_sys::palloc0(std::mem::size_of::<VectorAgg>()) as *mut VectorAgg;
-        (*node).css.ss.ps.type_ = pg_sys::NodeTag::T_CustomScanState;
-        (*node).css.methods = &EXEC_METHODS.0;
-        #[cfg(not(feature = "pg15"))]
-        {
-            (*node).css.slotOps = &raw const pg_sys::TTSOpsVirtual;
-        }
-        node as *mut pg_sys::Node
-    }
+    // SAFETY: our node type begins with its CustomScanState.
+    unsafe { crate::custom_scan::new_state::<VectorAgg>(&EXEC_METHODS.0) }
 }
 
 unsafe fn child(node: *mut pg_sys::CustomScanState) -> *mut pg_sys::CustomScanState {
