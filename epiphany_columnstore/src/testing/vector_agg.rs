@@ -185,6 +185,27 @@ mod tests {
         }
     }
 
+    /// The node never spills: more groups than work_mem holds stay PostgreSQL's.
+    #[pg_test]
+    fn vector_agg_leaves_more_groups_than_work_mem_holds_to_postgres() {
+        run("SET max_parallel_workers_per_gather = 0");
+        load("day");
+        let q = "SELECT k, count(*) FROM va_col GROUP BY k";
+        assert!(
+            explain(q).contains("EpiphanyDB Vector Agg"),
+            "{}",
+            explain(q)
+        );
+        run("SET work_mem = '64kB'");
+        let verbose = crate::testing::sql::explain_with("VERBOSE, COSTS OFF", q);
+        assert!(
+            verbose.contains("Vector Agg: not used: more groups than work_mem holds"),
+            "{verbose}"
+        );
+        same(q, "SELECT k, count(*) FROM va_heap GROUP BY k");
+        run("RESET work_mem");
+    }
+
     #[pg_test]
     fn vector_agg_overflows_as_heap_does() {
         run("SET max_parallel_workers_per_gather = 0");

@@ -21,6 +21,10 @@ use super::translate::{self, Scan};
 use super::{REQUIRE, SCAN_METHODS};
 use crate::convert::table::TableInfo;
 
+/// What one group is taken to cost in memory (keys, states, map entry), to keep a node
+/// within `work_mem × hash_mem_multiplier`.
+const GROUP_BYTES: f64 = 160.0;
+
 /// Rewrites `stmt`'s plan tree and subplans.
 ///
 /// # Safety
@@ -325,6 +329,12 @@ unsafe fn vectorize(
         }
         if !(*agg).aggParams.is_null() {
             return Err("aggregate arguments with outer references");
+        }
+        // The node keeps every group in memory and never spills: more groups than the
+        // hash memory PostgreSQL's own Agg would use are left to it.
+        let budget = f64::from(pg_sys::work_mem) * 1024.0 * pg_sys::hash_mem_multiplier;
+        if (*agg).numCols > 0 && (*agg).numGroups as f64 * GROUP_BYTES > budget {
+            return Err("more groups than work_mem holds");
         }
         if !(*child).scan.plan.qual.is_null() {
             return Err("the scan has quals that are not vectorized");
