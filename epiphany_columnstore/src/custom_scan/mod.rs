@@ -135,6 +135,15 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
             return;
         }
         reprice_fetches(rel);
+        // `enable_seqscan = off` disables our scan as it does Postgres's (see `cost`).
+        // Before PostgreSQL 18 a disabled path only carries `disable_cost`, and two
+        // disabled paths within 1% of each other tie in add_path: the plain sequential
+        // scans go, so ours is the scan left when no index serves.
+        #[cfg(not(feature = "pg18"))]
+        if !pg_sys::enable_seqscan {
+            drop_seq_scans(&mut (*rel).pathlist);
+            drop_seq_scans(&mut (*rel).partial_pathlist);
+        }
         let path =
             pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomPath>()) as *mut pg_sys::CustomPath;
         (*path).path.type_ = pg_sys::NodeTag::T_CustomPath;
@@ -227,6 +236,24 @@ unsafe fn reprice_fetches(rel: *mut pg_sys::RelOptInfo) {
                 pg_sys::add_partial_path(rel, p);
             }
         }
+    }
+}
+
+/// `list` without its plain sequential scans.
+///
+/// # Safety
+/// A path list of a relation being planned.
+#[cfg(not(feature = "pg18"))]
+unsafe fn drop_seq_scans(list: &mut *mut pg_sys::List) {
+    // SAFETY: per the contract; the dropped paths are left to the planner's context.
+    unsafe {
+        let mut kept = std::ptr::null_mut();
+        for p in PgList::<pg_sys::Path>::from_pg(*list).iter_ptr() {
+            if (*p).pathtype != pg_sys::NodeTag::T_SeqScan {
+                kept = pg_sys::lappend(kept, p.cast());
+            }
+        }
+        *list = kept;
     }
 }
 
