@@ -9,10 +9,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
+use epiphany_core::columnar::part_scan::{PartCursor, PartScan};
 use epiphany_core::columnar::prune::Predicate;
 use epiphany_core::columnar::scan_plan::ScanCounters;
-use epiphany_core::columnar::stored::PartScan;
-use epiphany_core::columnar::PartBatches;
 use epiphany_core::pg::buffer::Rel;
 use epiphany_core::pg::owned::ContextOwned;
 use epiphany_core::pg::OrReportIn;
@@ -75,7 +74,7 @@ pub struct ScanState {
     /// Columns read, pruning by the custom scan's quals, counters (`epiphany_core`).
     scan: PartScan,
     next_part: usize,
-    current: Option<(OpenPart, PartBatches)>,
+    current: Option<(OpenPart, PartCursor)>,
     batch: Option<(DatumBatch, usize)>,
     /// Per-row memory: by-reference datums of the row in the slot.
     pub(super) row_context: RowContext,
@@ -215,12 +214,12 @@ impl ScanState {
                 }
                 self.batch = None;
             }
-            if let Some((part, batches)) = &mut self.current {
-                match batches.next() {
+            if let Some((part, cursor)) = &mut self.current {
+                let store = RelationPageStore::new(rel);
+                // Rows that certainly fail a pruning predicate are dropped before they
+                // are converted (Postgres still checks every qual).
+                match self.scan.next_batch(&store, part, cursor)? {
                     Some(batch) => {
-                        // Rows that certainly fail a pruning predicate are dropped before
-                        // they are converted (Postgres still checks every qual).
-                        let batch = self.scan.filter(batch?)?;
                         // SAFETY: the previous batch's datums are no longer in any slot
                         // (the slot is cleared before every row stored).
                         let decoded = unsafe {
@@ -301,7 +300,7 @@ impl ScanState {
         };
         let before = self.scan.counters;
         let store = RelationPageStore::new(rel);
-        let counted = self.scan.count(&store, row, BATCH_ROWS)?;
+        let counted = self.scan.count(&store, row)?;
         self.share_counters(before, shared);
         Ok(Some(counted))
     }
@@ -314,15 +313,10 @@ impl ScanState {
         shared: Option<&SharedProgress>,
     ) -> Result<Option<RecordBatch>, Error> {
         loop {
-            if let Some((_, batches)) = &mut self.current {
-                match batches.next() {
-                    Some(batch) => {
-                        let batch = self.scan.filter(batch?)?;
-                        if batch.num_rows() > 0 {
-                            return Ok(Some(batch));
-                        }
-                        continue;
-                    }
+            if let Some((part, cursor)) = &mut self.current {
+                let store = RelationPageStore::new(rel);
+                match self.scan.next_batch(&store, part, cursor)? {
+                    Some(batch) => return Ok(Some(batch)),
                     None => self.current = None,
                 }
             }

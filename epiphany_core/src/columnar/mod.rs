@@ -18,6 +18,7 @@ pub mod numeric;
 pub mod options;
 pub mod page_window;
 pub mod part;
+pub mod part_scan;
 pub mod prune;
 pub mod qual;
 pub mod rowid;

@@ -478,12 +478,164 @@ impl PageReader for WindowPages {
     }
 }
 
-/// One column's window as the `RowGroups` Parquet's array reader reads.
+/// The data pages of one whole column chunk: headers read up front, bodies
+/// decompressed only when Parquet's reader asks for them, so pages a row selection skips
+/// cost nothing. The dictionary page, if any, is decompressed first (or taken from the
+/// part's [`Dictionaries`]).
+pub struct ChunkPages {
+    bytes: Bytes,
+    codec: Compression,
+    dictionary: Option<Page>,
+    /// Each data page: where its body lies in `bytes`, its header and its rows.
+    pages: VecDeque<(std::ops::Range<usize>, PageHead, usize)>,
+}
+
+/// The pages of column `column` of granule `g`, whose bytes `source` must hold; `None`
+/// when a page is of a kind this module leaves to Parquet (or the column is not flat).
+pub fn chunk_pages<R: ChunkReader>(
+    source: &R,
+    metadata: &ParquetMetaData,
+    dictionaries: &Dictionaries,
+    g: usize,
+    column: usize,
+) -> Result<Option<ChunkPages>> {
+    let bad = |what: String| Error::Corrupted(format!("granule {g} column {column}: {what}"));
+    let rg = metadata
+        .row_groups()
+        .get(g)
+        .ok_or_else(|| bad("no such granule".into()))?;
+    let chunk = rg
+        .columns()
+        .get(column)
+        .ok_or_else(|| bad("no such column".into()))?;
+    let codec = chunk.compression();
+    if !matches!(codec, Compression::UNCOMPRESSED | Compression::ZSTD(_)) {
+        return Ok(None);
+    }
+    let (start, len) = chunk.byte_range();
+    let len = usize::try_from(len).map_err(|_| bad("chunk length".into()))?;
+    let bytes = source
+        .get_bytes(start, len)
+        .map_err(|e| bad(format!("chunk bytes: {e}")))?;
+    let granule_rows = usize::try_from(rg.num_rows()).map_err(|_| bad("negative rows".into()))?;
+    let mut dictionary = None;
+    let mut pages = VecDeque::new();
+    let mut rows = 0usize;
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let (head, header_len) = read_page_head(&bytes[pos..])?;
+        let body = usize::try_from(head.compressed_size)
+            .ok()
+            .and_then(|n| {
+                let from = pos.checked_add(header_len)?;
+                let to = from.checked_add(n)?;
+                (to <= bytes.len()).then_some(from..to)
+            })
+            .ok_or_else(|| bad("a page body past its chunk".into()))?;
+        let next = body.end;
+        match head.kind {
+            DICTIONARY_PAGE if pos == 0 => {
+                dictionary = Some(match dictionaries.get(g, column) {
+                    Some(page) => page,
+                    None => match decode_page(&bytes[..next], codec)? {
+                        Some((page @ Page::DictionaryPage { .. }, _)) => {
+                            dictionaries.put(g, column, &page);
+                            page
+                        }
+                        _ => return Ok(None),
+                    },
+                });
+            }
+            DATA_PAGE => {
+                if encoding(head.encoding).is_none()
+                    || encoding(head.def_encoding).is_none()
+                    || encoding(head.rep_encoding).is_none()
+                {
+                    return Ok(None);
+                }
+                let values = usize::try_from(head.num_values)
+                    .map_err(|_| bad("a page of negative values".into()))?;
+                rows += values;
+                pages.push_back((body, head, values));
+            }
+            _ => return Ok(None),
+        }
+        pos = next;
+    }
+    // A flat column holds a value (or null) per row.
+    if rows != granule_rows {
+        return Ok(None);
+    }
+    Ok(Some(ChunkPages {
+        bytes,
+        codec,
+        dictionary,
+        pages,
+    }))
+}
+
+impl Iterator for ChunkPages {
+    type Item = PqResult<Page>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.get_next_page().transpose()
+    }
+}
+
+impl PageReader for ChunkPages {
+    fn get_next_page(&mut self) -> PqResult<Option<Page>> {
+        if let Some(page) = self.dictionary.take() {
+            return Ok(Some(page));
+        }
+        let Some((body, head, values)) = self.pages.pop_front() else {
+            return Ok(None);
+        };
+        let size = usize::try_from(head.uncompressed_size)
+            .map_err(|_| ParquetError::General("a page of negative size".into()))?;
+        let buf = decompress(self.codec, &self.bytes[body], size)
+            .map_err(|e| ParquetError::General(e.to_string()))?;
+        // Checked when the headers were read.
+        let known =
+            |code| encoding(code).ok_or_else(|| ParquetError::General("an encoding".into()));
+        Ok(Some(Page::DataPage {
+            buf,
+            num_values: values as u32,
+            encoding: known(head.encoding)?,
+            def_level_encoding: known(head.def_encoding)?,
+            rep_level_encoding: known(head.rep_encoding)?,
+            statistics: None,
+        }))
+    }
+
+    fn peek_next_page(&mut self) -> PqResult<Option<PageMetadata>> {
+        if self.dictionary.is_some() {
+            return Ok(Some(PageMetadata {
+                num_rows: None,
+                num_levels: None,
+                is_dict: true,
+            }));
+        }
+        Ok(self.pages.front().map(|(_, _, rows)| PageMetadata {
+            num_rows: Some(*rows),
+            num_levels: Some(*rows),
+            is_dict: false,
+        }))
+    }
+
+    fn skip_next_page(&mut self) -> PqResult<()> {
+        if self.dictionary.take().is_none() {
+            self.pages.pop_front();
+        }
+        Ok(())
+    }
+}
+
+/// Page readers of some columns of one granule, as the `RowGroups` Parquet's array
+/// reader reads: each column's pages are served once.
 pub struct WindowRowGroups<'a> {
     pub metadata: &'a ParquetMetaData,
     pub granule: usize,
-    pub column: usize,
-    pub pages: std::sync::Mutex<Option<WindowPages>>,
+    pub pages: std::sync::Mutex<Vec<(usize, Box<dyn PageReader>)>>,
     pub rows: usize,
 }
 
@@ -505,19 +657,13 @@ impl parquet::arrow::arrow_reader::RowGroups for WindowRowGroups<'_> {
     }
 
     fn column_chunks(&self, i: usize) -> PqResult<Box<dyn PageIterator>> {
-        if i != self.column {
-            return Err(ParquetError::General(format!(
-                "column {i} asked of a window of column {}",
-                self.column
-            )));
-        }
-        let pages = self
-            .pages
-            .lock()
-            .unwrap()
-            .take()
-            .ok_or_else(|| ParquetError::General("a page window read twice".into()))?;
-        Ok(Box::new(OnePageReader(Some(Box::new(pages)))))
+        let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        let k = pages
+            .iter()
+            .position(|(c, _)| *c == i)
+            .ok_or_else(|| ParquetError::General(format!("column {i} not held or read twice")))?;
+        let (_, reader) = pages.swap_remove(k);
+        Ok(Box::new(OnePageReader(Some(reader))))
     }
 
     fn row_groups(&self) -> Box<dyn Iterator<Item = &RowGroupMetaData> + '_> {

@@ -182,19 +182,51 @@ impl Qual {
 
     /// The qual over the rows of `batch`, whose column `at(c)` holds table column `c`.
     pub fn eval(&self, batch: &RecordBatch, at: &impl Fn(usize) -> Option<usize>) -> Result<Truth> {
+        self.eval_arrays(batch.columns(), at)
+    }
+
+    /// The qual over rows held by `arrays`, of which `at(c)` holds table column `c`.
+    pub fn eval_arrays(
+        &self,
+        arrays: &[ArrayRef],
+        at: &impl Fn(usize) -> Option<usize>,
+    ) -> Result<Truth> {
         match self {
             Qual::Test { column, test } => {
-                let k = at(*column).ok_or_else(|| {
+                let array = at(*column).and_then(|k| arrays.get(k)).ok_or_else(|| {
                     Error::Internal(format!(
                         "a vectorized qual reads column {column}, not decoded"
                     ))
                 })?;
-                test_array(batch.column(k), test)
+                test_array(array, test)
             }
-            Qual::And(qs) => fold(qs, batch, at, Truth::and, "AND"),
-            Qual::Or(qs) => fold(qs, batch, at, Truth::or, "OR"),
-            Qual::Not(q) => Ok(q.eval(batch, at)?.not()),
+            Qual::And(qs) => fold(qs, arrays, at, Truth::and, "AND"),
+            Qual::Or(qs) => fold(qs, arrays, at, Truth::or, "OR"),
+            Qual::Not(q) => Ok(q.eval_arrays(arrays, at)?.not()),
         }
+    }
+
+    /// What of the qual the rows of `granule` still need tested: `None` when its
+    /// statistics prove every row passes; else the qual without the conjuncts they prove.
+    pub fn for_granule(&self, granule: &GranuleStats) -> Option<Qual> {
+        if self.all_pass(granule) {
+            return None;
+        }
+        Some(match self {
+            Qual::And(qs) => {
+                let mut left: Vec<Qual> = qs
+                    .iter()
+                    .filter(|q| !q.all_pass(granule))
+                    .cloned()
+                    .collect();
+                if left.len() == 1 {
+                    left.pop().expect("one")
+                } else {
+                    Qual::And(left)
+                }
+            }
+            q => q.clone(),
+        })
     }
 
     /// Whether some row of `granule` may make the qual true.
@@ -262,14 +294,14 @@ impl Qual {
 /// The children of an AND or OR, evaluated and combined by `combine`.
 fn fold(
     qs: &[Qual],
-    batch: &RecordBatch,
+    arrays: &[ArrayRef],
     at: &impl Fn(usize) -> Option<usize>,
     combine: fn(Truth, Truth) -> Truth,
     what: &str,
 ) -> Result<Truth> {
     let mut acc: Option<Truth> = None;
     for q in qs {
-        let v = q.eval(batch, at)?;
+        let v = q.eval_arrays(arrays, at)?;
         acc = Some(match acc {
             None => v,
             Some(a) => combine(a, v),

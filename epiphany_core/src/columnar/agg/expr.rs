@@ -197,6 +197,15 @@ impl Expr {
         }
     }
 
+    /// The number of nodes of the expression.
+    pub fn size(&self) -> usize {
+        1 + match self {
+            Expr::Column { .. } | Expr::Int { .. } | Expr::Numeric { .. } => 0,
+            Expr::Arith { left, right, .. } => left.size() + right.size(),
+            Expr::Neg(a) | Expr::ToNumeric(a) | Expr::Widen { arg: a, .. } => a.size(),
+        }
+    }
+
     /// The table columns the expression reads.
     pub fn columns(&self, out: &mut Vec<usize>) {
         match self {
@@ -217,8 +226,19 @@ impl Expr {
         batch: &'b RecordBatch,
         at: &impl Fn(usize) -> Option<usize>,
     ) -> Result<Evaluated<'b>> {
+        self.eval_memo(batch, at, &Memo::default())
+    }
+
+    /// As [`Expr::eval`], taking the values of an operand that `memo` holds from there:
+    /// `sum(a * b)` and `sum(a * b * c)` multiply `a * b` once.
+    pub fn eval_memo<'b>(
+        &self,
+        batch: &'b RecordBatch,
+        at: &impl Fn(usize) -> Option<usize>,
+        memo: &Memo<'_, 'b>,
+    ) -> Result<Evaluated<'b>> {
         let kind = self.kind()?;
-        match self.eval_narrow(batch, at)? {
+        match self.eval_narrow(batch, at, memo)? {
             Some(e) => Ok(e),
             // A 128-bit overflow somewhere in the batch: all of it again, in 256 bits.
             None => {
@@ -238,6 +258,7 @@ impl Expr {
         &self,
         batch: &'b RecordBatch,
         at: &impl Fn(usize) -> Option<usize>,
+        memo: &Memo<'_, 'b>,
     ) -> Result<Option<Evaluated<'b>>> {
         let rows = batch.num_rows();
         let kind = self.kind()?;
@@ -292,14 +313,14 @@ impl Expr {
                 kind,
             },
             Expr::Widen { arg, .. } => {
-                let Some(mut e) = arg.eval_narrow(batch, at)? else {
+                let Some(mut e) = arg.eval_narrow(batch, at, memo)? else {
                     return Ok(None);
                 };
                 e.kind = kind;
                 e
             }
             Expr::ToNumeric(arg) => {
-                let Some(e) = arg.eval_narrow(batch, at)? else {
+                let Some(e) = arg.eval_narrow(batch, at, memo)? else {
                     return Ok(None);
                 };
                 Evaluated {
@@ -309,7 +330,7 @@ impl Expr {
                 }
             }
             Expr::Neg(arg) => {
-                let Some(e) = arg.eval_narrow(batch, at)? else {
+                let Some(e) = arg.eval_narrow(batch, at, memo)? else {
                     return Ok(None);
                 };
                 let vals = match (kind, &e.vals) {
@@ -342,14 +363,19 @@ impl Expr {
             }
             Expr::Arith { op, left, right } => {
                 // A constant operand is read as one value, not a column of copies.
-                let operand = |e: &Expr| -> Result<Option<Evaluated<'b>>> {
+                let operand = |e: &Expr| -> Result<Option<Cow<'_, Evaluated<'b>>>> {
                     match e {
-                        Expr::Numeric { .. } | Expr::Int { .. } => Ok(Some(Evaluated {
-                            vals: Vals::I64(Cow::Owned(Vec::new())),
-                            nulls: None,
-                            kind: e.kind()?,
-                        })),
-                        _ => e.eval_narrow(batch, at),
+                        Expr::Numeric { .. } | Expr::Int { .. } => {
+                            Ok(Some(Cow::Owned(Evaluated {
+                                vals: Vals::I64(Cow::Owned(Vec::new())),
+                                nulls: None,
+                                kind: e.kind()?,
+                            })))
+                        }
+                        _ => match memo.get(e) {
+                            Some(v) => Ok(Some(Cow::Borrowed(v))),
+                            None => Ok(e.eval_narrow(batch, at, memo)?.map(Cow::Owned)),
+                        },
                     }
                 };
                 let (Some(a), Some(b)) = (operand(left)?, operand(right)?) else {
@@ -507,19 +533,37 @@ impl Expr {
                 ))
             }
             Expr::ToNumeric(arg) | Expr::Widen { arg, .. } => {
-                let e = arg.eval_narrow(batch, at)?.ok_or_else(|| {
-                    Error::Internal("an integer expression overflowed 128 bits".into())
-                })?;
+                let e = arg
+                    .eval_narrow(batch, at, &Memo::default())?
+                    .ok_or_else(|| {
+                        Error::Internal("an integer expression overflowed 128 bits".into())
+                    })?;
                 let (v, n) = widen(e);
                 Ok((v, n))
             }
             _ => {
-                let e = self.eval_narrow(batch, at)?.ok_or_else(|| {
-                    Error::Internal("a leaf expression overflowed 128 bits".into())
-                })?;
+                let e = self
+                    .eval_narrow(batch, at, &Memo::default())?
+                    .ok_or_else(|| {
+                        Error::Internal("a leaf expression overflowed 128 bits".into())
+                    })?;
                 Ok(widen(e))
             }
         }
+    }
+}
+
+/// Expressions already evaluated over a batch, and their values.
+#[derive(Default)]
+pub struct Memo<'m, 'b> {
+    pub exprs: &'m [&'m Expr],
+    pub vals: &'m [Evaluated<'b>],
+}
+
+impl<'m, 'b> Memo<'m, 'b> {
+    fn get(&self, e: &Expr) -> Option<&'m Evaluated<'b>> {
+        let i = self.exprs.iter().position(|x| *x == e)?;
+        self.vals.get(i)
     }
 }
 

@@ -78,15 +78,53 @@ pub enum Partial {
 pub struct Aggregator {
     /// `None`: no GROUP BY, one group that exists even without rows.
     groups: Option<Groups>,
+    /// The distinct aggregates: `sum(x)` and `avg(x)` of a numeric, say, share one
+    /// state, as they have the same transition.
     specs: Vec<AggSpec>,
     states: Vec<State>,
+    /// The state of each aggregate asked for.
+    slot: Vec<usize>,
+    /// The distinct arguments, smaller ones first (an argument inside another is
+    /// evaluated first, and once), and the argument of each state.
+    args: Vec<Expr>,
+    arg_of: Vec<Option<usize>>,
     /// Reused per batch.
     group_of: Vec<u32>,
 }
 
 impl Aggregator {
     /// `keys`: the GROUP BY columns (table column, type); `specs`: the aggregates.
-    pub fn new(keys: Vec<(usize, ColumnType)>, specs: Vec<AggSpec>) -> Result<Aggregator> {
+    pub fn new(keys: Vec<(usize, ColumnType)>, asked: Vec<AggSpec>) -> Result<Aggregator> {
+        let mut specs: Vec<AggSpec> = Vec::new();
+        let mut slot = Vec::with_capacity(asked.len());
+        for spec in asked {
+            // The same transition over the same argument (`AggFn` names transitions:
+            // `sum` and `avg` of a numeric are one): one state.
+            match specs.iter().position(|s| *s == spec) {
+                Some(i) => slot.push(i),
+                None => {
+                    slot.push(specs.len());
+                    specs.push(spec);
+                }
+            }
+        }
+        let mut args: Vec<Expr> = Vec::new();
+        for spec in &specs {
+            if let Some(arg) = &spec.arg {
+                if !args.contains(arg) {
+                    args.push(arg.clone());
+                }
+            }
+        }
+        args.sort_by_key(Expr::size);
+        let arg_of = specs
+            .iter()
+            .map(|s| {
+                s.arg
+                    .as_ref()
+                    .and_then(|a| args.iter().position(|x| x == a))
+            })
+            .collect();
         let mut states = Vec::with_capacity(specs.len());
         for spec in &specs {
             // count(x) reads only x's NULLs: any column type.
@@ -106,6 +144,9 @@ impl Aggregator {
             groups: (!keys.is_empty()).then(|| Groups::new(keys)),
             specs,
             states,
+            slot,
+            args,
+            arg_of,
             group_of: Vec::new(),
         };
         a.reset();
@@ -158,7 +199,32 @@ impl Aggregator {
                 Some(&self.group_of[..])
             }
         };
-        for (spec, state) in self.specs.iter().zip(&mut self.states) {
+        // Each distinct argument once (those only counted are not evaluated).
+        let needed: Vec<bool> = (0..self.args.len())
+            .map(|i| {
+                self.specs
+                    .iter()
+                    .zip(&self.arg_of)
+                    .any(|(s, a)| *a == Some(i) && !counts_column(s))
+            })
+            .collect();
+        let mut exprs: Vec<&Expr> = Vec::with_capacity(self.args.len());
+        let mut vals: Vec<expr::Evaluated<'_>> = Vec::with_capacity(self.args.len());
+        let mut index = vec![usize::MAX; self.args.len()];
+        for (i, arg) in self.args.iter().enumerate() {
+            if !needed[i] {
+                continue;
+            }
+            let memo = expr::Memo {
+                exprs: &exprs,
+                vals: &vals,
+            };
+            let v = arg.eval_memo(batch, at, &memo)?;
+            index[i] = vals.len();
+            exprs.push(arg);
+            vals.push(v);
+        }
+        for ((spec, state), arg) in self.specs.iter().zip(&mut self.states).zip(&self.arg_of) {
             match &spec.arg {
                 None => state.count_rows(groups, batch.num_rows()),
                 Some(Expr::Column { column, .. }) if spec.func == AggFn::Count => {
@@ -171,7 +237,13 @@ impl Aggregator {
                         batch.num_rows(),
                     );
                 }
-                Some(arg) => state.update(groups, &arg.eval(batch, at)?)?,
+                Some(_) => {
+                    let i = arg.map(|i| index[i]).filter(|&i| i != usize::MAX);
+                    let v = i.and_then(|i| vals.get(i)).ok_or_else(|| {
+                        Error::Internal("an aggregate argument not evaluated".into())
+                    })?;
+                    state.update(groups, v)?;
+                }
             }
         }
         Ok(())
@@ -205,10 +277,15 @@ impl Aggregator {
         self.groups.as_ref().map_or(Ok(Vec::new()), |k| k.key(g))
     }
 
-    /// Group `g`'s state of aggregate `a`.
+    /// Group `g`'s state of aggregate `a` (in the order asked for).
     pub fn partial(&self, g: usize, a: usize) -> Partial {
-        self.states[a].partial(g)
+        self.states[self.slot[a]].partial(g)
     }
+}
+
+/// Whether the aggregate reads only its column's NULLs (`count(x)`).
+fn counts_column(s: &AggSpec) -> bool {
+    s.func == AggFn::Count && matches!(s.arg, Some(Expr::Column { .. }))
 }
 
 /// `mantissa / 10^scale` in decimal, as Postgres's `numeric_in` reads it.

@@ -157,6 +157,28 @@ fn specs() -> Vec<AggSpec> {
             func: AggFn::Min,
             arg: Some(Expr::Neg(Box::new(col(3, ColumnType::Int64, 19)))),
         },
+        // sum(n) again (`avg(n)` has its transition): the state of aggregate 5, shared.
+        AggSpec {
+            func: AggFn::SumNumeric,
+            arg: Some(col(4, num2(), 18)),
+        },
+        // n * (1 - n): inside aggregate 6's argument, evaluated once for both.
+        AggSpec {
+            func: AggFn::SumNumeric,
+            arg: Some(Expr::Arith {
+                op: Op::Mul,
+                left: n(),
+                right: Box::new(Expr::Arith {
+                    op: Op::Sub,
+                    left: Box::new(Expr::Numeric {
+                        mantissa: 1,
+                        scale: 0,
+                        nan: false,
+                    }),
+                    right: n(),
+                }),
+            }),
+        },
     ]
 }
 
@@ -209,6 +231,18 @@ fn reference(rows: &[Row]) -> Option<BTreeMap<Key, Vec<Partial>>> {
                     value: None,
                     kind: Kind::Int64,
                 },
+                Partial::Numeric {
+                    n: 0,
+                    nan: 0,
+                    sum: i256::ZERO,
+                    scale: 2,
+                },
+                Partial::Numeric {
+                    n: 0,
+                    nan: 0,
+                    sum: i256::ZERO,
+                    scale: 4,
+                },
             ]
         });
         if let Partial::Int8(Some(c)) = &mut s[0] {
@@ -243,6 +277,8 @@ fn reference(rows: &[Row]) -> Option<BTreeMap<Key, Vec<Partial>>> {
             for (i, v) in [
                 (5, num(n)),
                 (6, num(n).map(|x| x * (hundred - x) * (hundred + x))),
+                (11, num(n)),
+                (12, num(n).map(|x| x * (hundred - x))),
             ] {
                 if let Partial::Numeric { n, nan, sum, .. } = &mut s[i] {
                     match v {
@@ -293,7 +329,7 @@ fn aggregate(batches: &[Vec<Row>]) -> Result<BTreeMap<Key, Vec<Partial>>> {
                 _ => None,
             },
         );
-        out.insert(k, (0..agg.specs.len()).map(|a| agg.partial(g, a)).collect());
+        out.insert(k, (0..agg.slot.len()).map(|a| agg.partial(g, a)).collect());
     }
     Ok(out)
 }

@@ -356,13 +356,126 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
                 .column(0)
                 .clone());
         };
-        let skip = first - pages.first_row;
-        if first < pages.first_row || skip + count > pages.rows {
+        if first < pages.first_row || first - pages.first_row + count > pages.rows {
             return Err(Error::Corrupted(format!(
                 "granule {g} column {column}: pages of rows {}+{} for rows {first}+{count}",
                 pages.first_row, pages.rows
             )));
         }
+        let skip = first - pages.first_row;
+        let selection: Vec<RowSelector> = [
+            RowSelector::skip(skip),
+            RowSelector::select(count),
+            RowSelector::skip(pages.rows - skip - count),
+        ]
+        .into_iter()
+        .filter(|s| s.row_count > 0)
+        .collect();
+        let served = pages.rows;
+        self.decode_pages(
+            column,
+            g,
+            served,
+            Box::new(pages),
+            Some(RowSelection::from(selection)),
+            count,
+        )
+    }
+
+    /// Columns `columns` of granule `g` as arrays: every row, or only the rows
+    /// `selection` selects. Each column is decoded from its chunk's pages with the
+    /// thread's zstd context (`page_window::chunk_pages`), and pages the selection skips
+    /// are not even decompressed; a column whose pages that module leaves to Parquet goes
+    /// through Parquet's reader. The source must hold the chunks
+    /// (`SparsePart::fetch_chunks`).
+    pub fn read_granule(
+        &self,
+        columns: &[usize],
+        g: usize,
+        selection: Option<&RowSelection>,
+    ) -> Result<Vec<ArrayRef>> {
+        let rows = self
+            .granule_len(g)
+            .ok_or_else(|| Error::Corrupted(format!("granule {g} does not exist")))?
+            as usize;
+        let selected = selection.map_or(rows, RowSelection::row_count);
+        columns
+            .iter()
+            .map(|&column| {
+                if column >= self.levels.len() {
+                    return Err(Error::Internal(format!("no column {column} in a part")));
+                }
+                if let Some(ty) = &self.nulls_for[column] {
+                    return Ok(arrow_array::new_null_array(ty, selected));
+                }
+                let metadata = self.metadata.metadata();
+                match page_window::chunk_pages(
+                    &self.source,
+                    metadata,
+                    &self.dictionaries,
+                    g,
+                    column,
+                )? {
+                    Some(pages) => self.decode_pages(
+                        column,
+                        g,
+                        rows,
+                        Box::new(pages),
+                        selection.cloned(),
+                        selected,
+                    ),
+                    None => self.granule_by_parquet(column, g, selection, selected),
+                }
+            })
+            .collect()
+    }
+
+    /// Column `column` of granule `g` through Parquet's own reader.
+    fn granule_by_parquet(
+        &self,
+        column: usize,
+        g: usize,
+        selection: Option<&RowSelection>,
+        selected: usize,
+    ) -> Result<ArrayRef> {
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            self.source.clone(),
+            self.metadata.clone(),
+        );
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
+        let mut builder = builder
+            .with_projection(mask)
+            .with_row_groups(vec![g])
+            .with_batch_size(selected.max(1));
+        if let Some(selection) = selection {
+            builder = builder.with_row_selection(selection.clone());
+        }
+        let reader = builder
+            .build()
+            .map_err(|e| format_error("reading a part", e))?;
+        let batches = PartBatches {
+            inner: reader,
+            failed: false,
+            splice: None,
+        };
+        let arrays = batches
+            .map(|b| b.map(|b| b.column(0).clone()))
+            .collect::<Result<Vec<_>>>()?;
+        one_array(arrays, g, selected)
+    }
+
+    /// The rows `selection` selects (all without one) of the `served` rows `pages` hold
+    /// of column `column` of granule `g`, decoded by Parquet's array reader; `expect` of
+    /// them.
+    fn decode_pages(
+        &self,
+        column: usize,
+        g: usize,
+        served: usize,
+        pages: Box<dyn parquet::column::page::PageReader>,
+        selection: Option<RowSelection>,
+        expect: usize,
+    ) -> Result<ArrayRef> {
         let levels = match self.levels[column].get() {
             Some(levels) => levels,
             None => {
@@ -376,47 +489,32 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
                 self.levels[column].get_or_init(|| levels)
             }
         };
-        let served = pages.rows;
+        let metadata = self.metadata.metadata();
         let groups = page_window::WindowRowGroups {
             metadata,
             granule: g,
-            column,
-            pages: std::sync::Mutex::new(Some(pages)),
+            pages: std::sync::Mutex::new(vec![(column, pages)]),
             rows: served,
         };
-        let selection: Vec<RowSelector> = [
-            RowSelector::skip(skip),
-            RowSelector::select(count),
-            RowSelector::skip(served - skip - count),
-        ]
-        .into_iter()
-        .filter(|s| s.row_count > 0)
-        .collect();
         // As in `PartBatches`: a decoder's assertion on damaged bytes is a corruption.
-        let read = || -> Result<RecordBatch> {
-            let mut reader = ParquetRecordBatchReader::try_new_with_row_groups(
+        let read = || -> Result<Vec<ArrayRef>> {
+            let reader = ParquetRecordBatchReader::try_new_with_row_groups(
                 levels,
                 &groups,
-                count,
-                Some(RowSelection::from(selection)),
+                expect.max(1),
+                selection,
             )
             .map_err(|e| format_error("reading a part", e))?;
             reader
-                .next()
-                .ok_or_else(|| {
-                    Error::Corrupted(format!("granule {g}: rows {first}+{count} missing"))
-                })?
-                .map_err(|e| format_error("decoding a part", e))
+                .map(|b| {
+                    b.map(|b| b.column(0).clone())
+                        .map_err(|e| format_error("decoding a part", e))
+                })
+                .collect()
         };
-        let batch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
+        let arrays = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
             .unwrap_or_else(|panic| Err(Error::Corrupted(panic_message(&panic))))?;
-        if batch.num_rows() != count || batch.num_columns() != 1 {
-            return Err(Error::Corrupted(format!(
-                "granule {g}: {} rows read, expected {count}",
-                batch.num_rows()
-            )));
-        }
-        Ok(batch.column(0).clone())
+        one_array(arrays, g, expect)
     }
 
     /// Batches of the chosen `columns` (positions) from the chosen `granules`, in order.
@@ -474,6 +572,30 @@ fn check_chunk_ranges(metadata: &ParquetMetaData, len: u64) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The one array `arrays` holds (or their concatenation): `expect` rows of granule `g`.
+fn one_array(mut arrays: Vec<ArrayRef>, g: usize, expect: usize) -> Result<ArrayRef> {
+    let array = match arrays.len() {
+        1 => arrays.pop().expect("one"),
+        0 => {
+            return Err(Error::Corrupted(format!(
+                "granule {g}: no rows read, expected {expect}"
+            )))
+        }
+        _ => {
+            let parts: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+            arrow_select::concat::concat(&parts)
+                .map_err(|e| Error::Internal(format!("joining decoded batches: {e}")))?
+        }
+    };
+    if array.len() != expect {
+        return Err(Error::Corrupted(format!(
+            "granule {g}: {} rows read, expected {expect}",
+            array.len()
+        )));
+    }
+    Ok(array)
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -1,0 +1,281 @@
+//! The scan of a table's parts that every sequential read shares: which parts to read
+//! (their summaries may match the predicates), which granules of each (theirs may
+//! match), batches of the columns read (and the row-number column, for TIDs) holding only
+//! the rows that pass the vectorized qual and the row predicates — with counters of what
+//! was scanned and skipped. Parts are opened from any [`PageStore`]; which part comes
+//! next (a parallel scan's participants claim them) is the caller's.
+//!
+//! A granule is read column by column (late materialization, [`granule`]): the qual's
+//! columns first, conjunct by conjunct, stopping at the first conjunct that leaves no
+//! row; the other columns only when rows are left, and of them only the pages holding a
+//! row left. A conjunct the granule's statistics prove true for every row is not
+//! evaluated, nor its columns decoded.
+
+mod granule;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+
+use arrow_array::RecordBatch;
+
+use crate::columnar::prune::{GranuleStats, Predicate};
+use crate::columnar::qual::Qual;
+use crate::columnar::scan_plan::ScanCounters;
+use crate::columnar::stored::{OpenPart, PartRow};
+use crate::columnar::{ColumnType, TableSchema};
+use crate::error::{Error, Result};
+use crate::storage::PageStore;
+
+pub struct PartScan {
+    schema: TableSchema,
+    /// Table columns read, ascending.
+    read: Vec<usize>,
+    preds: Vec<Predicate>,
+    /// How many of `preds` (the first ones) also filter rows; the rest only prune.
+    row_preds: usize,
+    /// The quals evaluated here instead of by Postgres (`qual`), if any.
+    qual: Option<Qual>,
+    row_numbers: bool,
+    pub counters: ScanCounters,
+    /// Rows the qual and predicates dropped, not yet taken by [`PartScan::take_filtered`].
+    filtered: u64,
+}
+
+/// Where a scan is in an open part: the granules left to read, their statistics (when
+/// the scan has a qual or predicates), and the rest of a granule larger than a batch.
+pub struct PartCursor {
+    granules: VecDeque<usize>,
+    stats: Option<Vec<GranuleStats>>,
+    pending: Option<(RecordBatch, usize)>,
+    batch_rows: usize,
+}
+
+impl PartCursor {
+    /// The next at most `batch_rows` rows of the granule read last.
+    fn take_pending(&mut self) -> Option<RecordBatch> {
+        let (batch, from) = self.pending.take()?;
+        let n = (batch.num_rows() - from).min(self.batch_rows);
+        let out = batch.slice(from, n);
+        if from + n < batch.num_rows() {
+            self.pending = Some((batch, from + n));
+        }
+        Some(out)
+    }
+}
+
+impl PartScan {
+    pub fn new(
+        schema: &TableSchema,
+        read: Vec<usize>,
+        preds: Vec<Predicate>,
+        row_numbers: bool,
+    ) -> PartScan {
+        PartScan {
+            schema: schema.clone(),
+            read,
+            row_preds: preds.len(),
+            preds,
+            qual: None,
+            row_numbers,
+            counters: Default::default(),
+            filtered: 0,
+        }
+    }
+
+    pub fn read(&self) -> &[usize] {
+        &self.read
+    }
+
+    /// Rows must satisfy `qual` (its columns must be among those read); parts and
+    /// granules where no row can are skipped. Only the first `row_preds` predicates
+    /// still filter rows (the others repeat the qual's tests).
+    pub fn set_qual(&mut self, qual: Qual, row_preds: usize) {
+        debug_assert!(qual.columns().iter().all(|c| self.read.contains(c)));
+        self.row_preds = row_preds.min(self.preds.len());
+        self.qual = Some(qual);
+    }
+
+    /// Batches without the row-number column (their rows need no TIDs).
+    pub fn without_row_numbers(&mut self) {
+        self.row_numbers = false;
+    }
+
+    /// Parts opened from now on are decoded with `schema` (a table rewrite reads the old
+    /// parts with the old column types).
+    pub fn set_schema(&mut self, schema: &TableSchema) {
+        self.schema = schema.clone();
+    }
+
+    /// The parts of `parts` whose summaries may match the predicates (the others are
+    /// counted as skipped).
+    pub fn prune_parts(&mut self, parts: Vec<PartRow>) -> Result<Vec<PartRow>> {
+        if self.preds.is_empty() && self.qual.is_none() {
+            self.counters.parts_scanned += parts.len() as u64;
+            return Ok(parts);
+        }
+        let summaries = parts
+            .iter()
+            .map(|p| crate::columnar::scan_plan::decode_stats(&p.stats))
+            .collect::<Result<Vec<_>>>()?;
+        let mut kept =
+            crate::columnar::scan_plan::prune_parts(&summaries, &self.preds, &mut self.counters);
+        if let Some(q) = &self.qual {
+            let before = kept.len();
+            kept.retain(|&i| q.may_pass(&summaries[i]));
+            let skipped = (before - kept.len()) as u64;
+            self.counters.parts_scanned -= skipped;
+            self.counters.parts_skipped += skipped;
+        }
+        let mut parts: Vec<Option<PartRow>> = parts.into_iter().map(Some).collect();
+        Ok(kept.into_iter().filter_map(|i| parts[i].take()).collect())
+    }
+
+    /// The columns a batch holds: those read, then the row-number column if asked for.
+    fn batch_columns(&self, part: &OpenPart) -> Vec<usize> {
+        let mut c = self.read.clone();
+        if self.row_numbers {
+            c.push(part.reader.row_column());
+        }
+        c
+    }
+
+    /// Opens part `row` from `store` to read it in batches of at most `batch_rows` rows,
+    /// over the granules that may match; `None` when none may.
+    pub fn open(
+        &mut self,
+        store: &impl PageStore,
+        row: PartRow,
+        batch_rows: usize,
+    ) -> Result<Option<(OpenPart, PartCursor)>> {
+        let part = OpenPart::open_from(store, &self.schema, row, false)?;
+        let (granules, stats) = if self.preds.is_empty() && self.qual.is_none() {
+            self.counters.granules_scanned += part.reader.granules() as u64;
+            ((0..part.reader.granules()).collect(), None)
+        } else {
+            let stats = part.reader.granule_stats()?;
+            (self.granules_that_may_match(&stats), Some(stats))
+        };
+        if granules.is_empty() {
+            return Ok(None);
+        }
+        let cursor = PartCursor {
+            granules: granules.into(),
+            stats,
+            pending: None,
+            batch_rows: batch_rows.max(1),
+        };
+        Ok(Some((part, cursor)))
+    }
+
+    /// The next batch of `part` of rows that pass the qual and the row predicates (never
+    /// empty); `None` when the part has no more.
+    pub fn next_batch(
+        &mut self,
+        store: &impl PageStore,
+        part: &OpenPart,
+        cursor: &mut PartCursor,
+    ) -> Result<Option<RecordBatch>> {
+        loop {
+            if let Some(batch) = cursor.take_pending() {
+                return Ok(Some(batch));
+            }
+            let Some(g) = cursor.granules.pop_front() else {
+                return Ok(None);
+            };
+            let columns = self.batch_columns(part);
+            let stats = cursor.stats.as_ref().and_then(|s| s.get(g));
+            if let Some(batch) = self.granule(store, part, g, stats, &columns)? {
+                let batch = self.filter_preds(batch)?;
+                if batch.num_rows() > 0 {
+                    cursor.pending = Some((batch, 0));
+                }
+            }
+        }
+    }
+
+    /// The granules whose statistics may match the predicates and the qual (the others
+    /// counted as skipped).
+    fn granules_that_may_match(&mut self, stats: &[GranuleStats]) -> Vec<usize> {
+        let mut kept =
+            crate::columnar::scan_plan::prune_granules(stats, &self.preds, &mut self.counters);
+        if let Some(q) = &self.qual {
+            let before = kept.len();
+            kept.retain(|&g| q.may_pass(&stats[g]));
+            let skipped = (before - kept.len()) as u64;
+            self.counters.granules_scanned -= skipped;
+            self.counters.granules_skipped += skipped;
+        }
+        kept
+    }
+
+    /// How many rows of part `row` the scan returns, and how many of those were counted
+    /// from metadata alone: the whole part when the scan has no quals (the catalog's row
+    /// count, the part not even opened), else every granule whose statistics prove that
+    /// all its rows pass; of the other granules only the qual's columns are decoded.
+    ///
+    /// Exact while parts hold no deleted rows (nothing deletes from a part yet): once
+    /// delete masks exist, a granule with deletions must be decoded instead.
+    pub fn count(&mut self, store: &impl PageStore, row: PartRow) -> Result<(u64, u64)> {
+        if self.preds.is_empty() && self.qual.is_none() {
+            return Ok((row.row_count, row.row_count));
+        }
+        let part = OpenPart::open_from(store, &self.schema, row, false)?;
+        let stats = part.reader.granule_stats()?;
+        let kept = self.granules_that_may_match(&stats);
+        // Predicates that still drop rows are quals not vectorized: they need their
+        // columns, and no granule is answered from metadata.
+        let columns = if self.row_preds == 0 {
+            Vec::new()
+        } else {
+            self.read.clone()
+        };
+        let mut from_metadata = 0;
+        let mut total = 0;
+        for g in kept {
+            if self.row_preds == 0 && self.qual.as_ref().is_some_and(|q| q.all_pass(&stats[g])) {
+                from_metadata += part.reader.granule_len(g).unwrap_or(0);
+                continue;
+            }
+            if let Some(batch) = self.granule(store, &part, g, Some(&stats[g]), &columns)? {
+                total += self.filter_preds(batch)?.num_rows() as u64;
+            }
+        }
+        Ok((total + from_metadata, from_metadata))
+    }
+
+    /// `batch` without the rows that certainly fail a row predicate (counted as
+    /// filtered).
+    fn filter_preds(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
+        if self.row_preds == 0 {
+            return Ok(batch);
+        }
+        let types: Vec<ColumnType> = self
+            .read
+            .iter()
+            .map(|&c| self.schema.columns[c].ty)
+            .collect();
+        let preds: Vec<(usize, &Predicate)> = self.preds[..self.row_preds]
+            .iter()
+            .filter_map(|p| {
+                self.read
+                    .iter()
+                    .position(|&c| c == p.column())
+                    .map(|k| (k, p))
+            })
+            .collect();
+        if batch.num_columns() < self.read.len() {
+            return Err(Error::Internal(
+                "row predicates over a batch without the columns read".into(),
+            ));
+        }
+        let kept = crate::columnar::filter::filter_batch(&batch, &types, &preds)?;
+        self.filtered += (batch.num_rows() - kept.num_rows()) as u64;
+        Ok(kept)
+    }
+
+    /// The rows dropped by the qual and the predicates since the last call.
+    pub fn take_filtered(&mut self) -> u64 {
+        std::mem::take(&mut self.filtered)
+    }
+}
