@@ -1,15 +1,19 @@
-//! The table AM's own scans: sequential (also parallel: participants claim whole parts
-//! from a shared counter) and ANALYZE's block sampling.
+//! The table AM's own scans: sequential (also parallel: participants claim granules from
+//! a shared word, `epiphany_core::columnar::part_scan::claim`) and ANALYZE's block
+//! sampling.
 //!
 //! A scan sees the parts whose catalog rows its snapshot sees; every participant of a
 //! parallel scan reads the same list with the same (restored) snapshot.
 
 #![allow(unsafe_code)] // glue: calls into Postgres, each block with its SAFETY line
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
-use epiphany_core::columnar::part_scan::{PartCursor, PartScan};
+use epiphany_core::columnar::part_scan::top_n::{self, TopN, TopNSpec};
+use epiphany_core::columnar::part_scan::{claim, PartCursor, PartScan};
 use epiphany_core::columnar::prune::Predicate;
 use epiphany_core::columnar::scan_plan::ScanCounters;
 use epiphany_core::pg::buffer::Rel;
@@ -27,6 +31,11 @@ use epiphany_core::pg::page_store::RelationPageStore;
 /// Rows decoded per batch.
 const BATCH_ROWS: usize = 8192;
 
+/// Granules a parallel scan's participant claims at a time: one (8,192 rows by
+/// default) keeps two or three processes finishing together; a claim costs one
+/// compare-and-swap.
+const GRANULES_PER_CLAIM: usize = 1;
+
 #[repr(C)]
 pub struct ScanDesc {
     base: pg_sys::TableScanDescData,
@@ -34,11 +43,13 @@ pub struct ScanDesc {
 }
 
 /// What the participants of a parallel scan share, in dynamic shared memory: the next
-/// part to claim, and the granules all of them scanned and skipped (so the leader's
-/// EXPLAIN shows the whole scan, not its own share).
+/// granule to claim (`claim`'s word) or, counting rows, the next part, and the granules
+/// all of them scanned and skipped (so the leader's EXPLAIN shows the whole scan, not its
+/// own share).
 #[repr(C)]
 #[derive(Default)]
 pub struct SharedProgress {
+    next_granule: AtomicU64,
     next_part: AtomicU64,
     granules_scanned: AtomicU64,
     granules_skipped: AtomicU64,
@@ -47,6 +58,7 @@ pub struct SharedProgress {
 impl SharedProgress {
     /// Back to the start (a rescan).
     pub fn reset(&self) {
+        self.next_granule.store(0, Ordering::Relaxed);
         self.next_part.store(0, Ordering::Relaxed);
         self.granules_scanned.store(0, Ordering::Relaxed);
         self.granules_skipped.store(0, Ordering::Relaxed);
@@ -59,6 +71,40 @@ impl SharedProgress {
             self.granules_skipped.load(Ordering::Relaxed),
         )
     }
+}
+
+/// A Top-N scan's state: what it returned, the position of the ordered column in a
+/// batch, the granules in reading order (once every part is open), how many were read.
+struct TopNScan {
+    top: TopN,
+    key: usize,
+    order: Option<TopNOrder>,
+    next: usize,
+    read: u64,
+}
+
+/// Every part a Top-N scan opened, and their granules in reading order as (part,
+/// granule of those the part's cursor has left, rank).
+struct TopNOrder {
+    parts: Vec<(Rc<OpenPart>, PartCursor)>,
+    granules: Vec<(usize, usize, i128)>,
+}
+
+impl TopNScan {
+    fn restart(&mut self) {
+        self.top.reset();
+        self.next = 0;
+        self.read = 0;
+    }
+}
+
+/// A part a parallel scan's participant opened to claim granules of: its cursor over the
+/// granules pruning left (`None`: none), and the pruning counters, added to the scan's
+/// only by the participant that owns the part.
+struct Opened {
+    index: usize,
+    part: Option<(Rc<OpenPart>, PartCursor)>,
+    counters: ScanCounters,
 }
 
 /// A parallel scan's shared state, in dynamic shared memory.
@@ -74,7 +120,11 @@ pub struct ScanState {
     /// Columns read, pruning by the custom scan's quals, counters (`epiphany_core`).
     scan: PartScan,
     next_part: usize,
-    current: Option<(OpenPart, PartCursor)>,
+    current: Option<(Rc<OpenPart>, PartCursor)>,
+    /// A parallel scan: the part this participant opened last to claim granules of.
+    opened: Option<Opened>,
+    /// A Top-N scan reads granules in the order of its statistics and stops early.
+    top_n: Option<TopNScan>,
     batch: Option<(DatumBatch, usize)>,
     /// Per-row memory: by-reference datums of the row in the slot.
     pub(super) row_context: RowContext,
@@ -110,6 +160,8 @@ impl ScanState {
             scan,
             next_part: 0,
             current: None,
+            opened: None,
+            top_n: None,
             batch: None,
             row_context,
             sample: None,
@@ -152,6 +204,35 @@ impl ScanState {
         Ok(())
     }
 
+    /// Reads granules in the order `spec` sorts their rows and stops once none left can
+    /// hold one of the first `spec.rows` rows (see `top_n`). Every row returned must
+    /// reach the Sort above: the plan has no qual of Postgres's.
+    pub fn set_top_n(&mut self, spec: TopNSpec) -> Result<(), Error> {
+        let key = self
+            .scan
+            .read()
+            .iter()
+            .position(|&c| c == spec.column)
+            .ok_or_else(|| Error::Internal("Top-N by a column the scan does not read".into()))?;
+        self.scan.with_granule_stats();
+        self.top_n = Some(TopNScan {
+            top: TopN::new(spec),
+            key,
+            order: None,
+            next: 0,
+            read: 0,
+        });
+        Ok(())
+    }
+
+    /// A Top-N scan's spec and granules read of those it could have read.
+    pub fn top_n(&self) -> Option<(TopNSpec, u64, u64)> {
+        self.top_n.as_ref().map(|t| {
+            let total = t.order.as_ref().map_or(0, |o| o.granules.len()) as u64;
+            (t.top.spec(), t.read, total)
+        })
+    }
+
     /// Rows are returned without TIDs (the custom scan of a query that does not read
     /// `ctid`): the row-number column is then not read at all.
     pub fn without_tids(&mut self) {
@@ -191,7 +272,11 @@ impl ScanState {
     pub fn restart(&mut self) {
         self.next_part = 0;
         self.current = None;
+        self.opened = None;
         self.batch = None;
+        if let Some(t) = &mut self.top_n {
+            t.restart();
+        }
     }
 
     /// The next row into `slot`; false at the end.
@@ -220,6 +305,9 @@ impl ScanState {
                 // are converted (Postgres still checks every qual).
                 match self.scan.next_batch(&store, part, cursor)? {
                     Some(batch) => {
+                        if let Some(t) = &mut self.top_n {
+                            t.top.returned(batch.column(t.key))?;
+                        }
                         // SAFETY: the previous batch's datums are no longer in any slot
                         // (the slot is cleared before every row stored).
                         let decoded = unsafe {
@@ -246,21 +334,136 @@ impl ScanState {
         }
     }
 
-    /// Claims and opens the next part (a parallel scan's participants claim them from
-    /// `shared`); false when none is left.
+    /// Opens the next part, or in a parallel scan claims the next granules; false when
+    /// none is left.
     fn open_next(&mut self, rel: Rel<'_>, shared: Option<&SharedProgress>) -> Result<bool, Error> {
-        let Some(row) = self.claim(shared) else {
+        if let Some(shared) = shared {
+            return self.claim_granules(rel, shared);
+        }
+        if self.top_n.is_some() {
+            return self.next_top_n(rel);
+        }
+        let Some(row) = self.claim(None) else {
             return Ok(false);
         };
-        let before = self.scan.counters;
         let store = RelationPageStore::new(rel);
-        let opened = self.scan.open(&store, row, BATCH_ROWS)?;
-        self.share_counters(before, shared);
-        self.current = opened;
+        self.current = self
+            .scan
+            .open(&store, row, BATCH_ROWS)?
+            .map(|(part, cursor)| (Rc::new(part), cursor));
         Ok(true)
     }
 
-    /// The next part to read: this scan's next, or the next no participant has claimed.
+    /// A Top-N scan's next granule into `current`: every part opened at the first call,
+    /// their granules put in order; false once the rest cannot hold a first row.
+    fn next_top_n(&mut self, rel: Rel<'_>) -> Result<bool, Error> {
+        let store = RelationPageStore::new(rel);
+        let Some(t) = &mut self.top_n else {
+            return Ok(false);
+        };
+        if t.order.is_none() {
+            let mut parts = Vec::new();
+            let mut granules = Vec::new();
+            let mut ranks = Vec::new();
+            for row in &self.parts {
+                let Some((part, cursor)) = self.scan.open(&store, row.clone(), BATCH_ROWS)? else {
+                    continue;
+                };
+                for (k, (rows, stats)) in cursor
+                    .column_stats(t.top.spec().column)
+                    .into_iter()
+                    .enumerate()
+                {
+                    granules.push((parts.len(), k));
+                    ranks.push(t.top.granule_rank(stats, rows));
+                }
+                parts.push((Rc::new(part), cursor));
+            }
+            // Granules count as skipped until read.
+            let counters = &mut self.scan.counters;
+            counters.granules_scanned -= ranks.len() as u64;
+            counters.granules_skipped += ranks.len() as u64;
+            let order = top_n::reading_order(&ranks);
+            t.order = Some(TopNOrder {
+                granules: order
+                    .into_iter()
+                    .map(|i| (granules[i].0, granules[i].1, ranks[i]))
+                    .collect(),
+                parts,
+            });
+        }
+        let order = t.order.as_ref().expect("ordered above");
+        let Some(&(p, k, rank)) = order.granules.get(t.next) else {
+            return Ok(false);
+        };
+        if t.top.done_before(rank) {
+            return Ok(false);
+        }
+        t.next += 1;
+        t.read += 1;
+        self.scan.counters.granules_scanned += 1;
+        self.scan.counters.granules_skipped -= 1;
+        let (part, cursor) = &order.parts[p];
+        self.current = Some((Rc::clone(part), cursor.claimed(k..k + 1)));
+        Ok(true)
+    }
+
+    /// Claims the next granules of a parallel scan into `current`, opening their part
+    /// if this participant has not yet; false when every granule is claimed.
+    fn claim_granules(&mut self, rel: Rel<'_>, shared: &SharedProgress) -> Result<bool, Error> {
+        let store = RelationPageStore::new(rel);
+        let before = self.scan.counters;
+        // The pruning counters of the part opened last, until `owns` takes them.
+        let last = Cell::new(self.opened.as_ref().map(|o| (o.index, o.counters)));
+        let owned = Cell::new(ScanCounters::default());
+        let (scan, parts, opened) = (&mut self.scan, &self.parts, &mut self.opened);
+        let claimed = claim::claim(
+            &shared.next_granule,
+            parts.len(),
+            GRANULES_PER_CLAIM,
+            |p| {
+                if opened.as_ref().map(|o| o.index) != Some(p) {
+                    let start = scan.counters;
+                    let part = scan.open(&store, parts[p].clone(), BATCH_ROWS)?;
+                    let counters = scan.counters - start;
+                    scan.counters = start;
+                    last.set(Some((p, counters)));
+                    *opened = Some(Opened {
+                        index: p,
+                        part: part.map(|(part, cursor)| (Rc::new(part), cursor)),
+                        counters,
+                    });
+                }
+                Ok(opened
+                    .as_ref()
+                    .and_then(|o| o.part.as_ref())
+                    .map_or(0, |(_, cursor)| cursor.granules_left()))
+            },
+            |p| {
+                if let Some((q, c)) = last.get() {
+                    if q == p {
+                        owned.set(owned.get() + c);
+                    }
+                }
+            },
+        )?;
+        self.scan.counters = self.scan.counters + owned.get();
+        self.share_counters(before, Some(shared));
+        let Some(claimed) = claimed else {
+            return Ok(false);
+        };
+        let (part, cursor) = self
+            .opened
+            .as_ref()
+            .filter(|o| o.index == claimed.part)
+            .and_then(|o| o.part.as_ref())
+            .ok_or_else(|| Error::Internal("granules claimed of a part not open".into()))?;
+        self.current = Some((Rc::clone(part), cursor.claimed(claimed.granules)));
+        Ok(true)
+    }
+
+    /// The next part to read: this scan's next, or the next no participant has claimed
+    /// (counting rows, a parallel scan's participants claim whole parts).
     fn claim(&mut self, shared: Option<&SharedProgress>) -> Option<PartRow> {
         let index = match shared {
             None => {
@@ -316,7 +519,12 @@ impl ScanState {
             if let Some((part, cursor)) = &mut self.current {
                 let store = RelationPageStore::new(rel);
                 match self.scan.next_batch(&store, part, cursor)? {
-                    Some(batch) => return Ok(Some(batch)),
+                    Some(batch) => {
+                        if let Some(t) = &mut self.top_n {
+                            t.top.returned(batch.column(t.key))?;
+                        }
+                        return Ok(Some(batch));
+                    }
                     None => self.current = None,
                 }
             }
@@ -405,9 +613,7 @@ pub unsafe extern "C-unwind" fn scan_rescan(
     // SAFETY: a descriptor from scan_begin.
     unsafe {
         let state = state(scan);
-        state.next_part = 0;
-        state.current = None;
-        state.batch = None;
+        state.restart();
         state.bitmap = None;
         state.sample = None;
         state.sample_cursor = 0;

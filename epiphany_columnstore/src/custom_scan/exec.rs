@@ -117,6 +117,10 @@ pub(super) unsafe extern "C-unwind" fn begin(
         state
             .project_and_prune(read, preds, qual.map(|q| (q, row_preds)))
             .or_report_in(rel);
+        let private = (*(plan as *mut pg_sys::CustomScan)).custom_private;
+        if let Some(spec) = super::top_n::spec_of(private) {
+            state.set_top_n(spec).or_report_in(rel);
+        }
         let ctid = pg_sys::SelfItemPointerAttributeNumber - offset;
         if !pg_sys::bms_is_member(ctid, attrs) && (*estate).es_rowmarks.is_null() {
             state.without_tids();
@@ -307,11 +311,42 @@ pub(super) unsafe extern "C-unwind" fn explain(
         }
         // The reason the aggregate above was not vectorized (see `vector_agg::plan`).
         let private = (*((*node).ss.ps.plan as *mut pg_sys::CustomScan)).custom_private;
-        if (*es).verbose && !private.is_null() {
-            let why = pg_sys::list_nth(private, 0) as *mut pg_sys::String;
-            let text = std::ffi::CStr::from_ptr((*why).sval).to_string_lossy();
-            let text = std::ffi::CString::new(format!("not used: {text}")).unwrap();
-            pg_sys::ExplainPropertyText(c"Vector Agg".as_ptr(), text.as_ptr(), es);
+        for n in PgList::<pg_sys::Node>::from_pg(private).iter_ptr() {
+            if (*es).verbose && (*n).type_ == pg_sys::NodeTag::T_String {
+                let why = n as *mut pg_sys::String;
+                let text = std::ffi::CStr::from_ptr((*why).sval).to_string_lossy();
+                let text = std::ffi::CString::new(format!("not used: {text}")).unwrap();
+                pg_sys::ExplainPropertyText(c"Vector Agg".as_ptr(), text.as_ptr(), es);
+            }
+        }
+        if let Some(spec) = super::top_n::spec_of(private) {
+            // As the Sort shows its key: the column's name, the direction, the rows.
+            let attr = pg_sys::get_attname(rel.oid(), spec.column as i16 + 1, true);
+            let name = if attr.is_null() {
+                format!("column {}", spec.column + 1)
+            } else {
+                std::ffi::CStr::from_ptr(attr)
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            let order = match (spec.descending, spec.nulls_first) {
+                (false, false) => "",
+                (false, true) => " NULLS FIRST",
+                (true, true) => " DESC",
+                (true, false) => " DESC NULLS LAST",
+            };
+            let text = format!("{name}{order}, {} rows", spec.rows);
+            let text = std::ffi::CString::new(text).unwrap();
+            pg_sys::ExplainPropertyText(c"Top-N".as_ptr(), text.as_ptr(), es);
+            if let Some((_, read, total)) = (*me)
+                .state
+                .get()
+                .filter(|_| (*es).analyze)
+                .and_then(|s| s.top_n())
+            {
+                let text = std::ffi::CString::new(format!("{read} of {total}")).unwrap();
+                pg_sys::ExplainPropertyText(c"Top-N Granules Read".as_ptr(), text.as_ptr(), es);
+            }
         }
         pg_sys::ExplainPropertyInteger(
             c"Pruning Quals".as_ptr(),

@@ -18,6 +18,7 @@ use pgrx::PgList;
 
 mod exec;
 pub(crate) mod quals;
+pub(crate) mod top_n;
 
 use exec::*;
 pub(crate) use exec::{batch_columns, new_state, next_batch, next_count};
@@ -78,6 +79,7 @@ pub(crate) unsafe fn is_columnar_scan(plan: *mut pg_sys::Plan) -> bool {
 }
 
 pub fn init() {
+    top_n::init();
     GucRegistry::define_bool_guc(
         c"epiphany.enable_columnar_scan",
         c"Plans scans of epiphany_columnar tables with the columnar custom scan (column projection, part and granule pruning).",

@@ -4,4 +4,5 @@ pub(crate) mod access_method;
 pub(crate) mod differential;
 pub(crate) mod reads;
 pub(crate) mod sql;
+pub(crate) mod top_n;
 pub(crate) mod vector_agg;

@@ -19,6 +19,8 @@ mod exec;
 mod plan;
 mod translate;
 
+pub(crate) use plan::children;
+
 pub static ENABLE: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static REQUIRE: GucSetting<bool> = GucSetting::<bool>::new(false);
 
@@ -90,6 +92,8 @@ unsafe extern "C-unwind" fn planner(
     unsafe {
         let stmt =
             epiphany_core::pg::hooks::planner(PREVIOUS, parse, query, cursor_options, params);
+        // Both post-passes of finished plans live behind this one hook.
+        crate::custom_scan::top_n::rewrite_statement(stmt);
         if ENABLE.get() {
             plan::rewrite_statement(stmt);
         }

@@ -51,7 +51,11 @@ pub(super) unsafe fn rewrite_statement(stmt: *mut pg_sys::PlannedStmt) {
 /// The largest plan node id in use: a new node takes the next.
 struct Ids(i32);
 
-unsafe fn children(plan: *mut pg_sys::Plan) -> Vec<*mut *mut pg_sys::Plan> {
+/// The pointers to `plan`'s child plans (to replace them).
+///
+/// # Safety
+/// A valid plan node.
+pub(crate) unsafe fn children(plan: *mut pg_sys::Plan) -> Vec<*mut *mut pg_sys::Plan> {
     // SAFETY: a valid plan node; the pointers point into it and its lists.
     unsafe {
         let mut out = vec![&raw mut (*plan).lefttree, &raw mut (*plan).righttree];
@@ -150,7 +154,7 @@ unsafe fn rewrite(
                 let text = std::ffi::CString::new(why).expect("no NUL in reasons");
                 let why = pg_sys::makeString(pg_sys::pstrdup(text.as_ptr()));
                 let scan = child as *mut pg_sys::CustomScan;
-                (*scan).custom_private = pg_sys::lappend(std::ptr::null_mut(), why.cast());
+                (*scan).custom_private = pg_sys::lappend((*scan).custom_private, why.cast());
                 plan
             }
         }

@@ -19,6 +19,31 @@ pub struct ScanCounters {
     pub granules_skipped: u64,
 }
 
+impl std::ops::Add for ScanCounters {
+    type Output = ScanCounters;
+    fn add(self, b: ScanCounters) -> ScanCounters {
+        ScanCounters {
+            parts_scanned: self.parts_scanned + b.parts_scanned,
+            parts_skipped: self.parts_skipped + b.parts_skipped,
+            granules_scanned: self.granules_scanned + b.granules_scanned,
+            granules_skipped: self.granules_skipped + b.granules_skipped,
+        }
+    }
+}
+
+impl std::ops::Sub for ScanCounters {
+    type Output = ScanCounters;
+    /// What was counted since `b` (an earlier value of the same counters).
+    fn sub(self, b: ScanCounters) -> ScanCounters {
+        ScanCounters {
+            parts_scanned: self.parts_scanned - b.parts_scanned,
+            parts_skipped: self.parts_skipped - b.parts_skipped,
+            granules_scanned: self.granules_scanned - b.granules_scanned,
+            granules_skipped: self.granules_skipped - b.granules_skipped,
+        }
+    }
+}
+
 /// The statistics of a whole part, from those of its granules.
 pub fn summarize(granules: &[GranuleStats]) -> GranuleStats {
     let columns = granules.first().map_or(0, |g| g.columns.len());

@@ -11,15 +11,19 @@
 //! row left. A conjunct the granule's statistics prove true for every row is not
 //! evaluated, nor its columns decoded.
 
+pub mod claim;
 mod granule;
 #[cfg(test)]
 mod tests;
+pub mod top_n;
 
 use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 
-use crate::columnar::prune::{GranuleStats, Predicate};
+use crate::columnar::prune::{ColumnStats, GranuleStats, Predicate};
 use crate::columnar::qual::Qual;
 use crate::columnar::scan_plan::ScanCounters;
 use crate::columnar::stored::{OpenPart, PartRow};
@@ -37,6 +41,8 @@ pub struct PartScan {
     /// The quals evaluated here instead of by Postgres (`qual`), if any.
     qual: Option<Qual>,
     row_numbers: bool,
+    /// Read every granule's statistics, even without predicates (Top-N orders by them).
+    stats_always: bool,
     pub counters: ScanCounters,
     /// Rows the qual and predicates dropped, not yet taken by [`PartScan::take_filtered`].
     filtered: u64,
@@ -46,12 +52,43 @@ pub struct PartScan {
 /// the scan has a qual or predicates), and the rest of a granule larger than a batch.
 pub struct PartCursor {
     granules: VecDeque<usize>,
-    stats: Option<Vec<GranuleStats>>,
+    stats: Option<Arc<Vec<GranuleStats>>>,
     pending: Option<(RecordBatch, usize)>,
     batch_rows: usize,
 }
 
 impl PartCursor {
+    /// How many granules are left to read.
+    pub fn granules_left(&self) -> usize {
+        self.granules.len()
+    }
+
+    /// Of each granule left, in order: its rows and the statistics of table column
+    /// `column` (`None` when unknown).
+    pub fn column_stats(&self, column: usize) -> Vec<(u64, Option<&ColumnStats>)> {
+        self.granules
+            .iter()
+            .map(|&g| {
+                let s = self.stats.as_ref().and_then(|s| s.get(g));
+                (
+                    s.map_or(u64::MAX, |s| s.rows),
+                    s.and_then(|s| s.columns.get(column)),
+                )
+            })
+            .collect()
+    }
+
+    /// A cursor over the granules `range` of those this one has left (a parallel scan's
+    /// claim, [`claim`]).
+    pub fn claimed(&self, range: Range<usize>) -> PartCursor {
+        PartCursor {
+            granules: self.granules.range(range).copied().collect(),
+            stats: self.stats.clone(),
+            pending: None,
+            batch_rows: self.batch_rows,
+        }
+    }
+
     /// The next at most `batch_rows` rows of the granule read last.
     fn take_pending(&mut self) -> Option<RecordBatch> {
         let (batch, from) = self.pending.take()?;
@@ -78,6 +115,7 @@ impl PartScan {
             preds,
             qual: None,
             row_numbers,
+            stats_always: false,
             counters: Default::default(),
             filtered: 0,
         }
@@ -94,6 +132,11 @@ impl PartScan {
         debug_assert!(qual.columns().iter().all(|c| self.read.contains(c)));
         self.row_preds = row_preds.min(self.preds.len());
         self.qual = Some(qual);
+    }
+
+    /// Parts are opened with their granules' statistics (see [`PartCursor::column_stats`]).
+    pub fn with_granule_stats(&mut self) {
+        self.stats_always = true;
     }
 
     /// Batches without the row-number column (their rows need no TIDs).
@@ -149,13 +192,14 @@ impl PartScan {
         batch_rows: usize,
     ) -> Result<Option<(OpenPart, PartCursor)>> {
         let part = OpenPart::open_from(store, &self.schema, row, false)?;
-        let (granules, stats) = if self.preds.is_empty() && self.qual.is_none() {
-            self.counters.granules_scanned += part.reader.granules() as u64;
-            ((0..part.reader.granules()).collect(), None)
-        } else {
-            let stats = part.reader.granule_stats()?;
-            (self.granules_that_may_match(&stats), Some(stats))
-        };
+        let (granules, stats) =
+            if self.preds.is_empty() && self.qual.is_none() && !self.stats_always {
+                self.counters.granules_scanned += part.reader.granules() as u64;
+                ((0..part.reader.granules()).collect(), None)
+            } else {
+                let stats = part.reader.granule_stats()?;
+                (self.granules_that_may_match(&stats), Some(Arc::new(stats)))
+            };
         if granules.is_empty() {
             return Ok(None);
         }
