@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
+use epiphany_core::columnar::agg::Aggregator;
 use epiphany_core::columnar::part_scan::top_n::{self, TopN, TopNSpec};
 use epiphany_core::columnar::part_scan::{claim, PartCursor, PartScan};
 use epiphany_core::columnar::prune::Predicate;
@@ -506,6 +507,26 @@ impl ScanState {
         let counted = self.scan.count(&store, row)?;
         self.share_counters(before, shared);
         Ok(Some(counted))
+    }
+
+    /// For a Vector Agg whose aggregator [`Aggregator::answers_from_stats`]: folds the
+    /// rows of the next claimed part that pass the vectorized qual into `agg`, granules
+    /// whose statistics prove every row passes from those alone (`PartScan::aggregate`);
+    /// the rows folded in and how many came from metadata; `None` at the end.
+    pub fn next_aggregated(
+        &mut self,
+        rel: Rel<'_>,
+        shared: Option<&SharedProgress>,
+        agg: &mut Aggregator,
+    ) -> Result<Option<(u64, u64)>, Error> {
+        let Some(row) = self.claim(shared) else {
+            return Ok(None);
+        };
+        let before = self.scan.counters;
+        let store = RelationPageStore::new(rel);
+        let folded = self.scan.aggregate(&store, row, agg)?;
+        self.share_counters(before, shared);
+        Ok(Some(folded))
     }
 
     /// The next batch of rows that pass the scan's vectorized qual, as Arrow arrays of

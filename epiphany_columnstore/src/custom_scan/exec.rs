@@ -439,6 +439,26 @@ pub(crate) unsafe fn next_count(node: *mut pg_sys::CustomScanState) -> Option<(u
     }
 }
 
+/// For a Vector Agg whose aggregates granule statistics answer: folds the scan's next
+/// part into `agg`, from metadata where the statistics prove every row passes; the rows
+/// folded in and how many came from metadata, `None` at the end.
+///
+/// # Safety
+/// As [`as_scan_work`].
+pub(crate) unsafe fn next_aggregated(
+    node: *mut pg_sys::CustomScanState,
+    agg: &mut epiphany_core::columnar::agg::Aggregator,
+) -> Option<(u64, u64)> {
+    // SAFETY: per the contract.
+    unsafe {
+        as_scan_work(
+            node,
+            |s, rel, shared| s.next_aggregated(rel, shared, agg),
+            |c| c.map_or(0, |c| c.0),
+        )
+    }
+}
+
 /// The table columns (0-based, ascending) the batches of [`next_batch`] hold.
 ///
 /// # Safety

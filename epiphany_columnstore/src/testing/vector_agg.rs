@@ -48,6 +48,10 @@ mod tests {
         "SELECT sum(disc), avg(disc), sum(q), avg(q), min(q), max(q) FROM {t}",
         "SELECT min(day), max(day), min(at), max(at), min(k), max(b), min(s) FROM {t}",
         "SELECT sum(big), avg(big), min(big), max(big) FROM {t}",
+        "SELECT min(day), max(at), count(b), min(big), max(big), count(*) FROM {t} WHERE day >= date '2021-01-01' AND day < date '2022-01-01'",
+        "SELECT max(k), min(s), count(flag), min(day) FROM {t} WHERE k > 990",
+        "SELECT min(b), max(b), count(b), count(*) FROM {t} WHERE b IS NULL",
+        "SELECT min(at), max(day) FROM {t} WHERE day > date '2030-01-01'",
         "SELECT flag, status, count(*), sum(disc), avg(price), sum(price * (1 - disc)), sum(price * (1 - disc) * (1 + disc)) FROM {t} GROUP BY flag, status",
         "SELECT s, sum(k * 2 + 1), avg(-k), sum(k::int8 * 3), sum(b - k) FROM {t} GROUP BY s",
         "SELECT k, count(*), max(day) FROM {t} GROUP BY k",
@@ -146,6 +150,26 @@ mod tests {
             from_metadata > 0 && from_metadata < counter(&range, "Rows Aggregated"),
             "{range}"
         );
+        // min/max of integer, date and timestamp columns and count(col) too.
+        let extremes = crate::testing::sql::explain_analyze(
+            "SELECT min(day), max(at), min(k), count(b) FROM va_col",
+        );
+        assert_eq!(
+            counter(&extremes, "Rows from Metadata"),
+            20000,
+            "{extremes}"
+        );
+        let cut = crate::testing::sql::explain_analyze(
+            "SELECT max(b), min(day) FROM va_col WHERE day >= date '2021-01-01' AND day < date '2022-01-01'",
+        );
+        let from_metadata = counter(&cut, "Rows from Metadata");
+        assert!(
+            from_metadata > 0 && from_metadata < counter(&cut, "Rows Aggregated"),
+            "{cut}"
+        );
+        // A sum is read from the data.
+        let sum = crate::testing::sql::explain_analyze("SELECT sum(k), min(day) FROM va_col");
+        assert_eq!(counter(&sum, "Rows from Metadata"), 0, "{sum}");
         let verbose = crate::testing::sql::explain_with(
             "VERBOSE, COSTS OFF",
             "SELECT flag, sum(price) FROM va_col GROUP BY flag",

@@ -173,6 +173,16 @@ unsafe extern "C-unwind" fn next(ss: *mut pg_sys::ScanState) -> *mut pg_sys::Tup
             }
             run.drained = true;
         }
+        if !run.drained && run.agg.answers_from_stats() {
+            while let Some((rows, from_metadata)) =
+                crate::custom_scan::next_aggregated(child, &mut run.agg)
+            {
+                run.rows += rows;
+                run.from_metadata += from_metadata;
+                pg_sys::check_for_interrupts!();
+            }
+            run.drained = true;
+        }
         if !run.drained {
             while let Some(batch) = crate::custom_scan::next_batch(child) {
                 run.batches += 1;

@@ -23,6 +23,7 @@ pub use expr::{Evaluated, Expr, Kind, Op, Vals};
 use group::Groups;
 use state::State;
 
+use crate::columnar::prune::{GranuleStats, Scalar};
 use crate::columnar::types::{ColumnType, Value};
 use crate::error::{Error, Result};
 
@@ -263,6 +264,64 @@ impl Aggregator {
         }
     }
 
+    /// Whether a granule's statistics alone can fold it in ([`Aggregator::add_stats`]):
+    /// no GROUP BY, and every aggregate `count(*)`, `count(col)`, or `min`/`max` of an
+    /// integer, date or timestamp column — whose statistics are exact (null counts always
+    /// are; the minimum and maximum of these types are the values themselves, never
+    /// truncated or rounded, and have no NaN).
+    pub fn answers_from_stats(&self) -> bool {
+        self.groups.is_none()
+            && self.specs.iter().all(|s| match (&s.func, &s.arg) {
+                (AggFn::CountStar, None) => true,
+                (AggFn::Count, Some(Expr::Column { .. })) => true,
+                (AggFn::Min | AggFn::Max, Some(Expr::Column { ty, .. })) => exact_extremes(*ty),
+                _ => false,
+            })
+    }
+
+    /// Folds in, from its statistics alone, a granule every row of which the scan
+    /// returns, for an aggregator that [`Aggregator::answers_from_stats`]; `false`, with
+    /// nothing folded, when a statistic it needs is unknown (the granule must be read).
+    pub fn add_stats(&mut self, stats: &GranuleStats) -> bool {
+        // Check first: a granule is folded in whole or not at all.
+        let mut updates = Vec::with_capacity(self.specs.len());
+        for spec in &self.specs {
+            let update = match (&spec.func, &spec.arg) {
+                (AggFn::CountStar, None) => StatUpdate::Count(stats.rows),
+                (func, Some(Expr::Column { column, .. })) => {
+                    let Some(c) = stats.columns.get(*column) else {
+                        return false;
+                    };
+                    let Some(valid) = c.nulls.and_then(|n| stats.rows.checked_sub(n)) else {
+                        return false;
+                    };
+                    match func {
+                        AggFn::Count => StatUpdate::Count(valid),
+                        AggFn::Min | AggFn::Max if valid == 0 => StatUpdate::Nothing,
+                        AggFn::Min | AggFn::Max => {
+                            let bound = if *func == AggFn::Min { &c.min } else { &c.max };
+                            match bound {
+                                Some(Scalar::Int(v)) => StatUpdate::Extreme(i128::from(*v)),
+                                _ => return false,
+                            }
+                        }
+                        _ => return false,
+                    }
+                }
+                _ => return false,
+            };
+            updates.push(update);
+        }
+        for (state, update) in self.states.iter_mut().zip(updates) {
+            match update {
+                StatUpdate::Count(n) => state.count_rows(None, n as usize),
+                StatUpdate::Extreme(v) => state.offer_extreme(v),
+                StatUpdate::Nothing => {}
+            }
+        }
+        true
+    }
+
     /// The number of groups (1 without GROUP BY, even over no rows).
     pub fn len(&self) -> usize {
         self.groups.as_ref().map_or(1, Groups::len)
@@ -281,6 +340,27 @@ impl Aggregator {
     pub fn partial(&self, g: usize, a: usize) -> Partial {
         self.states[self.slot[a]].partial(g)
     }
+}
+
+/// What a granule's statistics add to one state.
+enum StatUpdate {
+    Count(u64),
+    Extreme(i128),
+    Nothing,
+}
+
+/// Whether granule statistics of a column of type `ty` hold its exact minimum and
+/// maximum, in the units its `min`/`max` state keeps.
+fn exact_extremes(ty: ColumnType) -> bool {
+    matches!(
+        ty,
+        ColumnType::Int16
+            | ColumnType::Int32
+            | ColumnType::Int64
+            | ColumnType::Date
+            | ColumnType::Timestamp
+            | ColumnType::TimestampTz
+    )
 }
 
 /// Whether the aggregate reads only its column's NULLs (`count(x)`).

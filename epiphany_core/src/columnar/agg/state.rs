@@ -121,6 +121,19 @@ impl State {
         }
     }
 
+    /// A `min`/`max` without GROUP BY offered `v` (a granule's exact extreme).
+    pub fn offer_extreme(&mut self, v: i128) {
+        let State::Extreme { max, best, .. } = self else {
+            return;
+        };
+        let b = &mut best[0];
+        *b = Some(match *b {
+            None => v,
+            Some(old) if *max => old.max(v),
+            Some(old) => old.min(v),
+        });
+    }
+
     /// `count(x)` of a column: the rows `nulls` says are not NULL.
     pub fn count_valid(
         &mut self,

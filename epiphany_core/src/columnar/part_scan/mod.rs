@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 
+use crate::columnar::agg::Aggregator;
 use crate::columnar::prune::{ColumnStats, GranuleStats, Predicate};
 use crate::columnar::qual::Qual;
 use crate::columnar::scan_plan::ScanCounters;
@@ -277,7 +278,7 @@ impl PartScan {
         let mut from_metadata = 0;
         let mut total = 0;
         for g in kept {
-            if self.row_preds == 0 && self.qual.as_ref().is_some_and(|q| q.all_pass(&stats[g])) {
+            if self.returns_whole(&stats[g]) {
                 from_metadata += part.reader.granule_len(g).unwrap_or(0);
                 continue;
             }
@@ -286,6 +287,48 @@ impl PartScan {
             }
         }
         Ok((total + from_metadata, from_metadata))
+    }
+
+    /// Folds the rows of part `row` the scan returns into `agg`, an aggregator that
+    /// [`Aggregator::answers_from_stats`]: a granule whose statistics prove that every
+    /// row is returned from those statistics alone, the others decoded (the qual's
+    /// columns, then the aggregated ones where rows pass). Returns the rows folded in and
+    /// how many of them came from statistics.
+    pub fn aggregate(
+        &mut self,
+        store: &impl PageStore,
+        row: PartRow,
+        agg: &mut Aggregator,
+    ) -> Result<(u64, u64)> {
+        let part = OpenPart::open_from(store, &self.schema, row, false)?;
+        let stats = part.reader.granule_stats()?;
+        let kept = self.granules_that_may_match(&stats);
+        let columns = self.read.clone();
+        let at = |c: usize| columns.iter().position(|&r| r == c);
+        let (mut total, mut from_metadata) = (0, 0);
+        for g in kept {
+            if self.returns_whole(&stats[g]) && agg.add_stats(&stats[g]) {
+                total += stats[g].rows;
+                from_metadata += stats[g].rows;
+                continue;
+            }
+            if let Some(batch) = self.granule(store, &part, g, Some(&stats[g]), &columns)? {
+                let batch = self.filter_preds(batch)?;
+                total += batch.num_rows() as u64;
+                agg.push(&batch, &at)?;
+            }
+        }
+        Ok((total, from_metadata))
+    }
+
+    /// Whether the scan returns every row of a granule with statistics `stats`, as those
+    /// prove: no row predicate left to apply, and the qual, if any, true for every row.
+    ///
+    /// Every row of a part is visible to a snapshot that sees the part while nothing
+    /// deletes from parts; once delete masks exist, a granule with deleted rows must
+    /// answer no here, as this is what every answer from metadata rests on.
+    fn returns_whole(&self, stats: &GranuleStats) -> bool {
+        self.row_preds == 0 && self.qual.as_ref().is_none_or(|q| q.all_pass(stats))
     }
 
     /// `batch` without the rows that certainly fail a row predicate (counted as

@@ -10,6 +10,14 @@ use arrow_array::types::{Int64Type, UInt32Type};
 
 /// Parts of rows (k, k * 10) for k in each range, stored in memory.
 fn stored(ranges: &[std::ops::Range<i64>]) -> (MemoryPageStore, TableSchema, Vec<PartRow>) {
+    stored_with(ranges, |k| Value::Int64(k * 10))
+}
+
+/// Parts of rows (k, v(k)) for k in each range, stored in memory.
+fn stored_with(
+    ranges: &[std::ops::Range<i64>],
+    v: impl Fn(i64) -> Value<'static>,
+) -> (MemoryPageStore, TableSchema, Vec<PartRow>) {
     let schema = TableSchema::new([("k", ColumnType::Int64), ("v", ColumnType::Int64)]);
     let options = TableOptions::parse([("granule_rows", "100")]).unwrap();
     let mut store = MemoryPageStore::new(4096);
@@ -18,9 +26,7 @@ fn stored(ranges: &[std::ops::Range<i64>]) -> (MemoryPageStore, TableSchema, Vec
     for (id, range) in ranges.iter().enumerate() {
         let mut buffer = RowBuffer::new(schema.clone());
         for k in range.clone() {
-            buffer
-                .push_row(&[Value::Int64(k), Value::Int64(k * 10)])
-                .unwrap();
+            buffer.push_row(&[Value::Int64(k), v(k)]).unwrap();
         }
         let part = encode_part(&schema, &buffer.take_batch().unwrap(), &[0], &options).unwrap();
         let extent = write_extent(&mut store, id as u64, &part.bytes).unwrap();
@@ -115,6 +121,125 @@ fn counts_come_from_metadata_where_statistics_prove_every_row_passes() {
     }
     assert_eq!(total, (1800, 1700));
     assert_eq!(scan.counters.parts_skipped, 1);
+}
+
+#[test]
+fn aggregates_come_from_statistics_where_every_row_passes_and_match_decoding() {
+    use crate::columnar::agg::{AggFn, AggSpec, Aggregator, Expr, Partial};
+    use crate::columnar::qual::{Cmp, Qual, Test};
+    // v NULL where k % 7 == 0, and in the whole granule 1500..1600.
+    let (store, schema, parts) = stored_with(&[0..1000, 1000..2000, 2000..3000], |k| {
+        if k % 7 == 0 || (1500..1600).contains(&k) {
+            Value::Null
+        } else {
+            Value::Int64(5000 - k)
+        }
+    });
+    let col = |column| Expr::Column {
+        column,
+        ty: ColumnType::Int64,
+        digits: 19,
+    };
+    let specs = || {
+        vec![
+            AggSpec {
+                func: AggFn::CountStar,
+                arg: None,
+            },
+            AggSpec {
+                func: AggFn::Count,
+                arg: Some(col(1)),
+            },
+            AggSpec {
+                func: AggFn::Min,
+                arg: Some(col(1)),
+            },
+            AggSpec {
+                func: AggFn::Max,
+                arg: Some(col(1)),
+            },
+            AggSpec {
+                func: AggFn::Max,
+                arg: Some(col(0)),
+            },
+        ]
+    };
+    let k = |op, v| Qual::Test {
+        column: 0,
+        test: Test::Compare(op, Scalar::Int(v)),
+    };
+    let quals = [
+        None,
+        Some(Qual::And(vec![k(Cmp::Ge, 150), k(Cmp::Lt, 1950)])),
+        Some(Qual::And(vec![k(Cmp::Ge, 1500), k(Cmp::Lt, 1600)])),
+        Some(k(Cmp::Gt, 5000)),
+    ];
+    for qual in quals {
+        let with_qual = |read: Vec<usize>| {
+            let mut scan = PartScan::new(&schema, read, vec![], false);
+            if let Some(q) = &qual {
+                scan.set_qual(q.clone(), 0);
+            }
+            scan
+        };
+        // From statistics where they answer.
+        let mut fast = Aggregator::new(vec![], specs()).unwrap();
+        assert!(fast.answers_from_stats());
+        let mut scan = with_qual(vec![0, 1]);
+        let (mut rows, mut meta) = (0, 0);
+        for row in scan.prune_parts(parts.clone()).unwrap() {
+            let (n, m) = scan.aggregate(&store, row, &mut fast).unwrap();
+            rows += n;
+            meta += m;
+        }
+        // Decoding every batch.
+        let mut slow = Aggregator::new(vec![], specs()).unwrap();
+        let mut scan = with_qual(vec![0, 1]);
+        let mut slow_rows = 0;
+        for row in scan.prune_parts(parts.clone()).unwrap() {
+            let Some((part, mut cursor)) = scan.open(&store, row, 64).unwrap() else {
+                continue;
+            };
+            while let Some(batch) = scan.next_batch(&store, &part, &mut cursor).unwrap() {
+                slow_rows += batch.num_rows() as u64;
+                slow.push(&batch, &|c| Some(c)).unwrap();
+            }
+        }
+        assert_eq!(rows, slow_rows, "{qual:?}");
+        for a in 0..5 {
+            assert_eq!(
+                fast.partial(0, a),
+                slow.partial(0, a),
+                "{qual:?} aggregate {a}"
+            );
+        }
+        match &qual {
+            None => assert_eq!(meta, 3000),
+            Some(Qual::And(_)) if rows == 1800 => assert_eq!(meta, 1700),
+            Some(Qual::And(_)) => {
+                // Only NULLs of v: min/max offered nothing, the counts everything.
+                assert_eq!((rows, meta), (100, 100));
+                assert_eq!(
+                    fast.partial(0, 2),
+                    Partial::Scalar {
+                        value: None,
+                        kind: crate::columnar::agg::Kind::Int64
+                    }
+                );
+            }
+            Some(_) => assert_eq!((rows, meta), (0, 0)),
+        }
+    }
+    // A GROUP BY or a sum is not answered from statistics.
+    let sum = AggSpec {
+        func: AggFn::SumInt8,
+        arg: Some(col(1)),
+    };
+    assert!(!Aggregator::new(vec![], vec![sum])
+        .unwrap()
+        .answers_from_stats());
+    let keyed = Aggregator::new(vec![(0, ColumnType::Int64)], specs()).unwrap();
+    assert!(!keyed.answers_from_stats());
 }
 
 #[test]
