@@ -409,6 +409,37 @@ fn known(array: &ArrayRef, matches: BooleanBuffer) -> Truth {
 }
 
 fn test_array(array: &ArrayRef, test: &Test) -> Result<Truth> {
+    // A dictionary array: each distinct value tested once, each row taking its value's
+    // answer (a NULL key is neither true nor false, as a NULL value).
+    if let Some(d) = array.as_any_dictionary_opt() {
+        let by_value = test_array(d.values(), test)?;
+        let keys = d.normalized_keys();
+        let valid = d.keys().logical_nulls();
+        let row = |answers: &BooleanBuffer, null_answer: bool| {
+            BooleanBuffer::collect_bool(keys.len(), |i| {
+                if valid.as_ref().is_some_and(|n| n.is_null(i)) {
+                    null_answer
+                } else {
+                    answers.value(keys[i])
+                }
+            })
+        };
+        return Ok(match test {
+            // IS [NOT] NULL is decided for a NULL key too.
+            Test::IsNull => Truth {
+                t: row(&by_value.t, true),
+                f: row(&by_value.f, false),
+            },
+            Test::IsNotNull => Truth {
+                t: row(&by_value.t, false),
+                f: row(&by_value.f, true),
+            },
+            _ => Truth {
+                t: row(&by_value.t, false),
+                f: row(&by_value.f, false),
+            },
+        });
+    }
     match test {
         Test::IsNull => {
             let v = valid(array);

@@ -164,5 +164,5 @@ mod reader;
 mod tests;
 mod values;
 
-pub use reader::{PartBatches, PartReader};
+pub use reader::{plain_array, PartBatches, PartReader};
 pub use values::value_at;

@@ -36,6 +36,8 @@ pub struct PartReader<R: ChunkReader + Clone + 'static = Bytes> {
     starts: Vec<u64>,
     /// Each column's reading plan for Parquet's array reader, made on first use.
     levels: Vec<OnceLock<FieldLevels>>,
+    /// The same for a text or bytes column read as a dictionary array.
+    coded_levels: Vec<OnceLock<FieldLevels>>,
     /// The table's type of each column stored with another type and no value: such a
     /// column is not decoded but read as nulls of this type.
     nulls_for: Vec<Option<DataType>>,
@@ -129,6 +131,7 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
             metadata,
             starts,
             levels: (0..columns).map(|_| OnceLock::new()).collect(),
+            coded_levels: (0..columns).map(|_| OnceLock::new()).collect(),
             nulls_for,
             dictionaries: Default::default(),
         })
@@ -379,6 +382,7 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
             Box::new(pages),
             Some(RowSelection::from(selection)),
             count,
+            false,
         )
     }
 
@@ -423,11 +427,74 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
                         Box::new(pages),
                         selection.cloned(),
                         selected,
+                        false,
                     ),
                     None => self.granule_by_parquet(column, g, selection, selected),
                 }
             })
             .collect()
+    }
+
+    /// Columns `columns` of granule `g`, every row, as [`PartReader::read_granule`] reads
+    /// them, except that a text or bytes column whose every data page in the granule is
+    /// dictionary-encoded comes as a dictionary array: a test of its values then looks
+    /// at each distinct value once, and no string is copied (see
+    /// [`plain_array`] for the values themselves).
+    pub fn read_granule_coded(&self, columns: &[usize], g: usize) -> Result<Vec<ArrayRef>> {
+        let rows = self
+            .granule_len(g)
+            .ok_or_else(|| Error::Corrupted(format!("granule {g} does not exist")))?
+            as usize;
+        let fields = self.metadata.schema().fields();
+        columns
+            .iter()
+            .map(|&column| {
+                let coded = self.nulls_for.get(column).is_some_and(Option::is_none)
+                    && fields.get(column).is_some_and(|f| {
+                        matches!(f.data_type(), DataType::Utf8 | DataType::Binary)
+                    })
+                    && self.dictionary_coded(g, column);
+                if coded {
+                    let metadata = self.metadata.metadata();
+                    if let Some(pages) = page_window::chunk_pages(
+                        &self.source,
+                        metadata,
+                        &self.dictionaries,
+                        g,
+                        column,
+                    )? {
+                        return self.decode_pages(
+                            column,
+                            g,
+                            rows,
+                            Box::new(pages),
+                            None,
+                            rows,
+                            true,
+                        );
+                    }
+                }
+                Ok(self.read_granule(&[column], g, None)?.remove(0))
+            })
+            .collect()
+    }
+
+    /// Whether every data page of column `column` in granule `g` is dictionary-encoded.
+    fn dictionary_coded(&self, g: usize, column: usize) -> bool {
+        use parquet::basic::Encoding;
+        let Some(chunk) = self
+            .metadata
+            .metadata()
+            .row_groups()
+            .get(g)
+            .and_then(|rg| rg.columns().get(column))
+        else {
+            return false;
+        };
+        chunk.dictionary_page_offset().is_some()
+            && chunk.page_encoding_stats_mask().is_some_and(|mask| {
+                mask.is_only(Encoding::PLAIN_DICTIONARY) || mask.is_only(Encoding::RLE_DICTIONARY)
+            })
     }
 
     /// Column `column` of granule `g` through Parquet's own reader.
@@ -467,6 +534,7 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
     /// The rows `selection` selects (all without one) of the `served` rows `pages` hold
     /// of column `column` of granule `g`, decoded by Parquet's array reader; `expect` of
     /// them.
+    #[allow(clippy::too_many_arguments)]
     fn decode_pages(
         &self,
         column: usize,
@@ -475,18 +543,39 @@ impl<R: ChunkReader + Clone + 'static> PartReader<R> {
         pages: Box<dyn parquet::column::page::PageReader>,
         selection: Option<RowSelection>,
         expect: usize,
+        coded: bool,
     ) -> Result<ArrayRef> {
-        let levels = match self.levels[column].get() {
+        let cell = if coded {
+            &self.coded_levels[column]
+        } else {
+            &self.levels[column]
+        };
+        let levels = match cell.get() {
             Some(levels) => levels,
             None => {
                 let mask = ProjectionMask::leaves(self.metadata.parquet_schema(), [column]);
+                let fields = self.metadata.schema().fields();
+                let hint: arrow_schema::Fields = if coded {
+                    fields
+                        .iter()
+                        .map(|f| {
+                            let d = DataType::Dictionary(
+                                Box::new(DataType::Int32),
+                                Box::new(f.data_type().clone()),
+                            );
+                            Arc::new(f.as_ref().clone().with_data_type(d))
+                        })
+                        .collect()
+                } else {
+                    fields.clone()
+                };
                 let levels = parquet_to_arrow_field_levels(
                     self.metadata.parquet_schema(),
                     mask,
-                    Some(self.metadata.schema().fields()),
+                    Some(&hint),
                 )
                 .map_err(|e| format_error("reading a part's schema", e))?;
-                self.levels[column].get_or_init(|| levels)
+                cell.get_or_init(|| levels)
             }
         };
         let metadata = self.metadata.metadata();
@@ -575,6 +664,21 @@ fn check_chunk_ranges(metadata: &ParquetMetaData, len: u64) -> Result<()> {
 }
 
 /// The one array `arrays` holds (or their concatenation): `expect` rows of granule `g`.
+/// `array` with its values in place: a dictionary array (of
+/// [`PartReader::read_granule_coded`]) as the plain array of its values, any other as
+/// it is.
+pub fn plain_array(array: ArrayRef) -> Result<ArrayRef> {
+    use arrow_array::cast::AsArray;
+    match array.data_type() {
+        DataType::Dictionary(..) => {
+            let d = array.as_dictionary::<arrow_array::types::Int32Type>();
+            arrow_select::take::take(d.values().as_ref(), d.keys(), None)
+                .map_err(|e| Error::Internal(format!("expanding a dictionary: {e}")))
+        }
+        _ => Ok(array),
+    }
+}
+
 fn one_array(mut arrays: Vec<ArrayRef>, g: usize, expect: usize) -> Result<ArrayRef> {
     let array = match arrays.len() {
         1 => arrays.pop().expect("one"),

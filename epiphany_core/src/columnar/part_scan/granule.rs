@@ -10,6 +10,7 @@ use arrow_select::filter::{FilterBuilder, FilterPredicate};
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 
 use super::PartScan;
+use crate::columnar::part::plain_array;
 use crate::columnar::part::PAGE_ROWS;
 use crate::columnar::prune::GranuleStats;
 use crate::columnar::qual::Qual;
@@ -54,7 +55,7 @@ impl PartScan {
                 .collect();
             if !need.is_empty() {
                 part.fetch_from(store, &need, &[g])?;
-                let arrays = part.reader.read_granule(&need, g, None)?;
+                let arrays = part.reader.read_granule_coded(&need, g)?;
                 decoded.extend(need.into_iter().zip(arrays));
             }
             let arrays: Vec<ArrayRef> = decoded.iter().map(|(_, a)| a.clone()).collect();
@@ -106,7 +107,7 @@ impl PartScan {
         let out = columns
             .iter()
             .map(|c| match decoded.iter().find(|(d, _)| d == c) {
-                Some((_, a)) => apply(&full_filter, a),
+                Some((_, a)) => apply(&full_filter, a).and_then(plain_array),
                 None => {
                     let k = rest.iter().position(|r| r == c).expect("listed in rest");
                     apply(&rest_filter, &rest_arrays[k])

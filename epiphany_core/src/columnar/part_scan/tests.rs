@@ -6,6 +6,7 @@ use crate::columnar::stored::PartRow;
 use crate::columnar::{encode_part, ColumnType, RowBuffer, TableOptions, Value};
 use crate::storage::{write_extent, MemoryPageStore};
 use arrow_array::cast::AsArray;
+use arrow_array::Array;
 use arrow_array::types::{Int64Type, UInt32Type};
 
 /// Parts of rows (k, k * 10) for k in each range, stored in memory.
@@ -240,6 +241,103 @@ fn aggregates_come_from_statistics_where_every_row_passes_and_match_decoding() {
         .answers_from_stats());
     let keyed = Aggregator::new(vec![(0, ColumnType::Int64)], specs()).unwrap();
     assert!(!keyed.answers_from_stats());
+}
+
+#[test]
+fn quals_on_dictionary_coded_text_answer_as_on_plain_text() {
+    use crate::columnar::qual::{Cmp, Qual, Test};
+    use arrow_array::cast::AsArray;
+    let words = ["AIR", "MAIL", "RAIL", "SHIP", "TRUCK"];
+    let word = |k: i64| (k % 11 != 0).then(|| words[(k * 7 % 5) as usize]);
+    let schema = TableSchema::new([("k", ColumnType::Int64), ("t", ColumnType::Text)]);
+    let options = TableOptions::parse([("granule_rows", "100")]).unwrap();
+    let mut buffer = RowBuffer::new(schema.clone());
+    for k in 0..1000 {
+        let t = word(k).map_or(Value::Null, Value::Text);
+        buffer.push_row(&[Value::Int64(k), t]).unwrap();
+    }
+    let part = encode_part(&schema, &buffer.take_batch().unwrap(), &[0], &options).unwrap();
+    let mut store = MemoryPageStore::new(4096);
+    let extent = write_extent(&mut store, 0, &part.bytes).unwrap();
+    let row = PartRow {
+        storage_id: 1,
+        part_id: 0,
+        level: 0,
+        first_row: 0,
+        row_count: part.rows,
+        first_block: extent.first_block,
+        pages: extent.pages,
+        byte_len: extent.len,
+        stats: crate::columnar::scan_plan::encode_stats(&crate::columnar::scan_plan::summarize(
+            &part.granules,
+        )),
+    };
+    // The few distinct words are dictionary-coded: the qual reads them as such.
+    let open = OpenPart::open_from(&store, &schema, row.clone(), false).unwrap();
+    open.fetch_from(&store, &[1], &[0]).unwrap();
+    let coded = open.reader.read_granule_coded(&[1], 0).unwrap();
+    assert!(matches!(
+        coded[0].data_type(),
+        arrow_schema::DataType::Dictionary(..)
+    ));
+    let t = |test| Qual::Test { column: 1, test };
+    let bytes = |w: &str| Scalar::Bytes(w.as_bytes().to_vec());
+    type Check = Box<dyn Fn(Option<&str>) -> bool>;
+    let cases: Vec<(Qual, Check)> = vec![
+        (
+            t(Test::Compare(Cmp::Eq, bytes("RAIL"))),
+            Box::new(|w| w == Some("RAIL")),
+        ),
+        (
+            t(Test::Compare(Cmp::Ne, bytes("RAIL"))),
+            Box::new(|w| w.is_some_and(|w| w != "RAIL")),
+        ),
+        (
+            t(Test::Compare(Cmp::Lt, bytes("RAIL"))),
+            Box::new(|w| w.is_some_and(|w| w < "RAIL")),
+        ),
+        (
+            t(Test::In(vec![bytes("AIR"), bytes("TRUCK")])),
+            Box::new(|w| matches!(w, Some("AIR" | "TRUCK"))),
+        ),
+        (t(Test::IsNull), Box::new(|w| w.is_none())),
+        (t(Test::IsNotNull), Box::new(|w| w.is_some())),
+        (
+            t(Test::Prefix(b"MA".to_vec())),
+            Box::new(|w| w == Some("MAIL")),
+        ),
+        (
+            Qual::Not(Box::new(t(Test::Compare(Cmp::Eq, bytes("SHIP"))))),
+            Box::new(|w| w.is_some_and(|w| w != "SHIP")),
+        ),
+        (
+            Qual::Or(vec![
+                t(Test::IsNull),
+                t(Test::Compare(Cmp::Ge, bytes("SHIP"))),
+            ]),
+            Box::new(|w| w.is_none_or(|w| w >= "SHIP")),
+        ),
+    ];
+    for (qual, check) in cases {
+        let mut scan = PartScan::new(&schema, vec![0, 1], vec![], false);
+        scan.set_qual(qual.clone(), 0);
+        let Some((part, mut cursor)) = scan.open(&store, row.clone(), 64).unwrap() else {
+            panic!("{qual:?}: no granule");
+        };
+        let mut got = Vec::new();
+        while let Some(batch) = scan.next_batch(&store, &part, &mut cursor).unwrap() {
+            // The words come back as plain text.
+            let text = batch.column(1).as_string::<i32>();
+            let k = batch.column(0).as_primitive::<Int64Type>();
+            for r in 0..batch.num_rows() {
+                let w = text.is_valid(r).then(|| text.value(r).to_string());
+                assert_eq!(w.as_deref(), word(k.value(r)), "{qual:?}");
+                got.push(k.value(r));
+            }
+        }
+        let want: Vec<i64> = (0..1000).filter(|&k| check(word(k))).collect();
+        assert_eq!(got, want, "{qual:?}");
+    }
 }
 
 #[test]
