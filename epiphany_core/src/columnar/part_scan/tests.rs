@@ -6,8 +6,8 @@ use crate::columnar::stored::PartRow;
 use crate::columnar::{encode_part, ColumnType, RowBuffer, TableOptions, Value};
 use crate::storage::{write_extent, MemoryPageStore};
 use arrow_array::cast::AsArray;
-use arrow_array::Array;
 use arrow_array::types::{Int64Type, UInt32Type};
+use arrow_array::Array;
 
 /// Parts of rows (k, k * 10) for k in each range, stored in memory.
 fn stored(ranges: &[std::ops::Range<i64>]) -> (MemoryPageStore, TableSchema, Vec<PartRow>) {
