@@ -348,6 +348,9 @@ unsafe fn translate(
                 if let Some(q) = not_equal(node as *mut pg_sys::OpExpr, scanrelid, info) {
                     return Some(q);
                 }
+                if let Some(q) = two_columns(node as *mut pg_sys::OpExpr, scanrelid, info) {
+                    return Some(q);
+                }
                 leaf(predicate(node, scanrelid, info, true)?)
             }
             pg_sys::NodeTag::T_ScalarArrayOpExpr | pg_sys::NodeTag::T_NullTest => {
@@ -435,6 +438,44 @@ unsafe fn not_equal(
             }),
             _ => None,
         }
+    }
+}
+
+/// `column op column` of two columns of one type, `op` a comparison of the type's
+/// default btree family or the negator of its equality (`Qual::evaluable` keeps it to
+/// types whose stored values order as Postgres orders them).
+unsafe fn two_columns(
+    op: *mut pg_sys::OpExpr,
+    scanrelid: pg_sys::Index,
+    info: &crate::convert::table::TableInfo,
+) -> Option<Qual> {
+    // SAFETY: a valid OpExpr; catalog lookups on the main thread.
+    unsafe {
+        let args = PgList::<pg_sys::Node>::from_pg((*op).args);
+        if args.len() != 2 {
+            return None;
+        }
+        let left = column_of(args.get_ptr(0)?, scanrelid)?;
+        let right = column_of(args.get_ptr(1)?, scanrelid)?;
+        let ty = *info.types.get(left)?;
+        if info.types.get(right) != Some(&ty) {
+            return None;
+        }
+        let cmp = match strategy((*op).opno, ty) {
+            Some(Op::Eq) => Cmp::Eq,
+            Some(Op::Lt) => Cmp::Lt,
+            Some(Op::Le) => Cmp::Le,
+            Some(Op::Gt) => Cmp::Gt,
+            Some(Op::Ge) => Cmp::Ge,
+            None => {
+                let negator = pg_sys::get_negator((*op).opno);
+                if negator == pg_sys::InvalidOid || strategy(negator, ty)? != Op::Eq {
+                    return None;
+                }
+                Cmp::Ne
+            }
+        };
+        Some(Qual::Columns { left, cmp, right })
     }
 }
 

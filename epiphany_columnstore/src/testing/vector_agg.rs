@@ -52,6 +52,8 @@ mod tests {
         "SELECT max(k), min(s), count(flag), min(day) FROM {t} WHERE k > 990",
         "SELECT min(b), max(b), count(b), count(*) FROM {t} WHERE b IS NULL",
         "SELECT min(at), max(day) FROM {t} WHERE day > date '2030-01-01'",
+        "SELECT count(*), sum(k), min(day) FROM {t} WHERE b < big OR k = 5",
+        "SELECT flag, count(*) FROM {t} WHERE NOT (big >= b) AND b <> big GROUP BY flag",
         "SELECT flag, status, count(*), sum(disc), avg(price), sum(price * (1 - disc)), sum(price * (1 - disc) * (1 + disc)) FROM {t} GROUP BY flag, status",
         "SELECT s, sum(k * 2 + 1), avg(-k), sum(k::int8 * 3), sum(b - k) FROM {t} GROUP BY s",
         "SELECT k, count(*), max(day) FROM {t} GROUP BY k",

@@ -18,7 +18,7 @@ use std::cmp::Ordering;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Int16Type, Int32Type, Int64Type, Time64MicrosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_buffer::BooleanBuffer;
+use arrow_buffer::{BooleanBuffer, NullBuffer};
 use arrow_schema::{DataType, TimeUnit};
 
 use crate::columnar::prune::{self, ColumnStats, GranuleStats, Predicate, Scalar};
@@ -86,7 +86,16 @@ pub enum Test {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Qual {
-    Test { column: usize, test: Test },
+    Test {
+        column: usize,
+        test: Test,
+    },
+    /// `left cmp right`: two columns of one integer, date, time or timestamp type.
+    Columns {
+        left: usize,
+        cmp: Cmp,
+        right: usize,
+    },
     And(Vec<Qual>),
     Or(Vec<Qual>),
     Not(Box<Qual>),
@@ -144,6 +153,7 @@ impl Qual {
     fn collect_columns(&self, out: &mut Vec<usize>) {
         match self {
             Qual::Test { column, .. } => out.push(*column),
+            Qual::Columns { left, right, .. } => out.extend([*left, *right]),
             Qual::And(qs) | Qual::Or(qs) => qs.iter().for_each(|q| q.collect_columns(out)),
             Qual::Not(q) => q.collect_columns(out),
         }
@@ -173,6 +183,10 @@ impl Qual {
                     Test::Prefix(_) => matches!(ty, ColumnType::Text | ColumnType::Bytes),
                 }
             }
+            Qual::Columns { left, right, .. } => {
+                let ty = |c: &usize| schema.columns.get(*c).map(|c| c.ty);
+                ty(left) == ty(right) && ty(left).is_some_and(comparable_columns)
+            }
             Qual::And(qs) | Qual::Or(qs) => {
                 !qs.is_empty() && qs.iter().all(|q| q.evaluable(schema))
             }
@@ -199,6 +213,19 @@ impl Qual {
                     ))
                 })?;
                 test_array(array, test)
+            }
+            Qual::Columns { left, cmp, right } => {
+                let array = |c: &usize| {
+                    at(*c)
+                        .and_then(|k| arrays.get(k))
+                        .ok_or_else(|| {
+                            Error::Internal(format!(
+                                "a vectorized qual reads column {c}, not decoded"
+                            ))
+                        })
+                        .and_then(|a| crate::columnar::part::plain_array(a.clone()))
+                };
+                compare_columns(&array(left)?, *cmp, &array(right)?)
             }
             Qual::And(qs) => fold(qs, arrays, at, Truth::and, "AND"),
             Qual::Or(qs) => fold(qs, arrays, at, Truth::or, "OR"),
@@ -233,6 +260,7 @@ impl Qual {
     pub fn may_pass(&self, granule: &GranuleStats) -> bool {
         match self {
             Qual::Test { column, test } => test_may_pass(granule, *column, test),
+            Qual::Columns { .. } => true,
             Qual::And(qs) => qs.iter().all(|q| q.may_pass(granule)),
             Qual::Or(qs) => qs.iter().any(|q| q.may_pass(granule)),
             // NOT x is true only where x is false: impossible when every row makes x true.
@@ -244,6 +272,7 @@ impl Qual {
     pub fn all_pass(&self, granule: &GranuleStats) -> bool {
         match self {
             Qual::Test { column, test } => test_all_pass(granule, *column, test),
+            Qual::Columns { .. } => false,
             Qual::And(qs) => qs.iter().all(|q| q.all_pass(granule)),
             Qual::Or(qs) => qs.iter().any(|q| q.all_pass(granule)),
             // NOT x is true for every row when x is false for every row: no row may make
@@ -284,11 +313,62 @@ impl Qual {
                     ),
                 }
             }
+            Qual::Columns { left, cmp, right } => {
+                format!("{} {} {}", name(*left), cmp.symbol(), name(*right))
+            }
             Qual::And(qs) => join(qs, " AND ", name),
             Qual::Or(qs) => join(qs, " OR ", name),
             Qual::Not(q) => format!("NOT ({})", q.describe(name)),
         }
     }
+}
+
+/// Whether two columns of type `ty` compare here as Postgres compares them: integers,
+/// dates, times and timestamps, whose stored values order as theirs.
+fn comparable_columns(ty: ColumnType) -> bool {
+    matches!(
+        ty,
+        ColumnType::Int16
+            | ColumnType::Int32
+            | ColumnType::Int64
+            | ColumnType::Date
+            | ColumnType::Time
+            | ColumnType::Timestamp
+            | ColumnType::TimestampTz
+    )
+}
+
+/// `left cmp right` row by row; unknown where either is NULL.
+fn compare_columns(left: &ArrayRef, cmp: Cmp, right: &ArrayRef) -> Result<Truth> {
+    use arrow_ord::cmp as k;
+    if left.data_type() != right.data_type() || left.len() != right.len() {
+        return Err(Error::Internal(format!(
+            "a vectorized comparison of a {} column with a {} column",
+            left.data_type(),
+            right.data_type()
+        )));
+    }
+    let out = match cmp {
+        Cmp::Eq => k::eq(left, right),
+        Cmp::Ne => k::neq(left, right),
+        Cmp::Lt => k::lt(left, right),
+        Cmp::Le => k::lt_eq(left, right),
+        Cmp::Gt => k::gt(left, right),
+        Cmp::Ge => k::gt_eq(left, right),
+    }
+    .map_err(|e| Error::Internal(format!("comparing two columns: {e}")))?;
+    let valid = match NullBuffer::union(
+        left.logical_nulls().as_ref(),
+        right.logical_nulls().as_ref(),
+    ) {
+        Some(n) => n.inner().clone(),
+        None => BooleanBuffer::new_set(left.len()),
+    };
+    let values = out.values();
+    Ok(Truth {
+        t: values & &valid,
+        f: &(!values) & &valid,
+    })
 }
 
 /// The children of an AND or OR, evaluated and combined by `combine`.

@@ -8,7 +8,8 @@ use proptest::prelude::*;
 use super::*;
 use crate::columnar::{RowBuffer, TableSchema, Value};
 
-/// Columns: int4, int8, date, text, bool, numeric(scale 2).
+/// Columns: int4, int8, date, text, bool, numeric(scale 2), and a second date (for
+/// column-to-column comparisons).
 fn schema() -> TableSchema {
     TableSchema::new([
         ("a", ColumnType::Int32),
@@ -17,6 +18,7 @@ fn schema() -> TableSchema {
         ("s", ColumnType::Text),
         ("f", ColumnType::Bool),
         ("n", ColumnType::Numeric { scale: 2 }),
+        ("e", ColumnType::Date),
     ])
 }
 
@@ -72,6 +74,11 @@ fn reference(q: &Qual, row: &[Cell]) -> Option<bool> {
                 },
             }
         }
+        Qual::Columns { left, cmp, right } => match (&row[*left], &row[*right]) {
+            (Cell::Int(a), Cell::Int(b)) => Some(cmp.holds(a.cmp(b))),
+            (Cell::Null, _) | (_, Cell::Null) => None,
+            _ => panic!("a column comparison of other cells"),
+        },
         Qual::And(qs) => qs
             .iter()
             .fold(Some(true), |acc, q| match (acc, reference(q, row)) {
@@ -90,13 +97,14 @@ fn reference(q: &Qual, row: &[Cell]) -> Option<bool> {
     }
 }
 
-const TYPES: [ColumnType; 6] = [
+const TYPES: [ColumnType; 7] = [
     ColumnType::Int32,
     ColumnType::Int64,
     ColumnType::Date,
     ColumnType::Text,
     ColumnType::Bool,
     ColumnType::Numeric { scale: 2 },
+    ColumnType::Date,
 ];
 
 /// A cell of column `c`: small ranges, so constants hit values, and some NULLs.
@@ -154,8 +162,19 @@ fn leaf() -> impl Strategy<Value = Qual> {
     })
 }
 
+/// A leaf test, or a comparison of the two date columns (either way round).
+fn any_leaf() -> impl Strategy<Value = Qual> {
+    prop_oneof![
+        4 => leaf(),
+        1 => (cmp_op(), any::<bool>()).prop_map(|(cmp, flip)| {
+            let (left, right) = if flip { (6, 2) } else { (2, 6) };
+            Qual::Columns { left, cmp, right }
+        }),
+    ]
+}
+
 fn qual() -> impl Strategy<Value = Qual> {
-    leaf().prop_recursive(4, 24, 3, |inner| {
+    any_leaf().prop_recursive(4, 24, 3, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 1..4).prop_map(Qual::And),
             prop::collection::vec(inner.clone(), 1..4).prop_map(Qual::Or),
@@ -165,7 +184,7 @@ fn qual() -> impl Strategy<Value = Qual> {
 }
 
 fn rows() -> impl Strategy<Value = Vec<Vec<Cell>>> {
-    prop::collection::vec((0..6).map(cell).collect::<Vec<_>>(), 0..40)
+    prop::collection::vec((0..7).map(cell).collect::<Vec<_>>(), 0..40)
 }
 
 fn batch_of(rows: &[Vec<Cell>]) -> RecordBatch {
@@ -179,7 +198,7 @@ fn batch_of(rows: &[Vec<Cell>]) -> RecordBatch {
 
 /// Exact statistics of the rows, as granule statistics.
 fn stats_of(rows: &[Vec<Cell>]) -> GranuleStats {
-    let columns = (0..6)
+    let columns = (0..7)
         .map(|c| {
             let ints: Vec<i64> = rows
                 .iter()
@@ -260,6 +279,7 @@ fn all_pass_granules_are_recognized() {
                 Cell::Text("x".into()),
                 Cell::Int(1),
                 Cell::Int(i),
+                Cell::Int(i + 1),
             ]
         })
         .collect();
@@ -278,6 +298,13 @@ fn all_pass_granules_are_recognized() {
     assert!(!Qual::Not(Box::new(a(Cmp::Gt, 9))).all_pass(&stats_of(&with_null)));
     assert!(!a(Cmp::Gt, 9).may_pass(&stats));
     assert!(!a(Cmp::Eq, 1 << 40).may_pass(&stats));
+    // Two columns compared: never proven from statistics either way.
+    let d_lt_e = Qual::Columns {
+        left: 2,
+        cmp: Cmp::Lt,
+        right: 6,
+    };
+    assert!(d_lt_e.may_pass(&stats) && !d_lt_e.all_pass(&stats));
 }
 
 #[test]
@@ -330,7 +357,7 @@ fn scanned(
         byte_len: extent.len,
         stats: scan_plan::encode_stats(&scan_plan::summarize(&part.granules)),
     };
-    let mut scan = PartScan::new(&schema, (0..6).collect(), vec![], true);
+    let mut scan = PartScan::new(&schema, (0..7).collect(), vec![], true);
     scan.set_qual(q.clone(), 0);
     let mut out = Vec::new();
     for row in scan.prune_parts(vec![row]).unwrap() {
@@ -340,7 +367,7 @@ fn scanned(
         while let Some(batch) = scan.next_batch(&store, &part, &mut cursor).unwrap() {
             let b = batch.column(1).as_primitive::<Int64Type>();
             let s = batch.column(3).as_string::<i32>();
-            let at = batch.column(6).as_primitive::<UInt32Type>();
+            let at = batch.column(7).as_primitive::<UInt32Type>();
             for i in 0..batch.num_rows() {
                 out.push((
                     at.value(i),
@@ -362,7 +389,7 @@ proptest! {
     /// the rows the reference passes, each with its own values.
     #[test]
     fn late_materialized_scans_return_the_passing_rows(
-        rows in prop::collection::vec((0..6).map(cell).collect::<Vec<_>>(), 0..4000),
+        rows in prop::collection::vec((0..7).map(cell).collect::<Vec<_>>(), 0..4000),
         q in qual(),
         granule_rows in prop::sample::select(vec![700u32, 1500, 4096]),
     ) {
