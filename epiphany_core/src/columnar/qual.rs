@@ -185,7 +185,7 @@ impl Qual {
             }
             Qual::Columns { left, right, .. } => {
                 let ty = |c: &usize| schema.columns.get(*c).map(|c| c.ty);
-                ty(left) == ty(right) && ty(left).is_some_and(comparable_columns)
+                ty(left) == ty(right) && ty(left).is_some_and(ColumnType::integer_ordered)
             }
             Qual::And(qs) | Qual::Or(qs) => {
                 !qs.is_empty() && qs.iter().all(|q| q.evaluable(schema))
@@ -321,21 +321,6 @@ impl Qual {
             Qual::Not(q) => format!("NOT ({})", q.describe(name)),
         }
     }
-}
-
-/// Whether two columns of type `ty` compare here as Postgres compares them: integers,
-/// dates, times and timestamps, whose stored values order as theirs.
-fn comparable_columns(ty: ColumnType) -> bool {
-    matches!(
-        ty,
-        ColumnType::Int16
-            | ColumnType::Int32
-            | ColumnType::Int64
-            | ColumnType::Date
-            | ColumnType::Time
-            | ColumnType::Timestamp
-            | ColumnType::TimestampTz
-    )
 }
 
 /// `left cmp right` row by row; unknown where either is NULL.

@@ -91,6 +91,21 @@ impl ColumnType {
     pub fn prunable(self) -> bool {
         !matches!(self, ColumnType::Opaque)
     }
+
+    /// Whether values are stored as integers that order as Postgres orders them
+    /// (integers, dates, times, timestamps), never NaN nor truncated in statistics.
+    pub fn integer_ordered(self) -> bool {
+        matches!(
+            self,
+            ColumnType::Int16
+                | ColumnType::Int32
+                | ColumnType::Int64
+                | ColumnType::Date
+                | ColumnType::Time
+                | ColumnType::Timestamp
+                | ColumnType::TimestampTz
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -352,15 +352,8 @@ enum StatUpdate {
 /// Whether granule statistics of a column of type `ty` hold its exact minimum and
 /// maximum, in the units its `min`/`max` state keeps.
 fn exact_extremes(ty: ColumnType) -> bool {
-    matches!(
-        ty,
-        ColumnType::Int16
-            | ColumnType::Int32
-            | ColumnType::Int64
-            | ColumnType::Date
-            | ColumnType::Timestamp
-            | ColumnType::TimestampTz
-    )
+    // No min/max state keeps a time.
+    ty.integer_ordered() && ty != ColumnType::Time
 }
 
 /// Whether the aggregate reads only its column's NULLs (`count(x)`).

@@ -46,16 +46,7 @@ pub struct TopNSpec {
 impl TopNSpec {
     /// Whether a column of type `ty` can be ordered here.
     pub fn supports(ty: ColumnType) -> bool {
-        matches!(
-            ty,
-            ColumnType::Int16
-                | ColumnType::Int32
-                | ColumnType::Int64
-                | ColumnType::Date
-                | ColumnType::Time
-                | ColumnType::Timestamp
-                | ColumnType::TimestampTz
-        )
+        ty.integer_ordered()
     }
 }
 
