@@ -14,6 +14,29 @@ fn stored(ranges: &[std::ops::Range<i64>]) -> (MemoryPageStore, TableSchema, Vec
     stored_with(ranges, |k| Value::Int64(k * 10))
 }
 
+/// `part` written to `store` as part `id` whose rows start at `first_row`: its catalog
+/// entry.
+fn store_part(
+    store: &mut MemoryPageStore,
+    id: u64,
+    first_row: u64,
+    part: &crate::columnar::EncodedPart,
+) -> PartRow {
+    let extent = write_extent(store, id, &part.bytes).unwrap();
+    let summary = crate::columnar::scan_plan::summarize(&part.granules);
+    PartRow {
+        storage_id: 1,
+        part_id: id,
+        level: 0,
+        first_row,
+        row_count: part.rows,
+        first_block: extent.first_block,
+        pages: extent.pages,
+        byte_len: extent.len,
+        stats: crate::columnar::scan_plan::encode_stats(&summary),
+    }
+}
+
 /// Parts of rows (k, v(k)) for k in each range, stored in memory.
 fn stored_with(
     ranges: &[std::ops::Range<i64>],
@@ -30,20 +53,9 @@ fn stored_with(
             buffer.push_row(&[Value::Int64(k), v(k)]).unwrap();
         }
         let part = encode_part(&schema, &buffer.take_batch().unwrap(), &[0], &options).unwrap();
-        let extent = write_extent(&mut store, id as u64, &part.bytes).unwrap();
-        let summary = crate::columnar::scan_plan::summarize(&part.granules);
-        rows.push(PartRow {
-            storage_id: 1,
-            part_id: id as u64,
-            level: 0,
-            first_row,
-            row_count: part.rows,
-            first_block: extent.first_block,
-            pages: extent.pages,
-            byte_len: extent.len,
-            stats: crate::columnar::scan_plan::encode_stats(&summary),
-        });
-        first_row += part.rows;
+        let row = store_part(&mut store, id as u64, first_row, &part);
+        first_row += row.row_count;
+        rows.push(row);
     }
     (store, schema, rows)
 }
@@ -258,20 +270,7 @@ fn quals_on_dictionary_coded_text_answer_as_on_plain_text() {
     }
     let part = encode_part(&schema, &buffer.take_batch().unwrap(), &[0], &options).unwrap();
     let mut store = MemoryPageStore::new(4096);
-    let extent = write_extent(&mut store, 0, &part.bytes).unwrap();
-    let row = PartRow {
-        storage_id: 1,
-        part_id: 0,
-        level: 0,
-        first_row: 0,
-        row_count: part.rows,
-        first_block: extent.first_block,
-        pages: extent.pages,
-        byte_len: extent.len,
-        stats: crate::columnar::scan_plan::encode_stats(&crate::columnar::scan_plan::summarize(
-            &part.granules,
-        )),
-    };
+    let row = store_part(&mut store, 0, 0, &part);
     // The few distinct words are dictionary-coded: the qual reads them as such.
     let open = OpenPart::open_from(&store, &schema, row.clone(), false).unwrap();
     open.fetch_from(&store, &[1], &[0]).unwrap();
