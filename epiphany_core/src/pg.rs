@@ -16,6 +16,7 @@ pub mod hooks;
 pub mod owned;
 pub mod page;
 pub mod page_store;
+pub mod plan_states;
 pub mod serializable;
 pub mod testing;
 

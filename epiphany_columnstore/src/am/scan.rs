@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 use epiphany_core::columnar::agg::Aggregator;
+use epiphany_core::columnar::join_filter::JoinFilter;
 use epiphany_core::columnar::part_scan::top_n::{self, TopN, TopNSpec};
 use epiphany_core::columnar::part_scan::{claim, PartCursor, PartScan};
 use epiphany_core::columnar::prune::Predicate;
@@ -231,6 +232,19 @@ impl ScanState {
         self.top_n.as_ref().map(|t| {
             let total = t.order.as_ref().map_or(0, |o| o.granules.len()) as u64;
             (t.top.spec(), t.read, total)
+        })
+    }
+
+    /// Rows must also pass `filter`, a hash join's keys (see `custom_scan::hash_keys`).
+    pub fn set_join_filter(&mut self, filter: Option<JoinFilter>) {
+        self.scan.set_join_filter(filter);
+    }
+
+    /// The hash key filter's rows tested and kept, and whether it still tests.
+    pub fn join_filter_tested(&self) -> Option<(u64, u64, bool)> {
+        self.scan.join_filter().map(|f| {
+            let (tested, kept) = f.tested();
+            (tested, kept, f.active())
         })
     }
 

@@ -10,6 +10,7 @@ use epiphany_core::pg::OrReportIn;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use super::hash_keys::{HashKeySource, Status};
 use super::quals::{predicates, vector_qual};
 use super::EXEC_METHODS;
 use crate::am::scan::{ScanState, SharedProgress};
@@ -25,6 +26,45 @@ struct ColumnarScan {
     /// Column numbers read (0-based) and the pruning predicates, known at begin.
     read: ContextOwned<Vec<usize>>,
     preds: usize,
+    /// The hash join above whose keys the scan filters by, or why it does not.
+    hash_keys: ContextOwned<Result<HashKeySource, &'static str>>,
+}
+
+/// `ps` as a columnar scan's state, if it is one.
+///
+/// # Safety
+/// `ps` is null or an initialized plan state.
+pub(super) unsafe fn columnar_scan_state(
+    ps: *mut pg_sys::PlanState,
+) -> Option<*mut pg_sys::CustomScanState> {
+    // SAFETY: per the contract; a custom scan state's methods are static tables.
+    unsafe {
+        (!ps.is_null()
+            && (*ps).type_ == pg_sys::NodeTag::T_CustomScanState
+            && std::ptr::eq(
+                (*(ps as *mut pg_sys::CustomScanState)).methods,
+                &EXEC_METHODS.0,
+            ))
+        .then_some(ps as *mut pg_sys::CustomScanState)
+    }
+}
+
+/// Links columnar scan `node` to the hash join above it (see `hash_keys`), in the
+/// query's memory.
+///
+/// # Safety
+/// `node` is an initialized columnar scan state; main thread.
+pub(super) unsafe fn set_hash_keys(
+    node: *mut pg_sys::CustomScanState,
+    source: Result<HashKeySource, &'static str>,
+) {
+    // SAFETY: per the contract; the query's memory outlives the node's use of it.
+    unsafe {
+        let me = node as *mut ColumnarScan;
+        let old = pg_sys::MemoryContextSwitchTo((*(*node).ss.ps.state).es_query_cxt);
+        (*me).hash_keys = ContextOwned::new(source);
+        pg_sys::MemoryContextSwitchTo(old);
+    }
 }
 
 #[pg_guard]
@@ -151,6 +191,11 @@ pub(super) unsafe extern "C-unwind" fn next(
             .state
             .get()
             .expect("a columnar scan read after its end");
+        if let Some(Ok(source)) = (*me).hash_keys.get() {
+            if let Some(filter) = source.poll() {
+                state.set_join_filter(Some(filter));
+            }
+        }
         if !state.next_row(rel, slot, shared).or_report_in(rel) {
             pg_sys::ExecClearTuple(slot);
         }
@@ -179,6 +224,7 @@ pub(super) unsafe extern "C-unwind" fn end(node: *mut pg_sys::CustomScanState) {
         let me = node as *mut ColumnarScan;
         (*me).state.drop_now();
         (*me).read.drop_now();
+        (*me).hash_keys.drop_now();
     }
 }
 
@@ -186,9 +232,23 @@ pub(super) unsafe extern "C-unwind" fn end(node: *mut pg_sys::CustomScanState) {
 pub(super) unsafe extern "C-unwind" fn rescan(node: *mut pg_sys::CustomScanState) {
     // SAFETY: our node.
     unsafe {
-        let me = node as *mut ColumnarScan;
+        restart(node as *mut ColumnarScan);
+    }
+}
+
+/// Back to the start: the rows, and the hash join's table (it may be built anew).
+///
+/// # Safety
+/// Our node.
+unsafe fn restart(me: *mut ColumnarScan) {
+    // SAFETY: per the contract.
+    unsafe {
         if let Some(state) = (*me).state.get() {
             state.restart();
+            state.set_join_filter(None);
+        }
+        if let Some(Ok(source)) = (*me).hash_keys.get() {
+            source.restart();
         }
     }
 }
@@ -224,10 +284,7 @@ pub(super) unsafe extern "C-unwind" fn reinitialize_dsm(
     // SAFETY: initialized by initialize_dsm; a rescan starts over.
     unsafe {
         (*(coordinate as *const SharedProgress)).reset();
-        let me = node as *mut ColumnarScan;
-        if let Some(state) = (*me).state.get() {
-            state.restart();
-        }
+        restart(node as *mut ColumnarScan);
     }
 }
 
@@ -291,6 +348,10 @@ pub(super) unsafe extern "C-unwind" fn explain(
                 false,
             );
             pg_sys::ExplainPropertyText(c"Vectorized Filter".as_ptr(), text, es);
+        }
+        explain_hash_keys(me, rel, es);
+        let filtered = !vectorized.is_null() || matches!((*me).hash_keys.get(), Some(Ok(_)));
+        if filtered {
             // Postgres counts the rows a filter removed only for a plan with a qual of its
             // own; these were removed by ours (explain.c, show_instrumentation_count).
             let instrument = (*node).ss.ps.instrument;
@@ -321,14 +382,7 @@ pub(super) unsafe extern "C-unwind" fn explain(
         }
         if let Some(spec) = super::top_n::spec_of(private) {
             // As the Sort shows its key: the column's name, the direction, the rows.
-            let attr = pg_sys::get_attname(rel.oid(), spec.column as i16 + 1, true);
-            let name = if attr.is_null() {
-                format!("column {}", spec.column + 1)
-            } else {
-                std::ffi::CStr::from_ptr(attr)
-                    .to_string_lossy()
-                    .into_owned()
-            };
+            let name = column_name(rel, spec.column);
             let order = match (spec.descending, spec.nulls_first) {
                 (false, false) => "",
                 (false, true) => " NULLS FIRST",
@@ -365,6 +419,68 @@ pub(super) unsafe extern "C-unwind" fn explain(
                 pg_sys::ExplainPropertyInteger(label.as_ptr(), std::ptr::null(), value as i64, es);
             }
         }
+    }
+}
+
+/// `Hash Key Filter`: the key columns tested against the hash join above, and with
+/// ANALYZE what the filter did (the leader's share of a parallel scan); VERBOSE also
+/// says why a scan under a hash join does not filter.
+///
+/// # Safety
+/// Our node, begun; `rel` its relation.
+unsafe fn explain_hash_keys(me: *mut ColumnarScan, rel: Rel<'_>, es: *mut pg_sys::ExplainState) {
+    // SAFETY: per the contract.
+    unsafe {
+        let text = match (*me).hash_keys.get() {
+            None => return,
+            Some(Err(why)) if (*es).verbose => format!("not used: {why}"),
+            Some(Err(_)) => return,
+            Some(Ok(source)) => {
+                let names: Vec<String> = source
+                    .columns()
+                    .into_iter()
+                    .map(|c| column_name(rel, c))
+                    .collect();
+                let mut text = names.join(", ");
+                if (*es).analyze {
+                    let tested = (*me).state.get().and_then(|s| s.join_filter_tested());
+                    match (source.status(), tested) {
+                        (Status::Built(rows), Some((tested, kept, active))) => {
+                            text += &format!(
+                                " (from {rows} inner rows; {kept} of {tested} rows kept{})",
+                                if active {
+                                    ""
+                                } else {
+                                    ", then off: it kept too many"
+                                }
+                            )
+                        }
+                        (Status::Unusable(why), _) => text += &format!(" (not used: {why})"),
+                        _ => text += " (not built)",
+                    }
+                }
+                text
+            }
+        };
+        let text = std::ffi::CString::new(text).unwrap();
+        pg_sys::ExplainPropertyText(c"Hash Key Filter".as_ptr(), text.as_ptr(), es);
+    }
+}
+
+/// The name of column `c` (0-based) of `rel`.
+///
+/// # Safety
+/// `rel` open; main thread.
+unsafe fn column_name(rel: Rel<'_>, c: usize) -> String {
+    // SAFETY: per the contract.
+    let attr = unsafe { pg_sys::get_attname(rel.oid(), c as i16 + 1, true) };
+    if attr.is_null() {
+        format!("column {}", c + 1)
+    } else {
+        // SAFETY: a palloc'd C string.
+        unsafe { std::ffi::CStr::from_ptr(attr) }
+            .to_string_lossy()
+            .into_owned()
     }
 }
 

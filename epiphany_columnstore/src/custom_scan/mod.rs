@@ -17,6 +17,7 @@ use pgrx::prelude::*;
 use pgrx::PgList;
 
 mod exec;
+pub(crate) mod hash_keys;
 pub(crate) mod quals;
 pub(crate) mod top_n;
 
@@ -80,6 +81,14 @@ pub(crate) unsafe fn is_columnar_scan(plan: *mut pg_sys::Plan) -> bool {
 
 pub fn init() {
     top_n::init();
+    GucRegistry::define_bool_guc(
+        c"epiphany.enable_hash_key_filter",
+        c"Lets a columnar scan under a hash join drop the rows whose keys no inner row matches, before the join probes them.",
+        c"The filter holds the hash values of the join's inner rows; it is used for inner, semi and right joins on integer and date keys whose hash table fits in one batch.",
+        &hash_keys::ENABLE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_bool_guc(
         c"epiphany.enable_columnar_scan",
         c"Plans scans of epiphany_columnar tables with the columnar custom scan (column projection, part and granule pruning).",

@@ -32,54 +32,16 @@ use crate::convert::slot::{is_columnar, set_needed};
 /// # Safety
 /// `query` has just been through ExecutorStart; main thread.
 pub unsafe fn read_only_needed_columns(query: *mut pg_sys::QueryDesc) {
-    // SAFETY: per the contract; the plan state trees are complete.
+    // SAFETY: per the contract.
     unsafe {
-        let estate = (*query).estate;
-        if estate.is_null() {
-            return;
-        }
-        let none = std::ptr::null_mut();
-        let mut stack: Vec<(*mut pg_sys::PlanState, *mut pg_sys::PlanState)> =
-            vec![((*query).planstate, none)];
-        for sub in pgrx::PgList::<pg_sys::PlanState>::from_pg((*estate).es_subplanstates).iter_ptr()
-        {
-            stack.push((sub, none));
-        }
-        while let Some((ps, parent)) = stack.pop() {
-            if ps.is_null() {
-                continue;
+        epiphany_core::pg::plan_states::walk(query, |ps, parent| {
+            if matches!(
+                (*ps).type_,
+                pg_sys::NodeTag::T_IndexScanState | pg_sys::NodeTag::T_BitmapHeapScanState
+            ) {
+                mark_scan(ps, parent);
             }
-            stack.push(((*ps).lefttree, ps));
-            stack.push(((*ps).righttree, ps));
-            // Children kept in lists have no parent whose reads this module knows.
-            let children = |list: *mut *mut pg_sys::PlanState, n: i32| {
-                (0..n.max(0) as usize).map(move |i| (*list.add(i), none))
-            };
-            use pg_sys::NodeTag as T;
-            match (*ps).type_ {
-                T::T_AppendState => {
-                    let a = ps as *mut pg_sys::AppendState;
-                    stack.extend(children((*a).appendplans, (*a).as_nplans));
-                }
-                T::T_MergeAppendState => {
-                    let m = ps as *mut pg_sys::MergeAppendState;
-                    stack.extend(children((*m).mergeplans, (*m).ms_nplans));
-                }
-                T::T_SubqueryScanState => {
-                    stack.push(((*(ps as *mut pg_sys::SubqueryScanState)).subplan, none))
-                }
-                T::T_CustomScanState => {
-                    let c = ps as *mut pg_sys::CustomScanState;
-                    stack.extend(
-                        pgrx::PgList::<pg_sys::PlanState>::from_pg((*c).custom_ps)
-                            .iter_ptr()
-                            .map(|p| (p, none)),
-                    );
-                }
-                T::T_IndexScanState | T::T_BitmapHeapScanState => mark_scan(ps, parent),
-                _ => {}
-            }
-        }
+        })
     }
 }
 

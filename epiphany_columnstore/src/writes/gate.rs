@@ -62,7 +62,10 @@ unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags
     // needs dropping if it raises an error.
     unsafe { epiphany_core::pg::hooks::executor_start(PREVIOUS_EXECUTOR_START, query, eflags) }
     // SAFETY: the query's executor state is built.
-    unsafe { crate::hooks::needed_columns::read_only_needed_columns(query) };
+    unsafe {
+        crate::hooks::needed_columns::read_only_needed_columns(query);
+        crate::custom_scan::hash_keys::link(query);
+    }
 }
 
 /// `INSERT … ON CONFLICT` into a columnar table is refused even where no unique index

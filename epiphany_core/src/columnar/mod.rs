@@ -14,6 +14,7 @@ pub mod cache;
 pub mod fetch;
 pub mod filter;
 pub mod flush;
+pub mod join_filter;
 pub mod numeric;
 pub mod options;
 pub mod page_window;

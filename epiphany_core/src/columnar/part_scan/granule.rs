@@ -1,5 +1,6 @@
 //! One granule read column by column: the qual's conjuncts evaluated one at a time on
-//! just their columns, the other columns decoded only where rows are left.
+//! just their columns, then the hash key filter (`join_filter`) on its key columns, the
+//! other columns decoded only where rows are left.
 
 use std::sync::Arc;
 
@@ -69,6 +70,39 @@ impl PartScan {
             if none_left {
                 break;
             }
+        }
+        let none_left = mask.as_ref().is_some_and(|m| m.count_set_bits() == 0);
+        if let Some(f) = self
+            .join_filter
+            .as_mut()
+            .filter(|f| f.active() && !none_left)
+        {
+            let need: Vec<usize> = f
+                .columns()
+                .into_iter()
+                .filter(|c| !decoded.iter().any(|(d, _)| d == c))
+                .collect();
+            if !need.is_empty() {
+                part.fetch_from(store, &need, &[g])?;
+                let arrays = part.reader.read_granule(&need, g, None)?;
+                decoded.extend(need.into_iter().zip(arrays));
+            }
+            let arrays = f
+                .columns()
+                .iter()
+                .map(|c| {
+                    decoded
+                        .iter()
+                        .find(|(d, _)| d == c)
+                        .map(|(_, a)| plain_array(a.clone()))
+                        .expect("decoded above")
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let t = f.eval(&arrays.iter().collect::<Vec<_>>())?;
+            mask = Some(match mask {
+                Some(m) => &m & &t,
+                None => t,
+            });
         }
         let kept = mask.as_ref().map_or(rows, BooleanBuffer::count_set_bits);
         self.filtered += (rows - kept) as u64;

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 
 use crate::columnar::agg::Aggregator;
+use crate::columnar::join_filter::JoinFilter;
 use crate::columnar::prune::{ColumnStats, GranuleStats, Predicate};
 use crate::columnar::qual::Qual;
 use crate::columnar::scan_plan::ScanCounters;
@@ -41,6 +42,8 @@ pub struct PartScan {
     row_preds: usize,
     /// The quals evaluated here instead of by Postgres (`qual`), if any.
     qual: Option<Qual>,
+    /// The keys of the hash join this scan is the outer side of, once its table is built.
+    join_filter: Option<JoinFilter>,
     row_numbers: bool,
     /// Read every granule's statistics, even without predicates (Top-N orders by them).
     stats_always: bool,
@@ -115,6 +118,7 @@ impl PartScan {
             row_preds: preds.len(),
             preds,
             qual: None,
+            join_filter: None,
             row_numbers,
             stats_always: false,
             counters: Default::default(),
@@ -133,6 +137,19 @@ impl PartScan {
         debug_assert!(qual.columns().iter().all(|c| self.read.contains(c)));
         self.row_preds = row_preds.min(self.preds.len());
         self.qual = Some(qual);
+    }
+
+    /// Rows must also pass `filter` (its columns must be among those read), tested after
+    /// the qual; `None` takes it away.
+    pub fn set_join_filter(&mut self, filter: Option<JoinFilter>) {
+        debug_assert!(filter
+            .as_ref()
+            .is_none_or(|f| f.columns().iter().all(|c| self.read.contains(c))));
+        self.join_filter = filter;
+    }
+
+    pub fn join_filter(&self) -> Option<&JoinFilter> {
+        self.join_filter.as_ref()
     }
 
     /// Parts are opened with their granules' statistics (see [`PartCursor::column_stats`]).
@@ -328,7 +345,9 @@ impl PartScan {
     /// deletes from parts; once delete masks exist, a granule with deleted rows must
     /// answer no here, as this is what every answer from metadata rests on.
     fn returns_whole(&self, stats: &GranuleStats) -> bool {
-        self.row_preds == 0 && self.qual.as_ref().is_none_or(|q| q.all_pass(stats))
+        self.row_preds == 0
+            && self.join_filter.is_none()
+            && self.qual.as_ref().is_none_or(|q| q.all_pass(stats))
     }
 
     /// `batch` without the rows that certainly fail a row predicate (counted as

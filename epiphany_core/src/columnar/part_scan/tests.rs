@@ -369,3 +369,50 @@ fn a_vectorized_qual_filters_rows_and_prunes_what_it_rules_out() {
     assert_eq!((c.granules_scanned, c.granules_skipped), (2, 18));
     assert_eq!(scan.take_filtered(), 200 - want.len() as u64);
 }
+
+#[test]
+fn a_hash_key_filter_drops_only_rows_no_inner_key_matches() {
+    use crate::columnar::join_filter::{hash_int8, JoinFilter, KeyHash};
+    use crate::columnar::qual::{Cmp, Qual, Test};
+    let (store, schema, parts) = stored(&[0..1000, 1000..2000, 2000..3000]);
+    // Inner keys of v (k * 10): every 37th row's, and some no row holds.
+    let inner: Vec<i64> = (0..3000)
+        .step_by(37)
+        .map(|k| k * 10)
+        .chain([-10, 5])
+        .collect();
+    let hashes: Vec<u32> = inner.iter().map(|&v| hash_int8(v)).collect();
+    let filter = JoinFilter::new(vec![(1, ColumnType::Int64, KeyHash::Int8)], &hashes);
+    // With and without a qual before it (k < 2500, vectorized).
+    for qual in [None, Some(2500)] {
+        let mut scan = PartScan::new(&schema, vec![0, 1], vec![], true);
+        if let Some(limit) = qual {
+            let test = Test::Compare(Cmp::Lt, Scalar::Int(limit));
+            scan.set_qual(Qual::Test { column: 0, test }, 0);
+        }
+        scan.set_join_filter(Some(filter.clone()));
+        let mut keys: Vec<i64> = Vec::new();
+        for row in scan.prune_parts(parts.clone()).unwrap() {
+            let Some((part, mut cursor)) = scan.open(&store, row, 64).unwrap() else {
+                continue;
+            };
+            while let Some(batch) = scan.next_batch(&store, &part, &mut cursor).unwrap() {
+                let k = batch.column(0).as_primitive::<Int64Type>();
+                let v = batch.column(1).as_primitive::<Int64Type>();
+                assert!(k.values().iter().zip(v.values()).all(|(k, v)| k * 10 == *v));
+                keys.extend(k.values());
+            }
+        }
+        let limit = qual.unwrap_or(i64::MAX);
+        let members: Vec<i64> = (0..3000).filter(|k| k % 37 == 0 && *k < limit).collect();
+        // Every matching row kept, in order; the few others kept are false positives.
+        let kept_members: Vec<i64> = keys.iter().copied().filter(|k| k % 37 == 0).collect();
+        assert_eq!(kept_members, members);
+        assert!(keys.iter().all(|&k| k < limit));
+        assert!(keys.len() < members.len() + 100, "{} rows kept", keys.len());
+        let (tested, passed) = scan.join_filter().unwrap().tested();
+        assert_eq!(passed as usize, keys.len());
+        assert_eq!(tested, limit.min(3000) as u64);
+        assert_eq!(scan.take_filtered(), tested - keys.len() as u64);
+    }
+}
