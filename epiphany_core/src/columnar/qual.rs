@@ -473,35 +473,72 @@ fn known(array: &ArrayRef, matches: BooleanBuffer) -> Truth {
     }
 }
 
+/// `answers[key]` for each row of dictionary keys `keys` (a NULL key's slot holds any
+/// value; the caller masks it).
+fn by_key(keys: &dyn Array, answers: &BooleanBuffer) -> Result<BooleanBuffer> {
+    use arrow_array::types::{Int8Type, UInt16Type, UInt32Type, UInt8Type};
+    let n = answers.len();
+    let all = answers.count_set_bits();
+    if all == 0 || all == n {
+        return Ok(if all == 0 {
+            BooleanBuffer::new_unset(keys.len())
+        } else {
+            BooleanBuffer::new_set(keys.len())
+        });
+    }
+    let lut: Vec<bool> = (0..n).map(|k| answers.value(k)).collect();
+    // Out-of-range keys (only in NULL slots) answer false.
+    let at = |k: usize| lut.get(k).copied().unwrap_or(false);
+    macro_rules! lookup {
+        ($t:ty) => {{
+            let v = keys.as_primitive::<$t>().values();
+            BooleanBuffer::collect_bool(v.len(), |i| at(v[i] as usize))
+        }};
+    }
+    Ok(match keys.data_type() {
+        DataType::Int8 => lookup!(Int8Type),
+        DataType::Int16 => lookup!(Int16Type),
+        DataType::Int32 => lookup!(Int32Type),
+        DataType::UInt8 => lookup!(UInt8Type),
+        DataType::UInt16 => lookup!(UInt16Type),
+        DataType::UInt32 => lookup!(UInt32Type),
+        other => {
+            return Err(Error::Internal(format!(
+                "dictionary keys of type {other} in a vectorized qual"
+            )))
+        }
+    })
+}
+
 fn test_array(array: &ArrayRef, test: &Test) -> Result<Truth> {
     // A dictionary array: each distinct value tested once, each row taking its value's
     // answer (a NULL key is neither true nor false, as a NULL value).
     if let Some(d) = array.as_any_dictionary_opt() {
         let by_value = test_array(d.values(), test)?;
-        let keys = d.normalized_keys();
         let valid = d.keys().logical_nulls();
-        let row = |answers: &BooleanBuffer, null_answer: bool| {
-            BooleanBuffer::collect_bool(keys.len(), |i| {
-                if valid.as_ref().is_some_and(|n| n.is_null(i)) {
-                    null_answer
-                } else {
-                    answers.value(keys[i])
-                }
+        // Each row's answer looked up by its key, then a NULL key's answer put in by
+        // whole words.
+        let row = |answers: &BooleanBuffer, null_answer: bool| -> Result<BooleanBuffer> {
+            let looked_up = by_key(d.keys(), answers)?;
+            Ok(match &valid {
+                None => looked_up,
+                Some(v) if null_answer => &looked_up | &!v.inner(),
+                Some(v) => &looked_up & v.inner(),
             })
         };
         return Ok(match test {
             // IS [NOT] NULL is decided for a NULL key too.
             Test::IsNull => Truth {
-                t: row(&by_value.t, true),
-                f: row(&by_value.f, false),
+                t: row(&by_value.t, true)?,
+                f: row(&by_value.f, false)?,
             },
             Test::IsNotNull => Truth {
-                t: row(&by_value.t, false),
-                f: row(&by_value.f, true),
+                t: row(&by_value.t, false)?,
+                f: row(&by_value.f, true)?,
             },
             _ => Truth {
-                t: row(&by_value.t, false),
-                f: row(&by_value.f, false),
+                t: row(&by_value.t, false)?,
+                f: row(&by_value.f, false)?,
             },
         });
     }

@@ -299,6 +299,15 @@ fn quals_on_dictionary_coded_text_answer_as_on_plain_text() {
             t(Test::In(vec![bytes("AIR"), bytes("TRUCK")])),
             Box::new(|w| matches!(w, Some("AIR" | "TRUCK"))),
         ),
+        // Every distinct value answers alike: false, and true.
+        (
+            t(Test::Compare(Cmp::Eq, bytes("BOAT"))),
+            Box::new(|_| false),
+        ),
+        (
+            t(Test::Compare(Cmp::Ge, bytes("AIR"))),
+            Box::new(|w| w.is_some()),
+        ),
         (t(Test::IsNull), Box::new(|w| w.is_none())),
         (t(Test::IsNotNull), Box::new(|w| w.is_some())),
         (
