@@ -4,8 +4,8 @@
 //! table — in one batch, all in memory — the scan takes the hash values of every inner
 //! row from it into a Bloom filter and drops the rows whose keys hash to none of them.
 //!
-//! Only joins that drop an outer row without a match qualify (inner, semi and right
-//! joins): a left, full or anti join returns such rows. The join still probes every row
+//! Only joins that drop an outer row without a match qualify (inner, semi, right and
+//! right semi joins): a left, full or anti join returns such rows. The join still probes every row
 //! the scan returns, so the filter only decides which rows reach it, never what it
 //! returns. A join whose table went to several batches keeps the other batches' rows in
 //! files, not in the table: the scan then filters nothing. `epiphany.enable_hash_key_filter`
@@ -221,7 +221,13 @@ unsafe fn source_for(
     use pg_sys::JoinType::{JOIN_INNER, JOIN_RIGHT, JOIN_SEMI};
     // SAFETY: per the contract.
     unsafe {
-        if !matches!((*join).js.jointype, JOIN_INNER | JOIN_SEMI | JOIN_RIGHT) {
+        // A right semi join (PostgreSQL 18) returns inner rows, each once an outer row
+        // matched it: an outer row without a match counts for nothing either.
+        #[cfg(feature = "pg18")]
+        let right_semi = (*join).js.jointype == pg_sys::JoinType::JOIN_RIGHT_SEMI;
+        #[cfg(not(feature = "pg18"))]
+        let right_semi = false;
+        if !(matches!((*join).js.jointype, JOIN_INNER | JOIN_SEMI | JOIN_RIGHT) || right_semi) {
             return Err("the join returns outer rows without a match");
         }
         let plan = (*join).js.ps.plan as *mut pg_sys::HashJoin;

@@ -18,6 +18,7 @@ use pgrx::PgList;
 
 mod exec;
 pub(crate) mod hash_keys;
+mod join_costs;
 pub(crate) mod quals;
 pub(crate) mod top_n;
 
@@ -122,6 +123,7 @@ pub fn init() {
         pg_sys::set_rel_pathlist_hook = Some(set_rel_pathlist);
         pg_sys::RegisterCustomScanMethods(&SCAN_METHODS.0);
     }
+    join_costs::install();
 }
 
 #[pg_guard]

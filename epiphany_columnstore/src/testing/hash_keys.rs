@@ -168,4 +168,24 @@ mod tests {
         let rest = &plan[plan.find(after).unwrap_or_else(|| panic!("{plan}")) + after.len()..];
         rest[..rest.find(before).unwrap()].trim().parse().unwrap()
     }
+
+    /// PostgreSQL 18's right semi join returns inner rows an outer row matched: the
+    /// outer columnar scan filters, and hashing the small side is priced with that.
+    #[cfg(feature = "pg18")]
+    #[pg_test]
+    fn a_right_semi_join_probes_a_filtered_columnar_scan() {
+        run("SET max_parallel_workers_per_gather = 0");
+        load();
+        run("RESET enable_nestloop");
+        // Not the fact keys made unique first (a hashed aggregate).
+        run("SET enable_hashagg = off");
+        let q =
+            "SELECT d.label, d.k4 FROM {d} d WHERE EXISTS (SELECT FROM {f} f WHERE f.k4 = d.k4)";
+        let plan = explain(&on(q, false));
+        assert!(
+            plan.contains("Hash Right Semi Join") && plan.contains("Hash Key Filter: k4"),
+            "{plan}"
+        );
+        same(&on(q, false), &on(q, true));
+    }
 }

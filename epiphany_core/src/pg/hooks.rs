@@ -113,6 +113,25 @@ pub unsafe fn set_rel_pathlist(
     }
 }
 
+/// Calls `previous`, the `set_join_pathlist_hook` installed before ours, if any.
+///
+/// # Safety
+/// As [`executor_start`].
+pub unsafe fn set_join_pathlist(
+    previous: pg_sys::set_join_pathlist_hook_type,
+    root: *mut pg_sys::PlannerInfo,
+    joinrel: *mut pg_sys::RelOptInfo,
+    outerrel: *mut pg_sys::RelOptInfo,
+    innerrel: *mut pg_sys::RelOptInfo,
+    jointype: pg_sys::JoinType::Type,
+    extra: *mut pg_sys::JoinPathExtraData,
+) {
+    if let Some(previous) = previous {
+        // SAFETY: per the contract.
+        unsafe { previous(root, joinrel, outerrel, innerrel, jointype, extra) }
+    }
+}
+
 /// Calls `previous`, the `object_access_hook` installed before ours, if any.
 ///
 /// # Safety
