@@ -2,6 +2,7 @@
 
 pub(crate) mod access_method;
 pub(crate) mod differential;
+pub(crate) mod generated;
 pub(crate) mod hash_keys;
 pub(crate) mod reads;
 pub(crate) mod sql;
