@@ -49,16 +49,7 @@ impl PartScan {
         let mut decoded: Vec<(usize, ArrayRef)> = Vec::new();
         let mut mask: Option<BooleanBuffer> = None;
         for q in &conjuncts {
-            let need: Vec<usize> = q
-                .columns()
-                .into_iter()
-                .filter(|c| !decoded.iter().any(|(d, _)| d == c))
-                .collect();
-            if !need.is_empty() {
-                part.fetch_from(store, &need, &[g])?;
-                let arrays = part.reader.read_granule_coded(&need, g)?;
-                decoded.extend(need.into_iter().zip(arrays));
-            }
+            decode_whole(store, part, g, q.columns(), &mut decoded)?;
             let arrays: Vec<ArrayRef> = decoded.iter().map(|(_, a)| a.clone()).collect();
             let truth = q.eval_arrays(&arrays, &|c| decoded.iter().position(|(d, _)| *d == c))?;
             let t = match mask {
@@ -77,16 +68,7 @@ impl PartScan {
             .as_mut()
             .filter(|f| f.active() && !none_left)
         {
-            let need: Vec<usize> = f
-                .columns()
-                .into_iter()
-                .filter(|c| !decoded.iter().any(|(d, _)| d == c))
-                .collect();
-            if !need.is_empty() {
-                part.fetch_from(store, &need, &[g])?;
-                let arrays = part.reader.read_granule(&need, g, None)?;
-                decoded.extend(need.into_iter().zip(arrays));
-            }
+            decode_whole(store, part, g, f.columns(), &mut decoded)?;
             let arrays = f
                 .columns()
                 .iter()
@@ -150,6 +132,27 @@ impl PartScan {
             .collect::<Result<Vec<_>>>()?;
         batch_of(columns, out, kept).map(Some)
     }
+}
+
+/// Decodes whole, into `decoded`, those of `columns` of granule `g` not decoded yet
+/// (text as dictionary arrays where its pages are dictionary-coded).
+fn decode_whole(
+    store: &impl PageStore,
+    part: &OpenPart,
+    g: usize,
+    columns: Vec<usize>,
+    decoded: &mut Vec<(usize, ArrayRef)>,
+) -> Result<()> {
+    let need: Vec<usize> = columns
+        .into_iter()
+        .filter(|c| !decoded.iter().any(|(d, _)| d == c))
+        .collect();
+    if !need.is_empty() {
+        part.fetch_from(store, &need, &[g])?;
+        let arrays = part.reader.read_granule_coded(&need, g)?;
+        decoded.extend(need.into_iter().zip(arrays));
+    }
+    Ok(())
 }
 
 fn predicate(mask: &BooleanBuffer) -> FilterPredicate {
