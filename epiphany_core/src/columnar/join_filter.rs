@@ -181,31 +181,23 @@ impl JoinFilter {
                     "hash key columns of unequal lengths".into(),
                 ));
             }
-            let combine = |hashes: &mut [u32], h: &mut dyn FnMut(usize) -> u32| {
-                for (r, slot) in hashes.iter_mut().enumerate() {
-                    *slot = if k == 0 {
-                        h(r)
-                    } else {
-                        slot.rotate_left(1) ^ h(r)
-                    };
-                }
-            };
+            let first = k == 0;
             match (ty, hash) {
                 (ColumnType::Int16, KeyHash::Int4) => {
                     let v = array.as_primitive::<Int16Type>().values();
-                    combine(&mut hashes, &mut |r| hash_int4(i32::from(v[r])));
+                    combine(&mut hashes, first, v, |x| hash_int4(i32::from(x)));
                 }
                 (ColumnType::Int32, KeyHash::Int4) => {
                     let v = array.as_primitive::<Int32Type>().values();
-                    combine(&mut hashes, &mut |r| hash_int4(v[r]));
+                    combine(&mut hashes, first, v, hash_int4);
                 }
                 (ColumnType::Date, KeyHash::Int4) => {
                     let v = array.as_primitive::<Date32Type>().values();
-                    combine(&mut hashes, &mut |r| hash_int4(date_from_arrow(v[r])));
+                    combine(&mut hashes, first, v, |x| hash_int4(date_from_arrow(x)));
                 }
                 (ColumnType::Int64, KeyHash::Int8) => {
                     let v = array.as_primitive::<Int64Type>().values();
-                    combine(&mut hashes, &mut |r| hash_int8(v[r]));
+                    combine(&mut hashes, first, v, hash_int8);
                 }
                 _ => {
                     return Err(Error::Internal(format!(
@@ -231,6 +223,20 @@ impl JoinFilter {
             self.off = true;
         }
         Ok(out)
+    }
+}
+
+/// Each row's hash of `values` into `hashes`: as it is for the first key, else combined
+/// with the keys' before as PostgreSQL's hash join combines them.
+fn combine<T: Copy>(hashes: &mut [u32], first: bool, values: &[T], hash: impl Fn(T) -> u32) {
+    if first {
+        for (slot, &v) in hashes.iter_mut().zip(values) {
+            *slot = hash(v);
+        }
+    } else {
+        for (slot, &v) in hashes.iter_mut().zip(values) {
+            *slot = slot.rotate_left(1) ^ hash(v);
+        }
     }
 }
 
