@@ -573,6 +573,11 @@ impl ScanState {
     pub fn read(&self) -> &[usize] {
         self.scan.read()
     }
+
+    /// Batches may hold `columns` dictionary-coded (`PartScan::keep_coded`).
+    pub fn keep_coded(&mut self, columns: impl IntoIterator<Item = usize>) {
+        self.scan.keep_coded(columns);
+    }
 }
 
 /// # Safety

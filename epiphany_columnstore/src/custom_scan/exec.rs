@@ -589,3 +589,21 @@ pub(crate) unsafe fn batch_columns(node: *mut pg_sys::CustomScanState) -> Vec<us
             .map_or_else(Vec::new, |s| s.read().to_vec())
     }
 }
+
+/// Lets the batches of [`next_batch`] hold `columns` as dictionary arrays where parts
+/// store them so (for an aggregator that groups by codes).
+///
+/// # Safety
+/// As [`next_batch`].
+pub(crate) unsafe fn keep_coded(
+    node: *mut pg_sys::CustomScanState,
+    columns: impl IntoIterator<Item = usize>,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        let me = node as *mut ColumnarScan;
+        if let Some(s) = (*me).state.get() {
+            s.keep_coded(columns);
+        }
+    }
+}

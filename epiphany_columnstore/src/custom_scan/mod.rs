@@ -23,7 +23,9 @@ pub(crate) mod quals;
 pub(crate) mod top_n;
 
 use exec::*;
-pub(crate) use exec::{batch_columns, new_state, next_aggregated, next_batch, next_count};
+pub(crate) use exec::{
+    batch_columns, keep_coded, new_state, next_aggregated, next_batch, next_count,
+};
 
 pub static ENABLE: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static ENABLE_VECTOR_FILTER: GucSetting<bool> = GucSetting::<bool>::new(true);

@@ -114,6 +114,7 @@ pub(super) unsafe extern "C-unwind" fn begin(
         }
         let agg = Aggregator::new(keys, specs).or_report_in(rel);
         let read = crate::custom_scan::batch_columns(child.cast());
+        crate::custom_scan::keep_coded(child.cast(), agg.key_columns());
         (*me).run = ContextOwned::new(Run {
             agg,
             outputs,

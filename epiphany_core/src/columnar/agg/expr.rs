@@ -392,6 +392,16 @@ impl Expr {
                             ),
                         };
                         let (x, y) = (Src::of(left, &a), Src::of(right, &b));
+                        // Most batches' values are far below their declared precision:
+                        // where this batch's largest operands bound the result below
+                        // 2^63 (and no NaN is among them), 64-bit arithmetic is exact.
+                        if let Some(out) = narrow64(*op, &x, &y, fx, fy, rows) {
+                            return Ok(Some(Evaluated {
+                                vals: Vals::I64(Cow::Owned(out)),
+                                nulls,
+                                kind,
+                            }));
+                        }
                         // Within its bound the result cannot overflow: no checks.
                         let out = if self.digits() <= 38 {
                             let nc = |v: i128| (v, false);
@@ -655,6 +665,66 @@ impl Lane for LConst {
     fn lane(&self, _: usize) -> i128 {
         self.0
     }
+}
+
+impl Src<'_> {
+    /// The largest magnitude among the values, `None` when it reaches `i64::MAX`
+    /// (a 64-bit numeric's NaN) or the values are 128-bit.
+    fn bound64(&self) -> Option<u64> {
+        let b = match self {
+            Src::I64(v, _) => v.iter().fold(0u64, |m, x| m.max(x.unsigned_abs())),
+            Src::Const(c) => u64::try_from(c.unsigned_abs()).ok()?,
+            Src::I128(_) => return None,
+        };
+        (b < i64::MAX as u64).then_some(b)
+    }
+
+    #[inline(always)]
+    fn at64(&self, i: usize) -> i64 {
+        match self {
+            Src::I64(v, _) => v[i],
+            // `bound64` admitted only constants that fit.
+            Src::Const(c) => *c as i64,
+            Src::I128(_) => unreachable!("bound64 refuses 128-bit values"),
+        }
+    }
+}
+
+/// `x * fx op y * fy` (`x * y` for `Mul`) in 64 bits, when the operands' bounds prove
+/// every result (and every intermediate) below `i64::MAX`, the NaN of a 64-bit numeric;
+/// `None` otherwise.
+fn narrow64(op: Op, x: &Src<'_>, y: &Src<'_>, fx: i128, fy: i128, rows: usize) -> Option<Vec<i64>> {
+    let (bx, by) = (u128::from(x.bound64()?), u128::from(y.bound64()?));
+    let (fx, fy) = (u128::try_from(fx).ok()?, u128::try_from(fy).ok()?);
+    let bound = match op {
+        Op::Mul => bx.checked_mul(by)?,
+        Op::Add | Op::Sub => bx.checked_mul(fx)?.checked_add(by.checked_mul(fy)?)?,
+    };
+    if bound >= i64::MAX as u128 {
+        return None;
+    }
+    let (fx, fy) = (fx as i64, fy as i64);
+    Some(match (op, x, y) {
+        // The common shapes without the per-row match.
+        (Op::Mul, Src::I64(a, _), Src::I64(b, _)) => {
+            a.iter().zip(b.iter()).map(|(&a, &b)| a * b).collect()
+        }
+        (Op::Sub, Src::Const(c), Src::I64(b, _)) => {
+            let c = *c as i64 * fx;
+            b.iter().map(|&b| c - b * fy).collect()
+        }
+        (Op::Add, Src::Const(c), Src::I64(b, _)) => {
+            let c = *c as i64 * fx;
+            b.iter().map(|&b| c + b * fy).collect()
+        }
+        (Op::Mul, Src::I64(a, _), Src::Const(c)) | (Op::Mul, Src::Const(c), Src::I64(a, _)) => {
+            let c = *c as i64;
+            a.iter().map(|&a| a * c).collect()
+        }
+        (Op::Mul, ..) => (0..rows).map(|i| x.at64(i) * y.at64(i)).collect(),
+        (Op::Add, ..) => (0..rows).map(|i| x.at64(i) * fx + y.at64(i) * fy).collect(),
+        (Op::Sub, ..) => (0..rows).map(|i| x.at64(i) * fx - y.at64(i) * fy).collect(),
+    })
 }
 
 /// `x * fx op y * fy`, and whether anything overflowed.

@@ -10,8 +10,13 @@ use arrow_buffer::NullBuffer;
 use arrow_schema::DataType;
 use rustc_hash::FxHashMap;
 
+use crate::columnar::part::plain_array;
 use crate::columnar::types::{date_from_arrow, ColumnType, Value};
 use crate::error::{Error, Result};
+
+/// Dictionary-coded keys are grouped through a table of their code combinations while
+/// it stays this small (and no larger than the batch).
+const MAX_CODE_COMBINATIONS: usize = 1 << 16;
 
 /// The groups met so far and their keys.
 #[derive(Debug, Default)]
@@ -290,6 +295,11 @@ impl Groups {
         }
     }
 
+    /// The key columns' table columns.
+    pub fn columns(&self) -> impl Iterator<Item = usize> + '_ {
+        self.columns.iter().map(|&(c, _)| c)
+    }
+
     pub fn len(&self) -> usize {
         if self.fixed {
             self.fixed_keys.len()
@@ -310,20 +320,101 @@ impl Groups {
     /// Keys that fit 64 bits in this batch (fixed-width values of up to 8 bytes, strings
     /// of up to 7) are packed into one integer per row and looked up in a map of packed
     /// keys first; only a row whose packed key is new builds its byte key.
+    ///
+    /// Key columns that arrive dictionary-coded (text a part stores so) are grouped by
+    /// their codes: each distinct combination of codes in the batch is looked up once.
     pub fn assign(
         &mut self,
         batch: &RecordBatch,
         at: &impl Fn(usize) -> Option<usize>,
         out: &mut Vec<u32>,
     ) -> Result<()> {
-        let rows = batch.num_rows();
-        let mut cols = Vec::with_capacity(self.columns.len());
-        for &(c, ty) in &self.columns {
+        let mut arrays = Vec::with_capacity(self.columns.len());
+        for &(c, _) in &self.columns {
             let k = at(c).ok_or_else(|| {
                 Error::Internal(format!("a GROUP BY key reads column {c}, not decoded"))
             })?;
-            cols.push(KeyColumn::new(batch.column(k), ty));
+            arrays.push(batch.column(k).clone());
         }
+        if self.assign_coded(&arrays, out)? {
+            return Ok(());
+        }
+        let plain = arrays
+            .into_iter()
+            .map(plain_array)
+            .collect::<Result<Vec<_>>>()?;
+        self.assign_plain(&plain, batch.num_rows(), out)
+    }
+
+    /// [`Groups::assign`] for key columns that are all dictionary arrays with few enough
+    /// combinations of codes; `false`, with nothing done, for others.
+    fn assign_coded(&mut self, arrays: &[ArrayRef], out: &mut Vec<u32>) -> Result<bool> {
+        let mut coded = Vec::with_capacity(arrays.len());
+        let mut combinations = 1usize;
+        for a in arrays {
+            let Some(d) = a.as_dictionary_opt::<Int32Type>() else {
+                return Ok(false);
+            };
+            // One more code per column for NULL.
+            combinations = combinations.saturating_mul(d.values().len() + 1);
+            coded.push(d);
+        }
+        let rows = arrays.first().map_or(0, |a| a.len());
+        if combinations > MAX_CODE_COMBINATIONS || combinations > rows.max(64) {
+            return Ok(false);
+        }
+        // Each row's combination, column by column.
+        let mut codes = vec![0u32; rows];
+        for d in &coded {
+            let width = d.values().len() as u32 + 1;
+            let null = width - 1;
+            let keys = d.keys();
+            for (code, &k) in codes.iter_mut().zip(keys.values().iter()) {
+                // A NULL's key is anything: wrapping, and replaced below.
+                *code = code.wrapping_mul(width).wrapping_add(k as u32);
+            }
+            if let Some(n) = keys.logical_nulls().filter(|n| n.null_count() > 0) {
+                for r in (0..rows).filter(|&r| n.is_null(r)) {
+                    codes[r] = codes[r]
+                        .wrapping_sub(keys.values()[r] as u32)
+                        .wrapping_add(null);
+                }
+            }
+        }
+        // The combinations met, in order, and one row of each.
+        let mut first = vec![u32::MAX; combinations];
+        let mut rows_of: Vec<u32> = Vec::new();
+        for (r, &c) in codes.iter().enumerate() {
+            let slot = first
+                .get_mut(c as usize)
+                .ok_or_else(|| Error::Corrupted("a dictionary key beyond its dictionary".into()))?;
+            if *slot == u32::MAX {
+                *slot = rows_of.len() as u32;
+                rows_of.push(r as u32);
+            }
+        }
+        // Their groups, found by the plain path over their values.
+        let picks = arrow_array::UInt32Array::from(rows_of);
+        let mut values = Vec::with_capacity(coded.len());
+        for a in arrays {
+            let taken = arrow_select::take::take(a.as_ref(), &picks, None)
+                .map_err(|e| Error::Internal(format!("taking key values: {e}")))?;
+            values.push(plain_array(taken)?);
+        }
+        let mut groups = Vec::new();
+        self.assign_plain(&values, picks.len(), &mut groups)?;
+        out.clear();
+        out.extend(codes.iter().map(|&c| groups[first[c as usize] as usize]));
+        Ok(true)
+    }
+
+    /// [`Groups::assign`] over plain key arrays of `rows` rows.
+    fn assign_plain(&mut self, arrays: &[ArrayRef], rows: usize, out: &mut Vec<u32>) -> Result<()> {
+        let cols: Vec<KeyColumn<'_>> = arrays
+            .iter()
+            .zip(&self.columns)
+            .map(|(a, &(_, ty))| KeyColumn::new(a, ty))
+            .collect();
         out.clear();
         out.reserve(rows);
         let layout: Option<Vec<u8>> = cols.iter().map(KeyColumn::packed_bits).collect();

@@ -167,6 +167,11 @@ impl Aggregator {
         out
     }
 
+    /// The table columns of the GROUP BY keys.
+    pub fn key_columns(&self) -> impl Iterator<Item = usize> + '_ {
+        self.groups.iter().flat_map(Groups::columns)
+    }
+
     /// Back to no rows (a rescan).
     pub fn reset(&mut self) {
         if let Some(g) = &mut self.groups {

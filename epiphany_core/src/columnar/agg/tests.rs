@@ -49,6 +49,11 @@ struct Row {
 }
 
 fn row() -> impl Strategy<Value = Row> {
+    row_of(-999_999_999_999_999_999i64..=999_999_999_999_999_999)
+}
+
+/// Rows whose numerics mostly come from `big`.
+fn row_of(big: std::ops::RangeInclusive<i64>) -> impl Strategy<Value = Row> {
     (
         proptest::option::weighted(0.9, 0..4i32),
         proptest::option::weighted(
@@ -60,7 +65,7 @@ fn row() -> impl Strategy<Value = Row> {
         proptest::option::weighted(
             0.8,
             prop_oneof![
-                8 => -999_999_999_999_999_999i64..=999_999_999_999_999_999,
+                8 => big,
                 1 => Just(numeric::NAN),
                 1 => -1000i64..1000,
             ],
@@ -345,6 +350,34 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Numerics small enough for the 64-bit kernels (`n * (1 - n) * (1 + n)` below
+    /// 2^63), but for the batches with a NaN or a value near the bound.
+    #[test]
+    fn small_numerics_aggregate_like_postgres_transitions(nulls in any::<bool>(), batches in proptest::collection::vec(proptest::collection::vec(row_of(-1_000_000..=1_000_000), 0..60), 0..4)) {
+        // Half the cases with NULLs among the numerics, half without.
+        let batches: Vec<Vec<Row>> = batches
+            .into_iter()
+            .map(|b| {
+                b.into_iter()
+                    .enumerate()
+                    .map(|(i, mut r)| {
+                        if !nulls {
+                            r.n = r.n.or(Some(i as i64 - 30));
+                        }
+                        r
+                    })
+                    .collect()
+            })
+            .collect();
+        let all: Vec<Row> = batches.iter().flatten().cloned().collect();
+        match reference(&all) {
+            Some(expected) => prop_assert_eq!(aggregate(&batches).unwrap(), expected),
+            None => prop_assert!(matches!(aggregate(&batches), Err(Error::OutOfRange(_)))),
+        }
+    }
+}
+
 #[test]
 fn no_group_by_is_one_group_even_without_rows() {
     let mut agg = Aggregator::new(vec![], specs()).unwrap();
@@ -449,5 +482,47 @@ proptest! {
             prop_assert!(got.insert(key, n).is_none(), "a key in two groups");
         }
         prop_assert_eq!(got, expected);
+    }
+}
+
+proptest! {
+    /// Text keys that arrive dictionary-coded group as the same text plain: alone (by
+    /// their codes) and beside a plain key (expanded first).
+    #[test]
+    fn dictionary_coded_keys_group_like_plain_ones(batches in proptest::collection::vec(proptest::collection::vec(row(), 0..60), 0..4)) {
+        use arrow_array::{types::Int32Type, DictionaryArray};
+        for keys in [vec![(1, ColumnType::Text)], vec![(0, ColumnType::Int32), (1, ColumnType::Text)]] {
+            let mut agg = Aggregator::new(keys.clone(), vec![AggSpec { func: AggFn::CountStar, arg: None }]).unwrap();
+            let mut expected: BTreeMap<Key, i64> = BTreeMap::new();
+            for b in &batches {
+                let plain = batch(b);
+                let coded: DictionaryArray<Int32Type> = b.iter().map(|r| r.t.as_deref()).collect();
+                let mut columns = plain.columns().to_vec();
+                columns[1] = Arc::new(coded);
+                let with_codes = RecordBatch::try_from_iter(
+                    ["g", "t", "a", "b", "n", "d"].into_iter().zip(columns),
+                )
+                .unwrap();
+                agg.push(&with_codes, &|c| Some(c)).unwrap();
+                for r in b {
+                    let g = if keys.len() == 2 { r.g } else { None };
+                    *expected.entry((g, r.t.clone())).or_default() += 1;
+                }
+            }
+            let mut got = BTreeMap::new();
+            for g in 0..agg.len() {
+                let k = agg.key(g).unwrap();
+                let text = |v: &Value<'_>| match v { Value::Text(t) => Some(t.to_string()), _ => None };
+                let key = match &k[..] {
+                    [t] => (None, text(t)),
+                    [Value::Int32(g), t] => (Some(*g), text(t)),
+                    [_, t] => (None, text(t)),
+                    _ => panic!("keys"),
+                };
+                let Partial::Int8(Some(n)) = agg.partial(g, 0) else { panic!("count") };
+                prop_assert!(got.insert(key, n).is_none(), "a key in two groups");
+            }
+            prop_assert_eq!(got, expected);
+        }
     }
 }

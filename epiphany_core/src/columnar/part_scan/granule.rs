@@ -22,6 +22,7 @@ use crate::storage::PageStore;
 impl PartScan {
     /// Columns `columns` (positions in the part) of the rows of granule `g` that pass
     /// the qual; `None` when none does. `stats` are the granule's statistics, if read.
+    /// Those of `coded` that the part stores dictionary-coded come as dictionary arrays.
     pub(super) fn granule(
         &mut self,
         store: &impl PageStore,
@@ -29,6 +30,7 @@ impl PartScan {
         g: usize,
         stats: Option<&GranuleStats>,
         columns: &[usize],
+        coded: &[usize],
     ) -> Result<Option<RecordBatch>> {
         let rows = part
             .reader
@@ -92,6 +94,13 @@ impl PartScan {
             return Ok(None);
         }
         let mask = mask.filter(|_| kept < rows);
+        // Coded columns are decoded whole: codes are cheap, and filtered like the qual's.
+        let wanted: Vec<usize> = coded
+            .iter()
+            .copied()
+            .filter(|c| columns.contains(c))
+            .collect();
+        decode_whole(store, part, g, wanted, &mut decoded)?;
         let rest: Vec<usize> = columns
             .iter()
             .copied()
@@ -123,6 +132,7 @@ impl PartScan {
         let out = columns
             .iter()
             .map(|c| match decoded.iter().find(|(d, _)| d == c) {
+                Some((_, a)) if coded.contains(c) => apply(&full_filter, a),
                 Some((_, a)) => apply(&full_filter, a).and_then(plain_array),
                 None => {
                     let k = rest.iter().position(|r| r == c).expect("listed in rest");

@@ -50,6 +50,8 @@ pub struct PartScan {
     pub counters: ScanCounters,
     /// Rows the qual and predicates dropped, not yet taken by [`PartScan::take_filtered`].
     filtered: u64,
+    /// Columns whose batches may hold dictionary arrays ([`PartScan::keep_coded`]).
+    coded: Vec<usize>,
 }
 
 /// Where a scan is in an open part: the granules left to read, their statistics (when
@@ -123,7 +125,19 @@ impl PartScan {
             stats_always: false,
             counters: Default::default(),
             filtered: 0,
+            coded: Vec::new(),
         }
+    }
+
+    /// Batches may hold those of `columns` that parts store dictionary-coded as
+    /// dictionary arrays (a consumer that groups by codes: the aggregator); columns a row
+    /// predicate reads stay plain.
+    pub fn keep_coded(&mut self, columns: impl IntoIterator<Item = usize>) {
+        let preds = &self.preds[..self.row_preds];
+        self.coded = columns
+            .into_iter()
+            .filter(|c| self.read.contains(c) && !preds.iter().any(|p| p.column() == *c))
+            .collect();
     }
 
     pub fn read(&self) -> &[usize] {
@@ -247,7 +261,9 @@ impl PartScan {
             };
             let columns = self.batch_columns(part);
             let stats = cursor.stats.as_ref().and_then(|s| s.get(g));
-            if let Some(batch) = self.granule(store, part, g, stats, &columns)? {
+            if let Some(batch) =
+                self.granule(store, part, g, stats, &columns, &self.coded.clone())?
+            {
                 let batch = self.filter_preds(batch)?;
                 if batch.num_rows() > 0 {
                     cursor.pending = Some((batch, 0));
@@ -299,7 +315,7 @@ impl PartScan {
                 from_metadata += part.reader.granule_len(g).unwrap_or(0);
                 continue;
             }
-            if let Some(batch) = self.granule(store, &part, g, Some(&stats[g]), &columns)? {
+            if let Some(batch) = self.granule(store, &part, g, Some(&stats[g]), &columns, &[])? {
                 total += self.filter_preds(batch)?.num_rows() as u64;
             }
         }
@@ -322,6 +338,7 @@ impl PartScan {
         let kept = self.granules_that_may_match(&stats);
         let columns = self.read.clone();
         let at = |c: usize| columns.iter().position(|&r| r == c);
+        let coded = self.coded.clone();
         let (mut total, mut from_metadata) = (0, 0);
         for g in kept {
             if self.returns_whole(&stats[g]) && agg.add_stats(&stats[g]) {
@@ -329,7 +346,7 @@ impl PartScan {
                 from_metadata += stats[g].rows;
                 continue;
             }
-            if let Some(batch) = self.granule(store, &part, g, Some(&stats[g]), &columns)? {
+            if let Some(batch) = self.granule(store, &part, g, Some(&stats[g]), &columns, &coded)? {
                 let batch = self.filter_preds(batch)?;
                 total += batch.num_rows() as u64;
                 agg.push(&batch, &at)?;
