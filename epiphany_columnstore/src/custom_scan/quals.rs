@@ -479,7 +479,8 @@ unsafe fn two_columns(
     }
 }
 
-/// `column LIKE 'prefix%'` (or `NOT LIKE`) on text or bytea, with the default escape.
+/// `column LIKE pattern` (or `NOT LIKE`) on text or bytea, with the default escape, for
+/// patterns of literals and `%` ([`Test::like`]).
 unsafe fn like(
     op: *mut pg_sys::OpExpr,
     scanrelid: pg_sys::Index,
@@ -501,11 +502,7 @@ unsafe fn like(
         {
             return None;
         }
-        let pattern = varlena_bytes((*constant).constvalue);
-        let test = match like_prefix(pattern)? {
-            (prefix, true) => Test::Prefix(prefix),
-            (literal, false) => Test::Compare(Cmp::Eq, Scalar::Bytes(literal)),
-        };
+        let test = Test::like(varlena_bytes((*constant).constvalue))?;
         let q = Qual::Test { column, test };
         Some(if negated { Qual::Not(Box::new(q)) } else { q })
     }
@@ -524,45 +521,5 @@ pub(crate) unsafe fn varlena_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
             pgrx::varlena::vardata_any(v) as *const u8,
             pgrx::varlena::varsize_any_exhdr(v),
         )
-    }
-}
-
-/// A LIKE pattern as (its literal bytes, whether a final `%` follows them), when it is
-/// one literal with at most that one wildcard (`\` escapes the next byte).
-fn like_prefix(pattern: &[u8]) -> Option<(Vec<u8>, bool)> {
-    let mut out = Vec::with_capacity(pattern.len());
-    let mut i = 0;
-    while i < pattern.len() {
-        match pattern[i] {
-            b'\\' => {
-                out.push(*pattern.get(i + 1)?);
-                i += 2;
-            }
-            b'%' => return (i + 1 == pattern.len()).then_some((out, true)),
-            b'_' => return None,
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Some((out, false))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::like_prefix;
-
-    #[test]
-    fn like_patterns_with_one_final_wildcard_are_prefixes() {
-        assert_eq!(like_prefix(b"abc%"), Some((b"abc".to_vec(), true)));
-        assert_eq!(like_prefix(b"%"), Some((vec![], true)));
-        assert_eq!(like_prefix(b"abc"), Some((b"abc".to_vec(), false)));
-        assert_eq!(like_prefix(b"a\\%b%"), Some((b"a%b".to_vec(), true)));
-        assert_eq!(like_prefix(b"a\\_"), Some((b"a_".to_vec(), false)));
-        assert_eq!(like_prefix(b"a%b"), None);
-        assert_eq!(like_prefix(b"a_%"), None);
-        assert_eq!(like_prefix(b"%%"), None);
-        assert_eq!(like_prefix(b"ab\\"), None);
     }
 }

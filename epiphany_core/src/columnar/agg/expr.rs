@@ -668,63 +668,71 @@ impl Lane for LConst {
 }
 
 impl Src<'_> {
-    /// The largest magnitude among the values, `None` when it reaches `i64::MAX`
-    /// (a 64-bit numeric's NaN) or the values are 128-bit.
-    fn bound64(&self) -> Option<u64> {
-        let b = match self {
-            Src::I64(v, _) => v.iter().fold(0u64, |m, x| m.max(x.unsigned_abs())),
-            Src::Const(c) => u64::try_from(c.unsigned_abs()).ok()?,
-            Src::I128(_) => return None,
-        };
-        (b < i64::MAX as u64).then_some(b)
-    }
-
-    #[inline(always)]
-    fn at64(&self, i: usize) -> i64 {
-        match self {
-            Src::I64(v, _) => v[i],
-            // `bound64` admitted only constants that fit.
-            Src::Const(c) => *c as i64,
-            Src::I128(_) => unreachable!("bound64 refuses 128-bit values"),
-        }
+    /// A constant as a 64-bit value, `None` for NaN or one that does not fit.
+    fn const64(c: i128) -> Option<i64> {
+        i64::try_from(c).ok().filter(|&c| c != numeric::NAN)
     }
 }
 
-/// `x * fx op y * fy` (`x * y` for `Mul`) in 64 bits, when the operands' bounds prove
-/// every result (and every intermediate) below `i64::MAX`, the NaN of a 64-bit numeric;
-/// `None` otherwise.
+/// `x * fx op y * fy` (`x * y` for `Mul`) in 64 bits, for operands that are 64-bit
+/// values or constants; `None` when an operand is a NaN or any result (or intermediate)
+/// overflows or lands on `i64::MAX`, the NaN of a 64-bit numeric. One pass: the results
+/// and the overflow flags together.
 fn narrow64(op: Op, x: &Src<'_>, y: &Src<'_>, fx: i128, fy: i128, rows: usize) -> Option<Vec<i64>> {
-    let (bx, by) = (u128::from(x.bound64()?), u128::from(y.bound64()?));
-    let (fx, fy) = (u128::try_from(fx).ok()?, u128::try_from(fy).ok()?);
-    let bound = match op {
-        Op::Mul => bx.checked_mul(by)?,
-        Op::Add | Op::Sub => bx.checked_mul(fx)?.checked_add(by.checked_mul(fy)?)?,
-    };
-    if bound >= i64::MAX as u128 {
-        return None;
+    let (fx, fy) = (i64::try_from(fx).ok()?, i64::try_from(fy).ok()?);
+    #[inline(always)]
+    fn apply(op: Op, a: i64, fx: i64, b: i64, fy: i64) -> (i64, bool) {
+        match op {
+            Op::Mul => a.overflowing_mul(b),
+            Op::Add | Op::Sub => {
+                let (a, o1) = a.overflowing_mul(fx);
+                let (b, o2) = b.overflowing_mul(fy);
+                let (v, o3) = if op == Op::Add {
+                    a.overflowing_add(b)
+                } else {
+                    a.overflowing_sub(b)
+                };
+                (v, o1 | o2 | o3)
+            }
+        }
     }
-    let (fx, fy) = (fx as i64, fy as i64);
-    Some(match (op, x, y) {
-        // The common shapes without the per-row match.
-        (Op::Mul, Src::I64(a, _), Src::I64(b, _)) => {
-            a.iter().zip(b.iter()).map(|(&a, &b)| a * b).collect()
+    let mut bad = false;
+    let nan = numeric::NAN;
+    // Collected from exact-size iterators: no capacity test per row.
+    let out: Vec<i64> = match (x, y) {
+        (Src::I64(a, _), Src::I64(b, _)) => a
+            .iter()
+            .zip(b.iter())
+            .map(|(&a, &b)| {
+                let (v, o) = apply(op, a, fx, b, fy);
+                bad |= o | (a == nan) | (b == nan) | (v == nan);
+                v
+            })
+            .collect(),
+        (Src::Const(c), Src::I64(b, _)) => {
+            let a = Src::const64(*c)?;
+            b.iter()
+                .map(|&b| {
+                    let (v, o) = apply(op, a, fx, b, fy);
+                    bad |= o | (b == nan) | (v == nan);
+                    v
+                })
+                .collect()
         }
-        (Op::Sub, Src::Const(c), Src::I64(b, _)) => {
-            let c = *c as i64 * fx;
-            b.iter().map(|&b| c - b * fy).collect()
+        (Src::I64(a, _), Src::Const(c)) => {
+            let b = Src::const64(*c)?;
+            a.iter()
+                .map(|&a| {
+                    let (v, o) = apply(op, a, fx, b, fy);
+                    bad |= o | (a == nan) | (v == nan);
+                    v
+                })
+                .collect()
         }
-        (Op::Add, Src::Const(c), Src::I64(b, _)) => {
-            let c = *c as i64 * fx;
-            b.iter().map(|&b| c + b * fy).collect()
-        }
-        (Op::Mul, Src::I64(a, _), Src::Const(c)) | (Op::Mul, Src::Const(c), Src::I64(a, _)) => {
-            let c = *c as i64;
-            a.iter().map(|&a| a * c).collect()
-        }
-        (Op::Mul, ..) => (0..rows).map(|i| x.at64(i) * y.at64(i)).collect(),
-        (Op::Add, ..) => (0..rows).map(|i| x.at64(i) * fx + y.at64(i) * fy).collect(),
-        (Op::Sub, ..) => (0..rows).map(|i| x.at64(i) * fx - y.at64(i) * fy).collect(),
-    })
+        _ => return None,
+    };
+    debug_assert_eq!(out.len(), rows);
+    (!bad).then_some(out)
 }
 
 /// `x * fx op y * fy`, and whether anything overflowed.

@@ -52,6 +52,18 @@ fn order(cell: &Cell, v: &Scalar) -> Option<Ordering> {
 /// The reference: SQL's three-valued logic, one row at a time.
 // Not a try_fold: an unknown (None) must not stop the fold, a later false decides.
 #[allow(clippy::manual_try_fold)]
+/// `%`-only LIKE matching by backtracking, byte by byte: the reference for
+/// [`Test::Like`].
+fn glob(v: &[u8], p: &[u8]) -> bool {
+    match p.split_first() {
+        None => v.is_empty(),
+        Some((b'%', rest)) => (0..=v.len()).any(|i| glob(&v[i..], rest)),
+        Some((c, rest)) => v.first() == Some(c) && glob(&v[1..], rest),
+    }
+}
+
+// Three-valued AND/OR go on past an unknown (`None`): a fold, not a try_fold.
+#[allow(clippy::manual_try_fold)]
 fn reference(q: &Qual, row: &[Cell]) -> Option<bool> {
     match q {
         Qual::Test { column, test } => {
@@ -71,6 +83,11 @@ fn reference(q: &Qual, row: &[Cell]) -> Option<bool> {
                     Cell::Null => None,
                     Cell::Text(s) => Some(s.as_bytes().starts_with(p)),
                     Cell::Int(_) => panic!("prefix of a number"),
+                },
+                Test::Like(segments) => match c {
+                    Cell::Null => None,
+                    Cell::Text(s) => Some(glob(s.as_bytes(), &segments.join(&b'%'))),
+                    Cell::Int(_) => panic!("LIKE of a number"),
                 },
             }
         }
@@ -152,7 +169,11 @@ fn leaf() -> impl Strategy<Value = Qual> {
             prop_oneof![
                 test,
                 prop::sample::select(vec!["", "a", "ab", "é", "q"])
-                    .prop_map(|p| Test::Prefix(p.as_bytes().to_vec()))
+                    .prop_map(|p| Test::Prefix(p.as_bytes().to_vec())),
+                prop::collection::vec(prop::sample::select(vec!["", "a", "b", "ab", "é"]), 2..5)
+                    .prop_map(|s| Test::Like(
+                        s.into_iter().map(|s| s.as_bytes().to_vec()).collect()
+                    ))
             ]
             .boxed()
         } else {
@@ -403,5 +424,42 @@ proptest! {
             .map(|(i, r)| (i as u32, cell_int(&r[1]), cell_text(&r[3])))
             .collect();
         prop_assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn like_patterns_become_equality_prefix_or_segments() {
+    let seg = |v: &[&str]| {
+        Some(Test::Like(
+            v.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        ))
+    };
+    let eq = |v: &str| Some(Test::Compare(Cmp::Eq, Scalar::Bytes(v.as_bytes().to_vec())));
+    assert_eq!(Test::like(b"abc%"), Some(Test::Prefix(b"abc".to_vec())));
+    assert_eq!(Test::like(b"%"), Some(Test::Prefix(vec![])));
+    assert_eq!(Test::like(b"%%"), Some(Test::Prefix(vec![])));
+    assert_eq!(Test::like(b"abc"), eq("abc"));
+    assert_eq!(Test::like(b"a\\%b%"), Some(Test::Prefix(b"a%b".to_vec())));
+    assert_eq!(Test::like(b"a\\_"), eq("a_"));
+    assert_eq!(Test::like(b"a%b"), seg(&["a", "b"]));
+    assert_eq!(
+        Test::like(b"%special%requests%"),
+        seg(&["", "special", "requests", ""])
+    );
+    assert_eq!(Test::like(b"%x%%y"), seg(&["", "x", "y"]));
+    assert_eq!(Test::like(b"a_%"), None);
+    assert_eq!(Test::like(b"ab\\"), None);
+}
+
+proptest! {
+    /// Segments matched as a backtracking `%` matcher would, on short words of few
+    /// letters (where overlaps and repeats are common).
+    #[test]
+    fn like_segments_match_like_backtracking(
+        v in prop::collection::vec(prop::sample::select(vec![b'a', b'b', b'c']), 0..8),
+        segs in prop::collection::vec(prop::collection::vec(prop::sample::select(vec![b'a', b'b']), 0..3), 2..5),
+    ) {
+        let like = Like::new(&segs);
+        prop_assert_eq!(like.matches(&v), glob(&v, &segs.join(&b'%')));
     }
 }
