@@ -792,6 +792,15 @@ fn compare(array: &ArrayRef, op: Cmp, value: &Scalar) -> Result<BooleanBuffer> {
         (DataType::Time64(TimeUnit::Microsecond), Scalar::Int(v)) => {
             ints::<Time64MicrosecondType>(array, op, *v)
         }
+        (DataType::Utf8 | DataType::Binary | DataType::FixedSizeBinary(_), Scalar::Bytes(v))
+            if matches!(op, Cmp::Eq | Cmp::Ne) =>
+        {
+            let eq = op == Cmp::Eq;
+            let bits: Vec<bool> = bytes_of(array)?
+                .map(|b| b.is_some_and(|b| (b.len() == v.len() && same(b, v)) == eq))
+                .collect();
+            BooleanBuffer::from(bits)
+        }
         (DataType::Utf8 | DataType::Binary | DataType::FixedSizeBinary(_), Scalar::Bytes(v)) => {
             let bits: Vec<bool> = bytes_of(array)?
                 .map(|b| b.is_some_and(|b| op.holds(b.cmp(v.as_slice()))))
