@@ -106,6 +106,9 @@ mod tests {
         "sum(big * 2)",
     ];
 
+    /// The aggregates above that overflow on the full table.
+    const OVERFLOWS: &[&str] = &["sum(k + 2147483000)", "sum(big * 2)"];
+
     const FILTERS: &[&str] = &[
         "day >= date '2021-01-01'",
         "day >= date '2021-01-01' AND day < date '2021-07-01'",
@@ -120,6 +123,7 @@ mod tests {
         "price < 500",
         "price >= 100.5",
         "flag LIKE 'B%'",
+        "flag NOT LIKE '%A%'",
         "status = 'F'",
         "b < big",
         "NOT (k < 300)",
@@ -162,8 +166,17 @@ mod tests {
     fn query(draw: &mut Draw) -> String {
         let keys = GROUPINGS[draw.below(GROUPINGS.len())];
         let mut select: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let mut overflows = false;
         for _ in 0..1 + draw.below(3) {
-            select.push(draw.pick(AGGREGATES).to_string());
+            let a = draw.pick(AGGREGATES);
+            // Of two aggregates that overflow, the one that errs first is the one whose
+            // bad row comes first: heap and columnar order rows differently, so a query
+            // holds at most one.
+            let overflowing = OVERFLOWS.contains(&a);
+            if !(overflowing && overflows) {
+                select.push(a.to_string());
+            }
+            overflows |= overflowing;
         }
         let mut sql = format!("SELECT {} FROM {{t}}", select.join(", "));
         match draw.below(4) {

@@ -26,6 +26,11 @@ mod tests {
             plan.contains("Filter: ((price * '2'::numeric) > '3'::numeric)"),
             "{plan}"
         );
+        let infix = explain("SELECT id FROM vf WHERE name LIKE '%1%2'");
+        assert!(
+            infix.contains("Vectorized Filter: (name ~~ '%1%2'::text)"),
+            "{infix}"
+        );
         let conds = [
             "k <> 7",
             "NOT (k = 7)",
@@ -42,6 +47,11 @@ mod tests {
             "name LIKE 'name 4242'",
             "name LIKE 'name_1%'",
             "name LIKE '%'",
+            "name LIKE '%42'",
+            "name LIKE '%1%2%'",
+            "name NOT LIKE 'na%e 1%%'",
+            "name LIKE 'name 1%1'",
+            "name LIKE '%\\%%'",
             "NOT (name LIKE 'name 2%' OR k > 500)",
             "flag",
             "NOT flag",
