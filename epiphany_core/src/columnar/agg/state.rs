@@ -220,26 +220,14 @@ impl State {
                                 continue;
                             }
                             n[g] += rows;
-                            let (s, o) = sum[g].overflowing_add(part);
-                            if o {
-                                spill[g] = spill[g].wrapping_add(i256::from_i128(sum[g]));
-                                sum[g] = part;
-                            } else {
-                                sum[g] = s;
-                            }
+                            add_spilling(&mut sum[g], &mut spill[g], part);
                         }
                         return Ok(());
                     }
                 }
                 let mut add = |g: usize, x: i128| {
                     n[g] += 1;
-                    let (s, o) = sum[g].overflowing_add(x);
-                    if o {
-                        spill[g] = spill[g].wrapping_add(i256::from_i128(sum[g]));
-                        sum[g] = x;
-                    } else {
-                        sum[g] = s;
-                    }
+                    add_spilling(&mut sum[g], &mut spill[g], x);
                 };
                 match &arg.vals {
                     Vals::I64(v) => each(groups, nulls, rows, |g, r| {
@@ -342,6 +330,18 @@ impl State {
                 value: best[g],
                 kind: *kind,
             },
+        }
+    }
+}
+
+/// `sum += x`, moving `sum` into `spill` first when the 128-bit add would overflow.
+#[inline(always)]
+fn add_spilling(sum: &mut i128, spill: &mut i256, x: i128) {
+    match sum.checked_add(x) {
+        Some(s) => *sum = s,
+        None => {
+            *spill = spill.wrapping_add(i256::from_i128(*sum));
+            *sum = x;
         }
     }
 }
