@@ -393,8 +393,8 @@ impl Expr {
                         };
                         let (x, y) = (Src::of(left, &a), Src::of(right, &b));
                         // Most batches' values are far below their declared precision:
-                        // where this batch's largest operands bound the result below
-                        // 2^63 (and no NaN is among them), 64-bit arithmetic is exact.
+                        // where no result of this batch overflows 64 bits (and no NaN is
+                        // among the operands), 64-bit arithmetic is exact.
                         if let Some(out) = narrow64(*op, &x, &y, fx, fy, rows) {
                             return Ok(Some(Evaluated {
                                 vals: Vals::I64(Cow::Owned(out)),

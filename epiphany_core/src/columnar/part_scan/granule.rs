@@ -22,7 +22,8 @@ use crate::storage::PageStore;
 impl PartScan {
     /// Columns `columns` (positions in the part) of the rows of granule `g` that pass
     /// the qual; `None` when none does. `stats` are the granule's statistics, if read.
-    /// Those of `coded` that the part stores dictionary-coded come as dictionary arrays.
+    /// Those of the scan's `coded` columns that the part stores dictionary-coded come as
+    /// dictionary arrays.
     pub(super) fn granule(
         &mut self,
         store: &impl PageStore,
@@ -30,7 +31,6 @@ impl PartScan {
         g: usize,
         stats: Option<&GranuleStats>,
         columns: &[usize],
-        coded: &[usize],
     ) -> Result<Option<RecordBatch>> {
         let rows = part
             .reader
@@ -95,6 +95,7 @@ impl PartScan {
         }
         let mask = mask.filter(|_| kept < rows);
         // Coded columns are decoded whole: codes are cheap, and filtered like the qual's.
+        let coded = &self.coded;
         let wanted: Vec<usize> = coded
             .iter()
             .copied()

@@ -130,13 +130,21 @@ impl PartScan {
     }
 
     /// Batches may hold those of `columns` that parts store dictionary-coded as
-    /// dictionary arrays (a consumer that groups by codes: the aggregator); columns a row
-    /// predicate reads stay plain.
+    /// dictionary arrays (a consumer that groups by codes: the aggregator). Only text and
+    /// bytes are ever so stored; columns a row predicate reads stay plain.
     pub fn keep_coded(&mut self, columns: impl IntoIterator<Item = usize>) {
         let preds = &self.preds[..self.row_preds];
+        let schema = &self.schema;
         self.coded = columns
             .into_iter()
-            .filter(|c| self.read.contains(c) && !preds.iter().any(|p| p.column() == *c))
+            .filter(|&c| {
+                self.read.contains(&c)
+                    && schema
+                        .columns
+                        .get(c)
+                        .is_some_and(|col| matches!(col.ty, ColumnType::Text | ColumnType::Bytes))
+                    && !preds.iter().any(|p| p.column() == c)
+            })
             .collect();
     }
 
@@ -261,9 +269,7 @@ impl PartScan {
             };
             let columns = self.batch_columns(part);
             let stats = cursor.stats.as_ref().and_then(|s| s.get(g));
-            if let Some(batch) =
-                self.granule(store, part, g, stats, &columns, &self.coded.clone())?
-            {
+            if let Some(batch) = self.granule(store, part, g, stats, &columns)? {
                 let batch = self.filter_preds(batch)?;
                 if batch.num_rows() > 0 {
                     cursor.pending = Some((batch, 0));
@@ -315,7 +321,7 @@ impl PartScan {
                 from_metadata += part.reader.granule_len(g).unwrap_or(0);
                 continue;
             }
-            if let Some(batch) = self.granule(store, &part, g, Some(&stats[g]), &columns, &[])? {
+            if let Some(batch) = self.granule(store, &part, g, Some(&stats[g]), &columns)? {
                 total += self.filter_preds(batch)?.num_rows() as u64;
             }
         }
@@ -338,7 +344,6 @@ impl PartScan {
         let kept = self.granules_that_may_match(&stats);
         let columns = self.read.clone();
         let at = |c: usize| columns.iter().position(|&r| r == c);
-        let coded = self.coded.clone();
         let (mut total, mut from_metadata) = (0, 0);
         for g in kept {
             if self.returns_whole(&stats[g]) && agg.add_stats(&stats[g]) {
@@ -346,7 +351,7 @@ impl PartScan {
                 from_metadata += stats[g].rows;
                 continue;
             }
-            if let Some(batch) = self.granule(store, &part, g, Some(&stats[g]), &columns, &coded)? {
+            if let Some(batch) = self.granule(store, &part, g, Some(&stats[g]), &columns)? {
                 let batch = self.filter_preds(batch)?;
                 total += batch.num_rows() as u64;
                 agg.push(&batch, &at)?;
